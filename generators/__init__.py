@@ -1,0 +1,1 @@
+"""Generator zoo: train, load and sample the generators whose latents parameterize synthetic sets."""

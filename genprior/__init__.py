@@ -1,0 +1,1 @@
+"""genprior: generative-prior dataset distillation."""

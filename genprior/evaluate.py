@@ -1,0 +1,337 @@
+"""The accuracy protocol: train fresh networks on a set, test them on the real test split.
+
+A protocol is a named, frozen config in configs/protocol/ (dc_convnet, cross_arch, fast).
+For every model it names, `runs` networks are trained from scratch on the set and the
+final-epoch test accuracy is reported as mean +- std (never the best epoch: that would
+select on the test split). Beside the set, always, the same protocol on a random real
+subset of the same IPC, and the full train split under its own large-set schedule
+(cached, since it costs the same for every set).
+
+It judges files, not objects: it never imports a synset or an objective, so a set made
+by any tool is judged the same way.
+
+    python -m genprior.evaluate runs/x/synset.safetensors protocol=dc_convnet
+    python -m genprior.evaluate --random-real dataset=fashion_mnist ipc=10
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from genprior.augment import DSA, ZCA
+from genprior.data import Split, check_ipc, dataset_info, denormalize, load_split
+from genprior.errors import ConfigError
+from genprior.nets import NETS, build_net
+from genprior.setfile import SavedSet, check_against, load_set
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml")))
+
+
+# ---------------------------------------------------------------- protocol configs
+
+def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """A protocol by name (configs/protocol/NAME.yaml) or path, with `key=value` overrides."""
+    path = Path(name) if name.endswith(".yaml") else CONFIG_DIR / "protocol" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)} or a path to a .yaml")
+    cfg = _compose(path)
+    OmegaConf.set_struct(cfg, True)  # an override of a key the protocol lacks is a typo, not a new key
+    try:
+        cfg.merge_with(OmegaConf.from_dotlist(list(overrides)))
+    except Exception as e:
+        raise ConfigError(f"bad protocol override ({e.__class__.__name__}: {str(e).splitlines()[0]}); "
+                          f"valid keys: {', '.join(k for k in cfg)}") from None
+    # fail before hours of training, not after
+    unknown = [m for m in cfg.models if m not in NETS]
+    if unknown:
+        raise ConfigError(f"unknown network {unknown[0]!r} in protocol {cfg.name}; valid: {', '.join(sorted(NETS))}")
+    for schedule in (cfg, cfg.full_data):
+        _autocast(schedule.get("precision", "fp32"), "cpu")
+        if schedule.get("dsa") not in (None, "none", ""):
+            DSA(schedule.dsa)
+    return cfg
+
+
+def _compose(path: Path) -> DictConfig:
+    """The subset of Hydra's defaults list these files use: sibling configs, then _self_."""
+    raw = OmegaConf.load(path)
+    defaults = raw.pop("defaults", [])
+    cfg = OmegaConf.create()
+    if "_self_" not in defaults:
+        defaults = list(defaults) + ["_self_"]
+    for entry in defaults:
+        cfg = OmegaConf.merge(cfg, raw if entry == "_self_" else _compose(path.parent / f"{entry}.yaml"))
+    return cfg
+
+
+# ---------------------------------------------------------------- one network, one run
+
+def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test: tuple[torch.Tensor, torch.Tensor],
+                   dataset: str, schedule: DictConfig, seed: int, lr: float | None = None,
+                   device: str = "cpu", desc: str = "") -> float:
+    """Train a fresh `model` on (images, labels) with `schedule`; return final-epoch test accuracy."""
+    info = dataset_info(dataset)
+    torch.manual_seed(seed)  # network init
+    g = torch.Generator().manual_seed(seed)  # shuffling and augmentation parameters
+    net = build_net(model, info.channels, info.num_classes, images.shape[-1]).to(device)
+    lr = schedule.lr if lr is None else lr
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
+    decay_at = schedule.lr_decay_epoch or schedule.epochs // 2 + 1
+    dsa = DSA(schedule.dsa, flip=info.flip_ok) if schedule.dsa not in (None, "none", "") else None
+    autocast = _autocast(schedule.precision, device)
+    x_all, y_all = images.to(device), labels.to(device)
+    n, batch = len(y_all), schedule.batch
+    steps = schedule.epochs * math.ceil(n / batch)
+    net.train()
+    with tqdm(total=steps, desc=desc or model, leave=False, disable=None, mininterval=1.0) as bar:
+        for epoch in range(schedule.epochs):
+            if epoch == decay_at:
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.1
+            perm = torch.randperm(n, generator=g).to(device)
+            for start in range(0, n, batch):
+                idx = perm[start:start + batch]
+                x, y = x_all[idx], y_all[idx]
+                if dsa is not None:
+                    x = dsa(x, seed=int(torch.randint(2**31 - 1, (1,), generator=g)))
+                with autocast:
+                    loss = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update()
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"{model} diverged at epoch {epoch} (loss {loss.item()}); lr {lr} is too large")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device, autocast=autocast)
+
+
+@torch.no_grad()
+def test_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1024,
+                  device: str = "cpu", autocast=None) -> float:
+    net.eval()
+    correct = 0
+    for start in range(0, len(labels), batch):
+        with autocast or torch.autocast(device_type="cpu", enabled=False):
+            logits = net(images[start:start + batch].to(device))
+        correct += (logits.argmax(1).cpu() == labels[start:start + batch]).sum().item()
+    return correct / len(labels)
+
+
+def _autocast(precision: str, device: str):
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"unknown precision {precision!r}; valid: fp32, bf16")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def stats(accs: list[float]) -> dict:
+    """Mean +- population std in percent, as the DC/DM/MTT papers report (np.std)."""
+    t = torch.tensor(accs, dtype=torch.float64) * 100
+    return {"mean": round(t.mean().item(), 2), "std": round(t.std(unbiased=False).item(), 2),
+            "runs": [round(a * 100, 2) for a in accs]}
+
+
+# ---------------------------------------------------------------- data in the set's space
+
+@functools.lru_cache(maxsize=4)
+def _zca(dataset: str, root: str | None) -> ZCA:
+    return ZCA.fit(load_split(dataset, "train", root).images)
+
+
+def split_in_space(dataset: str, split: str, space: str, root: str | None = None,
+                   resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real split's images in the value space of the set being judged."""
+    s = load_split(dataset, split, root, resolution)
+    if space == "normalized":
+        return s.images, s.labels
+    if space == "unit":
+        return denormalize(s.images, s.info), s.labels
+    if space == "zca":
+        with torch.no_grad():
+            return _zca(dataset, root)(s.images), s.labels
+    raise ConfigError(f"unknown space {space!r}; valid: unit, normalized, zca")
+
+
+# ---------------------------------------------------------------- the three things judged
+
+def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, protocol: DictConfig,
+                    space: str = "normalized", lr: float | None = None, device: str = "cpu",
+                    root: str | None = None, label: str = "set") -> dict:
+    """The protocol on one set: {model: stats}. `lr` (a learned one) replaces the protocol's."""
+    test = split_in_space(dataset, "test", space, root, images.shape[-1])
+    return {model: stats([train_and_test(model, images, labels, test, dataset, protocol, protocol.seed + r, lr,
+                                         device, desc=f"{label} {model} {r + 1}/{protocol.runs}")
+                          for r in range(protocol.runs)])
+            for model in protocol.models}
+
+
+def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
+                root: str | None = None, resolution: int | None = None) -> dict:
+    """The protocol on random real subsets of `ipc` images per class, a fresh subset per run."""
+    train = load_split(dataset, "train", root, resolution)
+    check_ipc(ipc, train)
+    images, labels = split_in_space(dataset, "train", space, root, resolution)
+    test = split_in_space(dataset, "test", space, root, resolution)
+    pool = Split(images, labels, train.info, "train", train.class_index)
+    out = {}
+    for model in protocol.models:
+        accs = []
+        for r in range(protocol.runs):
+            x, y = pool.random_subset(ipc, torch.Generator().manual_seed(protocol.seed + r))
+            accs.append(train_and_test(model, x, y, test, dataset, protocol, protocol.seed + r, None, device,
+                                       desc=f"random ipc{ipc} {model} {r + 1}/{protocol.runs}"))
+        out[model] = stats(accs)
+    return out
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GENPRIOR_CACHE", Path.home() / ".cache" / "genprior"))
+
+
+def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
+              root: str | None = None, resolution: int | None = None) -> dict:
+    """The full train split under the protocol's large-set schedule; cached by everything that decides it."""
+    schedule = OmegaConf.merge(protocol, protocol.full_data)
+    key = {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
+           "schedule": OmegaConf.to_container(protocol.full_data, resolve=True)}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "full_data" / f"{dataset}-{model}-{digest}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["stats"]
+    images, labels = split_in_space(dataset, "train", space, root, resolution)
+    test = split_in_space(dataset, "test", space, root, resolution)
+    t0 = time.time()
+    result = stats([train_and_test(model, images, labels, test, dataset, schedule, protocol.seed + r, None, device,
+                                   desc=f"full {model} {r + 1}/{schedule.runs}") for r in range(schedule.runs)])
+    result["wall_s"] = round(time.time() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "stats": result}, indent=2))
+    tmp.replace(path)
+    return result
+
+
+def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", root: str | None = None,
+                 baselines: bool = True, source: str = "set") -> dict:
+    """Everything the protocol reports about one saved set, as the dict written to metrics.json."""
+    info = dataset_info(saved.dataset)
+    res = saved.images.shape[-1]
+    if not (info.resolutions and res in info.resolutions):
+        res = info.resolution  # fixed-resolution data sets are judged at their native size
+    check_against(saved, info.channels, res, info.num_classes, source)
+    t0 = time.time()
+    metrics = {"protocol": protocol.name, "dataset": saved.dataset, "space": saved.space, "ipc": saved.ipc,
+               "num_images": len(saved.labels), "lr": saved.lr,
+               "synthetic": evaluate_images(saved.images, saved.labels, saved.dataset, protocol, saved.space,
+                                            saved.lr, device, root)}
+    metrics["wall_s"] = {"synthetic": round(time.time() - t0, 1)}
+    if baselines:
+        t0 = time.time()
+        metrics["random_real"] = random_real(saved.dataset, saved.ipc, protocol, saved.space, device, root, res)
+        metrics["wall_s"]["random_real"] = round(time.time() - t0, 1)
+        metrics["full_data"] = {m: full_data(saved.dataset, m, protocol, saved.space, device, root, res)
+                                for m in protocol.models}
+        metrics["summary"] = summarize(metrics)
+    metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
+    return metrics
+
+
+def summarize(metrics: dict) -> dict:
+    """Gain over a random real subset (DD-Ranking's yardstick) and the share of the full-data gap closed."""
+    out = {}
+    for model, syn in metrics["synthetic"].items():
+        rnd, full = metrics["random_real"][model]["mean"], metrics["full_data"][model]["mean"]
+        gap = full - rnd
+        out[model] = {"synthetic": syn["mean"], "random_real": rnd, "full_data": full,
+                      "gain_over_random": round(syn["mean"] - rnd, 2),
+                      "gap_closed": round((syn["mean"] - rnd) / gap, 3) if gap > 0 else None}
+    return out
+
+
+# ---------------------------------------------------------------- command line
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _Parser(prog="genprior-evaluate", description="Judge a synthetic set with an accuracy protocol.")
+    p.add_argument("args", nargs="*", help="SET_FILE and/or key=value (protocol=NAME, dataset=, ipc=, space=, "
+                                           "and any protocol key: runs=2 epochs=300 ...)")
+    p.add_argument("--random-real", action="store_true", help="judge random real subsets (dataset=, ipc=) instead")
+    p.add_argument("--full-data", action="store_true", help="only the full train split (dataset=)")
+    p.add_argument("--no-baselines", action="store_true", help="skip random-real and full-data baselines")
+    p.add_argument("--out", help="metrics.json path (default: beside the set, or stdout)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data-root", default=None, help="where data sets live (else the default places)")
+    a = p.parse_args(argv)
+    try:
+        files = [x for x in a.args if "=" not in x]
+        kv = dict(x.split("=", 1) for x in a.args if "=" in x)
+        opts = {k: kv.pop(k) for k in ("protocol", "dataset", "ipc", "space") if k in kv}
+        protocol = load_protocol(opts.get("protocol", "dc_convnet"), [f"{k}={v}" for k, v in kv.items()])
+        if len(files) > 1:
+            raise ConfigError(f"one set file at a time, got {len(files)}: {' '.join(files)}")
+        if a.random_real or a.full_data:
+            dataset = opts.get("dataset", "fashion_mnist")
+            dataset_info(dataset)
+            if a.full_data:
+                metrics = {"dataset": dataset, "protocol": protocol.name,
+                           "full_data": {m: full_data(dataset, m, protocol, opts.get("space", "normalized"),
+                                                      a.device, a.data_root) for m in protocol.models}}
+            else:
+                ipc = _int(opts.get("ipc", "10"), "ipc")
+                if ipc < 1:
+                    raise ConfigError(f"ipc must be >= 1, got {ipc}")
+                t0 = time.time()
+                metrics = {"dataset": dataset, "protocol": protocol.name, "ipc": ipc,
+                           "random_real": random_real(dataset, ipc, protocol, opts.get("space", "normalized"),
+                                                      a.device, a.data_root),
+                           "wall_s": round(time.time() - t0, 1)}
+            metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
+            out = Path(a.out) if a.out else None
+        else:
+            if not files:
+                raise ConfigError("give a synthetic set file, or --random-real / --full-data")
+            saved = load_set(files[0], opts.get("dataset"), opts.get("space"))
+            metrics = evaluate_set(saved, protocol, a.device, a.data_root, not a.no_baselines, files[0])
+            out = Path(a.out) if a.out else Path(files[0]).with_name("metrics.json")
+    except ConfigError as e:
+        print(f"genprior-evaluate: error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(metrics, indent=2)
+    if out is None:
+        print(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"wrote {out}")
+    for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
+        print(f"{model}: {s['mean']:.2f} +- {s['std']:.2f} %")
+    return 0
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST.exists(),
+                                         reason="FashionMNIST IDX files not installed (make data)")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never read or write the user's ~/.cache/genprior from tests."""
+    monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path_factory.getbasetemp() / "genprior-cache"))
+    monkeypatch.setenv("GENPRIOR_DATA", str(tmp_path_factory.getbasetemp() / "no-data-here"))

@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from genprior import evaluate as ev
+from genprior.data import load_split
+from genprior.errors import ConfigError
+from genprior.setfile import save_set
+from tests.conftest import needs_fashion_mnist
+from tests.test_data import fake_mnist
+
+
+def test_protocols_compose_and_are_frozen():
+    dc = ev.load_protocol("dc_convnet")
+    assert (dc.models, dc.runs, dc.epochs, dc.batch, dc.lr, dc.momentum, dc.weight_decay) == \
+        (["convnet"], 5, 1000, 256, 0.01, 0.9, 0.0005)
+    assert dc.dsa == "color_crop_cutout_flip_scale_rotate" and dc.full_data.epochs == 20
+    cross = ev.load_protocol("cross_arch")
+    assert cross.models == ["convnet", "resnet18", "vgg11", "alexnet", "vit"] and cross.epochs == 1000
+    fast = ev.load_protocol("fast", ["runs=1"])
+    assert fast.runs == 1 and fast.epochs == 100 and fast.momentum == 0.9 and fast.full_data.epochs == 1
+    assert fast.full_data.lr == 0.01  # nested keys the child does not name come from dc_convnet
+    with pytest.raises(ConfigError, match="valid: cross_arch, dc_convnet, fast"):
+        ev.load_protocol("dc_resnet")
+    with pytest.raises(ConfigError, match="valid keys"):
+        ev.load_protocol("fast", ["epoch=3"])
+
+
+def test_stats_by_hand():
+    s = ev.stats([0.5, 0.7])
+    assert s == {"mean": 60.0, "std": 10.0, "runs": [50.0, 70.0]}  # population std, as np.std
+
+
+def test_summary_gain_and_gap():
+    m = {"synthetic": {"convnet": {"mean": 80.0}}, "random_real": {"convnet": {"mean": 70.0}},
+         "full_data": {"convnet": {"mean": 90.0}}}
+    assert ev.summarize(m)["convnet"] == {"synthetic": 80.0, "random_real": 70.0, "full_data": 90.0,
+                                          "gain_over_random": 10.0, "gap_closed": 0.5}
+
+
+@needs_fashion_mnist
+def test_protocol_learns_and_tells_real_from_noise():
+    """A short schedule on 10 real images per class beats chance clearly; pure noise does not."""
+    p = ev.load_protocol("fast", ["epochs=40", "runs=1", "dsa=none"])
+    train = load_split("fashion_mnist", "train")
+    test = load_split("fashion_mnist", "test")
+    test = (test.images[:2000], test.labels[:2000])
+    x, y = train.random_subset(10, torch.Generator().manual_seed(0))
+    real = ev.train_and_test("convnet", x, y, test, "fashion_mnist", p, seed=0)
+    noise = ev.train_and_test("convnet", torch.randn_like(x), y, test, "fashion_mnist", p, seed=0)
+    assert real > 0.5, real
+    assert noise < 0.25 < real - 0.25, (real, noise)
+
+
+@needs_fashion_mnist
+def test_same_seed_same_accuracy():
+    p = ev.load_protocol("fast", ["epochs=3", "runs=1"])
+    x, y = load_split("fashion_mnist", "train").random_subset(2, torch.Generator().manual_seed(1))
+    test = load_split("fashion_mnist", "test")
+    test = (test.images[:500], test.labels[:500])
+    a = ev.train_and_test("convnet", x, y, test, "fashion_mnist", p, seed=3)
+    b = ev.train_and_test("convnet", x, y, test, "fashion_mnist", p, seed=3)
+    assert a == b
+
+
+def test_full_data_is_cached(tmp_path, monkeypatch):
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    p = ev.load_protocol("fast", ["full_data.epochs=1"])
+    first = ev.full_data("mnist", "mlp", p, root=str(tmp_path))
+    assert len(first["runs"]) == 1 and 0 <= first["mean"] <= 100
+    files = list((ev.cache_dir() / "full_data").glob("mnist-mlp-*.json"))
+    assert len(files) == 1
+
+    def must_not_train(*a, **k):
+        raise AssertionError("a cached result must not be recomputed")
+
+    monkeypatch.setattr(ev, "train_and_test", must_not_train)
+    assert ev.full_data("mnist", "mlp", p, root=str(tmp_path)) == first
+    with pytest.raises(AssertionError):  # another schedule is another key
+        ev.full_data("mnist", "mlp", ev.load_protocol("fast", ["full_data.epochs=2"]), root=str(tmp_path))
+
+
+@needs_fashion_mnist
+def test_cli_writes_metrics_for_a_set_file(tmp_path):
+    train = load_split("fashion_mnist", "train")
+    x, y = train.random_subset(1, torch.Generator().manual_seed(0))
+    path = save_set(tmp_path / "synset.safetensors", train.to_unit(x), y, "fashion_mnist", space="unit")
+    rc = ev.main([str(path), "protocol=fast", "runs=1", "epochs=5", "--no-baselines"])
+    assert rc == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["ipc"] == 1 and metrics["space"] == "unit" and metrics["protocol_config"]["epochs"] == 5
+    assert len(metrics["synthetic"]["convnet"]["runs"]) == 1
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--random-real", "dataset=imagenet21k"], "unknown data set 'imagenet21k'; valid: fashion_mnist"),
+    (["--random-real", "ipc=0"], "ipc must be >= 1"),
+    (["--random-real", "ipc=ten"], "ipc must be an integer"),
+    (["--random-real", "protocol=slow"], "unknown protocol 'slow'; valid: cross_arch, dc_convnet, fast"),
+    (["--random-real", "models=[resnet99]"], "unknown network 'resnet99' in protocol dc_convnet; valid: alexnet"),
+    (["--random-real", "dsa=color_blur"], "valid ops: color"),
+    (["missing.safetensors"], "not found"),
+    ([], "give a synthetic set file"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, match, capsys, tmp_path):
+    fake_mnist(tmp_path, n_train=20, n_test=10)
+    assert ev.main(argv + ["--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1, err
+
+
+def test_cli_rejects_mismatched_set(tmp_path, capsys):
+    path = save_set(tmp_path / "rgb.safetensors", torch.rand(10, 3, 32, 32), torch.arange(10), "fashion_mnist")
+    assert ev.main([str(path), "--no-baselines"]) == 2
+    assert "needs 1x28x28" in capsys.readouterr().err
+
+
+def test_cli_subprocess_has_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "genprior.evaluate", "--random-real", "dataset=nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0 and "valid:" in r.stderr
