@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genprior.augment import ZCA
 from genprior.errors import ConfigError
 
 IMAGENETTE_WNIDS = (  # fixed class lists of fast.ai's ImageNet subsets, in their canonical order
@@ -91,6 +92,7 @@ DATASETS: dict[str, DatasetInfo] = {
         IMAGENET_MEAN, IMAGENET_STD, flip_ok=True, resolutions=(32, 64, 128)),
 }
 SPLITS = ("train", "test")
+SPACES = ("normalized", "unit", "zca")  # value spaces a split (and a saved set) can be in
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -102,6 +104,11 @@ def dataset_info(name: str) -> DatasetInfo:
 
 def default_root() -> Path:
     return Path(os.environ.get("GENPRIOR_DATA", Path.home() / ".cache" / "genprior" / "data"))
+
+
+def cache_dir() -> Path:
+    """Where computed things are cached (full-data accuracies, expert buffers, FID statistics)."""
+    return Path(os.environ.get("GENPRIOR_CACHE", Path.home() / ".cache" / "genprior"))
 
 
 @dataclass
@@ -172,21 +179,59 @@ def denormalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     return x * std + mean
 
 
-def load_split(dataset: str, split: str = "train", root: str | None = None,
-               resolution: int | None = None, download: bool = False) -> Split:
+def load_split(dataset: str, split: str = "train", root: str | None = None, resolution: int | None = None,
+               download: bool = False, space: str = "normalized") -> Split:
     """Load one split into memory (cached per process; treat the tensors as read-only).
 
     `resolution` resizes (bilinear, antialiased) where it differs from the native one;
-    the ImageNet subsets take 32, 64 or 128."""
+    the ImageNet subsets take 32, 64 or 128. `space` is the value space of the images:
+    "normalized" (mean/std), "unit" ([0, 1]) or "zca" (normalized, then ZCA-whitened
+    with the transform fitted on this data set's train split, eps 0.1, as MTT does)."""
     info = dataset_info(dataset)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if space not in SPACES:
+        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
     resolution = resolution or info.resolution
     if info.resolutions and resolution not in info.resolutions:
         raise ConfigError(f"{dataset} resolution must be one of {info.resolutions}, got {resolution}")
     if resolution < 8:
         raise ConfigError(f"resolution must be >= 8, got {resolution}")
-    return _load_split(dataset, split, str(root) if root else None, resolution, download)
+    root = str(root) if root else None
+    s = _load_split(dataset, split, root, resolution, download)
+    if space == "normalized":
+        return s
+    return _in_space(dataset, split, root, resolution, download, space)
+
+
+@functools.lru_cache(maxsize=4)
+def _in_space(dataset, split, root, resolution, download, space) -> Split:
+    s = _load_split(dataset, split, root, resolution, download)
+    if space == "unit":
+        images = denormalize(s.images, s.info)
+    else:
+        with torch.no_grad():
+            images = zca_for(dataset, root, resolution)(s.images)
+    return Split(images, s.labels, s.info, split, s.class_index)
+
+
+def to_unit(images: torch.Tensor, dataset: str, space: str, root: str | None = None) -> torch.Tensor:
+    """Images of any value space back to [0, 1] pixels (for PNGs and FID), clamped."""
+    info = dataset_info(dataset)
+    if space == "zca":
+        with torch.no_grad():
+            images = zca_for(dataset, root, images.shape[-1]).to(images.device).inverse(images)
+    if space in ("zca", "normalized"):
+        images = denormalize(images, info)
+    elif space != "unit":
+        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    return images.clamp(0, 1)
+
+
+@functools.lru_cache(maxsize=2)
+def zca_for(dataset: str, root: str | None = None, resolution: int | None = None) -> ZCA:
+    """The ZCA transform of a data set: fitted once on its normalized train split."""
+    return ZCA.fit(load_split(dataset, "train", root, resolution).images, eps=0.1)
 
 
 @functools.lru_cache(maxsize=8)

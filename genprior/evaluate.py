@@ -16,11 +16,9 @@ by any tool is judged the same way.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,8 +28,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from genprior.augment import DSA, ZCA
-from genprior.data import Split, check_ipc, dataset_info, denormalize, load_split
+from genprior.augment import DSA
+from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ConfigError
 from genprior.nets import NETS, build_net
 from genprior.setfile import SavedSet, check_against, load_set
@@ -54,7 +52,11 @@ def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Dic
     except Exception as e:
         raise ConfigError(f"bad protocol override ({e.__class__.__name__}: {str(e).splitlines()[0]}); "
                           f"valid keys: {', '.join(k for k in cfg)}") from None
-    # fail before hours of training, not after
+    return check_protocol(cfg)
+
+
+def check_protocol(cfg: DictConfig) -> DictConfig:
+    """Fail on a bad protocol before hours of training, not after."""
     unknown = [m for m in cfg.models if m not in NETS]
     if unknown:
         raise ConfigError(f"unknown network {unknown[0]!r} in protocol {cfg.name}; valid: {', '.join(sorted(NETS))}")
@@ -144,34 +146,14 @@ def stats(accs: list[float]) -> dict:
             "runs": [round(a * 100, 2) for a in accs]}
 
 
-# ---------------------------------------------------------------- data in the set's space
-
-@functools.lru_cache(maxsize=4)
-def _zca(dataset: str, root: str | None) -> ZCA:
-    return ZCA.fit(load_split(dataset, "train", root).images)
-
-
-def split_in_space(dataset: str, split: str, space: str, root: str | None = None,
-                   resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A real split's images in the value space of the set being judged."""
-    s = load_split(dataset, split, root, resolution)
-    if space == "normalized":
-        return s.images, s.labels
-    if space == "unit":
-        return denormalize(s.images, s.info), s.labels
-    if space == "zca":
-        with torch.no_grad():
-            return _zca(dataset, root)(s.images), s.labels
-    raise ConfigError(f"unknown space {space!r}; valid: unit, normalized, zca")
-
-
 # ---------------------------------------------------------------- the three things judged
 
 def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, protocol: DictConfig,
                     space: str = "normalized", lr: float | None = None, device: str = "cpu",
                     root: str | None = None, label: str = "set") -> dict:
     """The protocol on one set: {model: stats}. `lr` (a learned one) replaces the protocol's."""
-    test = split_in_space(dataset, "test", space, root, images.shape[-1])
+    test = load_split(dataset, "test", root, images.shape[-1], space=space)
+    test = (test.images, test.labels)
     return {model: stats([train_and_test(model, images, labels, test, dataset, protocol, protocol.seed + r, lr,
                                          device, desc=f"{label} {model} {r + 1}/{protocol.runs}")
                           for r in range(protocol.runs)])
@@ -181,11 +163,10 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, pr
 def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
                 root: str | None = None, resolution: int | None = None) -> dict:
     """The protocol on random real subsets of `ipc` images per class, a fresh subset per run."""
-    train = load_split(dataset, "train", root, resolution)
-    check_ipc(ipc, train)
-    images, labels = split_in_space(dataset, "train", space, root, resolution)
-    test = split_in_space(dataset, "test", space, root, resolution)
-    pool = Split(images, labels, train.info, "train", train.class_index)
+    pool = load_split(dataset, "train", root, resolution, space=space)
+    check_ipc(ipc, pool)
+    test = load_split(dataset, "test", root, resolution, space=space)
+    test = (test.images, test.labels)
     out = {}
     for model in protocol.models:
         accs = []
@@ -195,10 +176,6 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
                                        desc=f"random ipc{ipc} {model} {r + 1}/{protocol.runs}"))
         out[model] = stats(accs)
     return out
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GENPRIOR_CACHE", Path.home() / ".cache" / "genprior"))
 
 
 def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
@@ -211,10 +188,10 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
     path = cache_dir() / "full_data" / f"{dataset}-{model}-{digest}.json"
     if path.is_file():
         return json.loads(path.read_text())["stats"]
-    images, labels = split_in_space(dataset, "train", space, root, resolution)
-    test = split_in_space(dataset, "test", space, root, resolution)
+    train = load_split(dataset, "train", root, resolution, space=space)
+    test = load_split(dataset, "test", root, resolution, space=space)
     t0 = time.time()
-    result = stats([train_and_test(model, images, labels, test, dataset, schedule, protocol.seed + r, None, device,
+    result = stats([train_and_test(model, train.images, train.labels, (test.images, test.labels), dataset, schedule, protocol.seed + r, None, device,
                                    desc=f"full {model} {r + 1}/{schedule.runs}") for r in range(schedule.runs)])
     result["wall_s"] = round(time.time() - t0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,10 +23,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
+from genprior.data import SPACES
 from genprior.errors import ConfigError
 
 FORMAT = "genprior.set/1"
-SPACES = ("unit", "normalized", "zca")
 
 
 @dataclass

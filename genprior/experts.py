@@ -1,0 +1,215 @@
+"""Expert trajectories for MTT: networks trained on real data, snapshotted every epoch.
+
+One safetensors file per expert holds its trajectory [epochs + 1, P] (flattened
+parameters at the start and after every epoch), and `manifest.json` beside them holds
+everything that decided them (data set, value space, network, schedule, seed). A run
+that asks for experts with another manifest is refused rather than silently matched
+against the wrong trajectories.
+
+Snapshots are copies (`torch.cat` of the parameters): the original MTT code on CPU
+stores aliases of the live weights, so every "epoch" is the final one and the
+normalized distance divides by zero.
+
+Cheap experts: `images_per_epoch` makes an "epoch" (one snapshot interval) a random
+subset of the train split, so a trajectory of short, matchable segments costs minutes
+instead of hours on a CPU. It is part of the manifest.
+
+    python -m genprior.experts dataset=fashion_mnist num_experts=5 epochs=10 images_per_epoch=10000
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from genprior.augment import DSA
+from genprior.data import Split, cache_dir, load_split
+from genprior.errors import ConfigError
+from genprior.objectives.common import fresh_net
+from genprior.rng import derive_seed, generator
+
+FORMAT = "genprior.experts/1"
+STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+@dataclass
+class ExpertSpec:
+    dataset: str = "fashion_mnist"
+    space: str = "normalized"  # or "zca": experts must see what the synthetic set will be
+    net: str = "convnet"
+    net_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    lr: float = 0.01  # plain SGD, no momentum: the student unrolls plain SGD too
+    batch: int = 256
+    dsa: str = "color_crop_cutout_flip_scale_rotate"
+    images_per_epoch: int | None = None  # None: the whole split each epoch
+    seed: int = 0
+    precision: str = "fp32"  # training autocast: fp32 | bf16
+    num_experts: int = 5  # not part of the manifest's identity: more experts extend a buffer
+    storage: str = "fp32"  # fp32 | fp16 on disk
+
+    def identity(self) -> dict:
+        """What must match for two buffers to be interchangeable."""
+        d = asdict(self)
+        d.pop("num_experts")
+        d["format"] = FORMAT
+        return d
+
+    def default_dir(self, root: Path) -> Path:
+        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+        return root / "experts" / f"{self.dataset}-{self.net}-{digest}"
+
+
+def flat_params(net: torch.nn.Module) -> torch.Tensor:
+    """All parameters as one new vector: a copy, never a view of the live weights."""
+    return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).float().cpu()
+
+
+def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progress: bool = True) -> torch.Tensor:
+    """One expert's trajectory [epochs + 1, P]."""
+    net = fresh_net(spec.net, real, derive_seed(spec.seed, index), device, **spec.net_kwargs)
+    opt = torch.optim.SGD(net.parameters(), lr=spec.lr)
+    dsa = DSA(spec.dsa, flip=real.info.flip_ok) if spec.dsa not in (None, "", "none") else None
+    per_epoch = min(spec.images_per_epoch or len(real), len(real))
+    autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=spec.precision == "bf16")
+    snapshots = [flat_params(net)]
+    steps = spec.epochs * math.ceil(per_epoch / spec.batch)
+    with tqdm(total=steps, desc=f"expert {index}", leave=False, disable=None if progress else True) as bar:
+        for epoch in range(spec.epochs):
+            g = generator(spec.seed, index, epoch)
+            order = torch.randperm(len(real), generator=g)[:per_epoch]
+            for start in range(0, per_epoch, spec.batch):
+                idx = order[start:start + spec.batch]
+                x, y = real.images[idx].to(device), real.labels[idx].to(device)
+                if dsa is not None:
+                    x = dsa(x, derive_seed(spec.seed, index, epoch, start))
+                with autocast:
+                    loss = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update()
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"expert {index} diverged in epoch {epoch}: lower ExpertSpec.lr ({spec.lr})")
+            snapshots.append(flat_params(net))
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return torch.stack(snapshots)
+
+
+def check_manifest(directory: Path, spec: ExpertSpec) -> None:
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return
+    have = json.loads(path.read_text())
+    want = spec.identity()
+    diff = [f"{k}: buffer has {have.get(k)!r}, run needs {want[k]!r}" for k in want if have.get(k) != want[k]]
+    if diff:
+        raise ConfigError(f"expert buffer {directory} does not match this run ({'; '.join(diff)}); "
+                          f"point experts.dir elsewhere or delete it")
+
+
+def expert_path(directory: Path, index: int) -> Path:
+    return directory / f"expert_{index:03d}.safetensors"
+
+
+def ensure_experts(spec: ExpertSpec, real: Split, directory: Path, rank: int = 0, world: int = 1,
+                   device="cpu") -> None:
+    """Build the experts that are missing; rank r builds every world-th one. Call a barrier after."""
+    directory.mkdir(parents=True, exist_ok=True)
+    check_manifest(directory, spec)
+    manifest = dict(spec.identity(), num_experts=spec.num_experts)
+    tmp = directory / f"manifest.json.{os.getpid()}.tmp"  # same content from every rank: last rename wins
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(directory / "manifest.json")
+    missing = [i for i in range(spec.num_experts) if not expert_path(directory, i).is_file()]
+    mine = missing[rank::world]
+    for i in tqdm(mine, desc=f"building experts in {directory}", disable=None if mine else True):
+        trajectory = train_expert(spec, real, i, device)
+        out = expert_path(directory, i)
+        part = out.with_name(out.name + ".tmp")
+        save_file({"trajectory": trajectory.to(STORAGE_DTYPES[spec.storage])}, str(part),
+                  metadata={"format": FORMAT, "index": str(i)})
+        part.replace(out)  # a killed build never leaves a half-written expert behind
+
+
+def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
+    """Trajectories [epochs + 1, P] as float32, after checking they are what the run needs."""
+    if not (directory / "manifest.json").is_file():
+        raise ConfigError(f"no expert buffer in {directory} (no manifest.json); build it with "
+                          f"python -m genprior.experts or let the run build it")
+    check_manifest(directory, spec)
+    out = []
+    for i in range(spec.num_experts):
+        path = expert_path(directory, i)
+        if not path.is_file():
+            raise ConfigError(f"expert {i} missing in {directory}: build with python -m genprior.experts")
+        t = load_file(str(path))["trajectory"].float()
+        if t.shape[0] != spec.epochs + 1:
+            raise ConfigError(f"{path} holds {t.shape[0] - 1} epochs, manifest says {spec.epochs}")
+        if not torch.isfinite(t).all():
+            raise ConfigError(f"{path} holds NaN/inf parameters: the expert diverged; rebuild it with a lower lr")
+        still = [e for e in range(spec.epochs) if torch.equal(t[e], t[e + 1])]
+        if still:  # MTT would divide by ||theta_t - theta_t+M|| = 0 and turn the images to NaN
+            raise ConfigError(f"{path} is degenerate: epochs {still[0]} and {still[0] + 1} hold identical "
+                              f"parameters (aliased snapshots?); rebuild it")
+        out.append(t)
+    return out
+
+
+def spec_from(items: dict) -> ExpertSpec:
+    """An ExpertSpec from key=value strings or a config mapping, with one-line errors."""
+    names = {f.name: f for f in fields(ExpertSpec)}
+    unknown = sorted(set(items) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown expert option(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+    kwargs = {}
+    for k, v in items.items():
+        default = getattr(ExpertSpec(), k)
+        if isinstance(v, str) and not isinstance(default, str):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError:
+                raise ConfigError(f"expert option {k}={v!r} is not a valid value") from None
+        kwargs[k] = dict(v) if isinstance(default, dict) else v
+    if kwargs.get("storage", "fp32") not in STORAGE_DTYPES:
+        raise ConfigError(f"unknown expert storage {kwargs['storage']!r}; valid: {', '.join(STORAGE_DTYPES)}")
+    return ExpertSpec(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m genprior.experts key=value ... [dir=PATH]: build (or extend) an expert buffer."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print("options:", ", ".join(f"{f.name}={getattr(ExpertSpec(), f.name)!r}" for f in fields(ExpertSpec)),
+              "dir=PATH data_root=PATH device=cpu|cuda")
+        return 0
+    try:
+        bad = [a for a in argv if "=" not in a]
+        if bad:
+            raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
+        items = dict(a.split("=", 1) for a in argv)
+        directory, root = items.pop("dir", None), items.pop("data_root", None)
+        device = items.pop("device", "cuda" if torch.cuda.is_available() else "cpu")
+        spec = spec_from(items)
+        real = load_split(spec.dataset, "train", root, space=spec.space)
+        directory = Path(directory) if directory else spec.default_dir(cache_dir())
+        ensure_experts(spec, real, directory, device=device)
+    except ConfigError as e:
+        print(f"genprior.experts: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{spec.num_experts} experts in {directory}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Pictures of a synthetic set: grid.png (one row per class) and an ImageFolder of PNGs."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+
+def save_grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | Path,
+              max_per_class: int = 20) -> Path:
+    """One row per class, up to `max_per_class` images each; empty cells stay black."""
+    per_class = [unit_images[labels == c][:max_per_class] for c in range(num_classes)]
+    cols = max(1, max(len(x) for x in per_class))
+    cells = torch.zeros(num_classes * cols, *unit_images.shape[1:])
+    for c, x in enumerate(per_class):
+        cells[c * cols:c * cols + len(x)] = x.cpu()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(cells, path, nrow=cols, padding=2, pad_value=1.0)
+    return path
+
+
+def save_image_folder(unit_images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...],
+                      root: str | Path) -> Path:
+    """root/<index>_<class name>/<n>.png, loadable with torchvision's ImageFolder."""
+    root = Path(root)
+    counts: dict[int, int] = {}
+    for x, y in zip(unit_images.cpu(), labels.tolist()):
+        folder = root / f"{y:03d}_{re.sub(r'[^A-Za-z0-9]+', '_', class_names[y]).strip('_')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(x, folder / f"{counts.get(y, 0):04d}.png")
+        counts[y] = counts.get(y, 0) + 1
+    return root

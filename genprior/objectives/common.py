@@ -1,0 +1,37 @@
+"""Pieces the objectives share: seeded fresh networks and siamese-augmented class batches."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genprior.augment import DSA
+from genprior.data import Split
+from genprior.nets import build_net
+from genprior.rng import derive_seed, generator
+
+
+def fresh_net(name: str, real: Split, seed: int, device, **net_kwargs) -> nn.Module:
+    """A randomly initialized network, the same on every rank for the same seed.
+
+    fork_rng keeps the global RNG untouched: nothing else in the run depends on
+    how many networks were built before."""
+    info = real.info
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_net(name, info.channels, info.num_classes, real.images.shape[-1], **net_kwargs)
+    return net.to(device)
+
+
+def class_batches(real: Split, images: torch.Tensor, labels: torch.Tensor, classes: list[int], n_real: int,
+                  dsa: DSA | None, seed: int, step: int):
+    """For each class: n_real real images and the class's synthetic images, augmented alike.
+
+    The real batch and the synthetic batch of a class share one DSA seed in siamese mode,
+    so both see the very same transform (the S in DSA). Yields (c, real_c, syn_c)."""
+    for c in classes:
+        s = derive_seed(seed, step, c)
+        real_c = real.sample_class(c, n_real, generator(s)).to(images.device, non_blocking=True)
+        syn_c = images[labels == c]
+        if dsa is not None:
+            real_c, syn_c = dsa(real_c, s, siamese=True), dsa(syn_c, s, siamese=True)
+        yield c, real_c, syn_c

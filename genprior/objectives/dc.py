@@ -1,0 +1,119 @@
+"""DC: gradient matching (Zhao, Mopuri & Bilen, 2021), with DSA (Zhao & Bilen, 2021).
+
+For each class c, the gradient of the network's loss on synthetic images of c should
+point where the gradient on real images of c points:
+
+    L = sum_c D(grad_theta CE(net(syn_c), c), grad_theta CE(net(real_c), c))
+    D = sum over layers, sum over output units of (1 - cos(g_syn_row, g_real_row))
+
+Rows are output units: conv weights are seen as [out, in*h*w]. 1-D parameters (biases,
+norm scales) are skipped, as the DC code does: per-unit scalars give no direction.
+
+The network follows the images along a trajectory: a fresh one every `outer_loop`
+steps, and between two steps it trains `inner_loop` epochs on the (current) synthetic
+set. One call of this objective is one image update, so the loop stays uniform.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genprior.augment import DSA
+from genprior.data import Split
+from genprior.errors import ConfigError
+from genprior.objectives.common import class_batches, fresh_net
+from genprior.rng import derive_seed, generator
+
+# The DC paper's (outer_loop, inner_loop) by images per class.
+LOOPS_BY_IPC = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+
+
+def loops_for(ipc: int) -> tuple[int, int]:
+    """The DC schedule for `ipc`, or that of the largest tabulated IPC below it."""
+    return LOOPS_BY_IPC[max(k for k in LOOPS_BY_IPC if k <= ipc)]
+
+
+def layerwise_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor]) -> torch.Tensor:
+    """DC's distance between two lists of parameter gradients."""
+    total = g_syn[0].new_zeros(())
+    for gs, gr in zip(g_syn, g_real):
+        if gs.ndim == 1:
+            continue
+        gs, gr = gs.flatten(1), gr.flatten(1)
+        cos = (gs * gr).sum(1) / (gs.norm(dim=1) * gr.norm(dim=1) + 1e-6)
+        total = total + (1 - cos).sum()
+    return total
+
+
+class DC:
+    name = "dc"
+
+    def __init__(self, real: Split, ipc: int, net: str = "convnet", batch_real: int = 256,
+                 dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, outer_loop: int | None = None,
+                 inner_loop: int | None = None, lr_net: float = 0.01, batch_train: int = 256,
+                 net_kwargs: dict | None = None):
+        default_outer, default_inner = loops_for(ipc)
+        self.outer_loop, self.inner_loop = outer_loop or default_outer, inner_loop or default_inner
+        if self.outer_loop < 1 or self.inner_loop < 0:
+            raise ConfigError(f"DC needs outer_loop >= 1 and inner_loop >= 0, got {self.outer_loop}, {self.inner_loop}")
+        self.real, self.net_name, self.batch_real, self.seed = real, net, batch_real, seed
+        self.lr_net, self.batch_train = lr_net, batch_train
+        self.dsa = DSA(dsa, flip=real.info.flip_ok) if dsa not in (None, "", "none") else None
+        self.net_kwargs = dict(net_kwargs or {})
+        self.net, self.at_step = None, -1  # the network and the step it is ready for
+
+    def units(self) -> int:
+        return self.real.info.num_classes
+
+    def _net_for(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.nn.Module:
+        round_, within = divmod(step, self.outer_loop)
+        if within == 0:
+            self.net = fresh_net(self.net_name, self.real, derive_seed(self.seed, round_), images.device,
+                                 **self.net_kwargs)
+        elif self.net is not None and self.at_step == step - 1:
+            self.net.to(images.device)
+            self._train_inner(images.detach(), labels, step)  # the images moved: the network follows them
+        elif self.at_step != step:
+            raise RuntimeError(f"DC network state is for step {self.at_step}, not {step - 1}")
+        self.at_step = step
+        return self.net
+
+    def _train_inner(self, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+        """inner_loop epochs of plain SGD on the synthetic set, as the DC code does between updates."""
+        opt = torch.optim.SGD(self.net.parameters(), lr=self.lr_net)
+        g = generator(self.seed, step, 0x1)
+        for epoch in range(self.inner_loop):
+            perm = torch.randperm(len(labels), generator=g).to(images.device)
+            for start in range(0, len(labels), self.batch_train):
+                idx = perm[start:start + self.batch_train]
+                x = images[idx]
+                if self.dsa is not None:
+                    x = self.dsa(x, derive_seed(self.seed, step, epoch, start, 0x2))
+                loss = F.cross_entropy(self.net(x), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int, units: list[int],
+                 lr: torch.Tensor | None = None) -> torch.Tensor:
+        net = self._net_for(step, images, labels)
+        params = [p for p in net.parameters() if p.requires_grad]
+        loss = images.new_zeros(())
+        for c, real_c, syn_c in class_batches(self.real, images, labels, units, self.batch_real, self.dsa,
+                                              self.seed, step):
+            y_real = torch.full((len(real_c),), c, device=images.device)
+            g_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(real_c), y_real), params)]
+            y_syn = torch.full((len(syn_c),), c, device=images.device)
+            g_syn = torch.autograd.grad(F.cross_entropy(net(syn_c), y_syn), params, create_graph=True)
+            loss = loss + layerwise_distance(g_syn, g_real)
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"at_step": self.at_step, "net": None if self.net is None else self.net.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.at_step = state["at_step"]
+        if state["net"] is not None:
+            round_ = self.at_step // self.outer_loop
+            self.net = fresh_net(self.net_name, self.real, derive_seed(self.seed, round_), "cpu", **self.net_kwargs)
+            self.net.load_state_dict(state["net"])

@@ -1,0 +1,49 @@
+"""DM: distribution matching (Zhao & Bilen, 2023).
+
+    L = sum_c || mean_i embed(real_c,i) - mean_j embed(syn_c,j) ||^2
+
+with a freshly initialized network every step and a siamese DSA transform per class.
+The network is never trained: random embeddings already separate distributions well,
+which is what makes DM cheap. All classes go through the network in one batched
+forward (real ones without autograd: they need no gradient), not one class at a time.
+"""
+from __future__ import annotations
+
+import torch
+
+from genprior.augment import DSA
+from genprior.data import Split
+from genprior.objectives.common import class_batches, fresh_net
+from genprior.rng import derive_seed
+
+
+class DM:
+    name = "dm"
+
+    def __init__(self, real: Split, net: str = "convnet", batch_real: int = 256,
+                 dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None):
+        self.real, self.net, self.batch_real, self.seed = real, net, batch_real, seed
+        self.dsa = DSA(dsa, flip=real.info.flip_ok) if dsa not in (None, "", "none") else None
+        self.net_kwargs = dict(net_kwargs or {})
+
+    def units(self) -> int:
+        return self.real.info.num_classes  # one unit of work per class
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int, units: list[int],
+                 lr: torch.Tensor | None = None) -> torch.Tensor:
+        net = fresh_net(self.net, self.real, derive_seed(self.seed, step), images.device, **self.net_kwargs)
+        net.requires_grad_(False)  # only the images learn
+        batches = list(class_batches(self.real, images, labels, units, self.batch_real, self.dsa, self.seed, step))
+        reals, syns = [b[1] for b in batches], [b[2] for b in batches]
+        with torch.no_grad():
+            e_real = net.embed(torch.cat(reals))
+        e_syn = net.embed(torch.cat(syns))
+        mean_real = torch.stack([e.mean(0) for e in e_real.split([len(r) for r in reals])])
+        mean_syn = torch.stack([e.mean(0) for e in e_syn.split([len(s) for s in syns])])
+        return ((mean_real.float() - mean_syn.float()) ** 2).sum()
+
+    def state_dict(self) -> dict:
+        return {}  # stateless: every step draws a fresh network
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -1,0 +1,136 @@
+"""MTT: matching training trajectories (Cazenavette et al., 2022).
+
+A student starts from an expert's parameters at epoch t (t < max_start_epoch), takes
+`syn_steps` SGD steps on the synthetic set with the set's learnable lr, and should land
+where the expert was `expert_epochs` epochs later:
+
+    L = || theta_N - theta*_{t+M} ||^2 / || theta*_t - theta*_{t+M} ||^2
+
+The denominator makes segments of different lengths comparable. The network is a
+fixed template evaluated with torch.func.functional_call on a flat parameter vector.
+
+Two ways to get dL/dimages:
+- "exact": unroll with create_graph and backprop through all N steps. Memory grows
+  with N (every step's activations and its gradient's graph stay alive).
+- "constant_memory" (TESLA-style, as GLaD uses): unroll without a graph, then revisit
+  step i alone and backprop  -lr * <dL/dtheta_N, g_i(theta_i, x_i)>  into x_i and lr.
+  Memory is that of one step. It is an APPROXIMATION: it drops how x_i changes the
+  later theta_j (j > i) and hence the later gradients, i.e. the Hessian terms that
+  exact unrolling keeps. The loss value it reports is exact.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from genprior.augment import DSA
+from genprior.data import Split
+from genprior.errors import ConfigError
+from genprior.nets import build_net
+from genprior.rng import derive_seed, generator
+
+MODES = ("exact", "constant_memory")
+
+
+class MTT:
+    name = "mtt"
+
+    def __init__(self, real: Split, trajectories: list[torch.Tensor], net: str = "convnet",
+                 net_kwargs: dict | None = None, syn_steps: int = 20, expert_epochs: int = 2,
+                 max_start_epoch: int = 5, batch_syn: int | None = None,
+                 dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, mode: str = "exact",
+                 trajectories_per_step: int = 1):
+        if mode not in MODES:
+            raise ConfigError(f"unknown MTT mode {mode!r}; valid: {', '.join(MODES)}")
+        if not trajectories:
+            raise ConfigError("MTT needs at least one expert trajectory")
+        epochs = trajectories[0].shape[0] - 1
+        if max_start_epoch < 1 or expert_epochs < 1 or max_start_epoch - 1 + expert_epochs > epochs:
+            raise ConfigError(f"MTT needs 1 <= max_start_epoch and max_start_epoch - 1 + expert_epochs <= "
+                              f"expert epochs; got max_start_epoch={max_start_epoch}, "
+                              f"expert_epochs={expert_epochs}, experts have {epochs} epochs")
+        info = real.info
+        self.template = build_net(net, info.channels, info.num_classes, real.images.shape[-1], **(net_kwargs or {}))
+        self.names = [n for n, _ in self.template.named_parameters()]
+        self.shapes = [p.shape for _, p in self.template.named_parameters()]
+        n_params = sum(p.numel() for p in self.template.parameters())
+        if trajectories[0].shape[1] != n_params:
+            raise ConfigError(f"expert trajectories have {trajectories[0].shape[1]} parameters, "
+                              f"but {net} {net_kwargs or ''} has {n_params}: experts of another network")
+        self.trajectories, self.syn_steps, self.expert_epochs = trajectories, syn_steps, expert_epochs
+        self.max_start_epoch, self.batch_syn, self.seed, self.mode = max_start_epoch, batch_syn, seed, mode
+        self.per_step = trajectories_per_step
+        self.dsa = DSA(dsa, flip=info.flip_ok) if dsa not in (None, "", "none") else None
+
+    def units(self) -> int:
+        return self.per_step  # one unit of work per trajectory segment matched
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int, units: list[int],
+                 lr: torch.Tensor | None = None) -> torch.Tensor:
+        if lr is None:
+            raise ConfigError("MTT trains the student with the set's own lr: the synset must learn_lr()")
+        self.template.to(images.device)
+        total = images.new_zeros(())
+        for u in units:
+            g = generator(self.seed, step, u)
+            expert = self.trajectories[int(torch.randint(len(self.trajectories), (1,), generator=g))]
+            t = int(torch.randint(self.max_start_epoch, (1,), generator=g))
+            start = expert[t].to(images.device)
+            target = expert[t + self.expert_epochs].to(images.device)
+            match = self._exact if self.mode == "exact" else self._constant_memory
+            total = total + match(start, target, images, labels, lr, derive_seed(self.seed, step, u))
+        return total / self.per_step  # each unit's share of the mean over all units: ranks sum shares
+
+    # ---- the student
+    def _logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        params = {n: p.view(s) for n, p, s in zip(self.names, theta.split([s.numel() for s in self.shapes]),
+                                                   self.shapes)}
+        return functional_call(self.template, params, (x,))
+
+    def _batch(self, images, labels, seed: int, i: int):
+        n = len(labels)
+        if self.batch_syn and self.batch_syn < n:
+            idx = torch.randperm(n, generator=generator(seed, i)).to(images.device)[:self.batch_syn]
+            x, y = images[idx], labels[idx]
+        else:
+            x, y = images, labels
+        if self.dsa is not None:  # per-sample transforms, as MTT's student sees them
+            x = self.dsa(x, derive_seed(seed, i, 0xD5A))
+        return x, y
+
+    def _step_grad(self, theta, images, labels, seed, i, create_graph):
+        x, y = self._batch(images, labels, seed, i)
+        ce = F.cross_entropy(self._logits(theta, x), y)
+        return torch.autograd.grad(ce, theta, create_graph=create_graph)[0]
+
+    @staticmethod
+    def _distance(theta_n, start, target):
+        return ((theta_n - target) ** 2).sum() / ((start - target) ** 2).sum()
+
+    def _exact(self, start, target, images, labels, lr, seed):
+        theta = start.clone().requires_grad_(True)
+        for i in range(self.syn_steps):
+            theta = theta - lr * self._step_grad(theta, images, labels, seed, i, create_graph=True)
+        return self._distance(theta, start, target)
+
+    def _constant_memory(self, start, target, images, labels, lr, seed):
+        thetas = [start.detach()]
+        for i in range(self.syn_steps):  # pass 1: the trajectory, no graph kept
+            theta = thetas[-1].detach().requires_grad_(True)
+            g = self._step_grad(theta, images.detach(), labels, seed, i, create_graph=False)
+            thetas.append((theta - lr.detach() * g).detach())
+        with torch.no_grad():
+            loss = self._distance(thetas[-1], start, target)
+            dl_dtheta = 2 * (thetas[-1] - target) / ((start - target) ** 2).sum() / self.per_step
+        for i in range(self.syn_steps):  # pass 2: one step's graph at a time
+            theta = thetas[i].detach().requires_grad_(True)
+            g = self._step_grad(theta, images, labels, seed, i, create_graph=True)
+            (-(lr * (g * dl_dtheta).sum())).backward()  # d theta_N / d(x_i, lr) through step i only
+        return loss.detach()  # gradients are already in images.grad and lr.grad
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

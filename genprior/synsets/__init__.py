@@ -1,0 +1,7 @@
+"""Synthetic-set parameterizations. SYNSETS maps a config's `synset.kind` to its class."""
+from genprior.synsets.base import Synset
+from genprior.synsets.pixel import PixelSynset
+
+SYNSETS = {"pixel": PixelSynset}
+
+__all__ = ["SYNSETS", "Synset", "PixelSynset"]

@@ -1,0 +1,81 @@
+"""The synset: an nn.Module that owns a synthetic set's learnable tensors and renders it.
+
+Every parameterization (pixels, GAN latents, diffusion latents, HaBa bases) is a
+Synset. The distillation loop only ever does three things with one:
+
+    images = synset.render_all(chunk)     # no grad, chunk by chunk
+    ... objective -> dL/dimages ...
+    synset.push_grad(dL_dimages, chunk)   # re-render each chunk with grad, backprop it
+
+This is GLaD's constant-memory trick (DESIGN.md section 2): a generator's activations
+are only ever alive for one chunk, so memory does not grow with IPC x classes. Pixels
+take the same path (their "render" is the identity), so the loop has one code path.
+
+Items are class-major: item i has label i // ipc.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genprior.errors import ConfigError
+
+
+class Synset(nn.Module):
+    kind = "base"
+
+    def __init__(self, num_classes: int, ipc: int):
+        super().__init__()
+        if ipc < 1:
+            raise ConfigError(f"ipc must be >= 1, got {ipc}")
+        self.num_classes, self.ipc = num_classes, ipc
+        self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(ipc), persistent=False)
+        self.lr: nn.Parameter | None = None  # a learned training lr (MTT), part of the set
+
+    def __len__(self) -> int:
+        return self.num_classes * self.ipc
+
+    # ---- what a parameterization defines
+    def render(self, index: torch.Tensor) -> torch.Tensor:
+        """Images [len(index), C, H, W] of the items `index`, differentiable in the parameters."""
+        raise NotImplementedError  # abstract
+
+    def groups(self) -> dict[str, list[nn.Parameter]]:
+        """Learnable tensors by group name; each group gets its own lr/momentum from the config."""
+        raise NotImplementedError  # abstract
+
+    def storage(self) -> dict:
+        """What storing the set costs, in floats, and what is (not) counted."""
+        raise NotImplementedError  # abstract
+
+    # ---- shared machinery
+    def learn_lr(self, init: float) -> None:
+        """Make the training lr part of the set (MTT); evaluation trains with it."""
+        self.lr = nn.Parameter(torch.tensor(float(init)))
+
+    @torch.no_grad()
+    def render_all(self, chunk: int = 256) -> torch.Tensor:
+        return torch.cat([self.render(idx) for idx in self._chunks(chunk)])
+
+    def push_grad(self, grad: torch.Tensor, chunk: int = 256) -> None:
+        """Accumulate dL/dparams given dL/dimages, one chunk of re-rendered images at a time."""
+        for idx in self._chunks(chunk):
+            self.render(idx).backward(grad[idx.to(grad.device)])
+
+    def param_groups(self, settings: dict) -> list[dict]:
+        """Optimizer groups: settings maps every group name to {lr, momentum}."""
+        groups = dict(self.groups())
+        if self.lr is not None:
+            groups["lr"] = [self.lr]
+        missing = sorted(set(groups) - set(settings))
+        if missing:
+            raise ConfigError(f"no optimizer settings for synset group(s) {', '.join(missing)} "
+                              f"(this synset has: {', '.join(groups)})")
+        return [{"params": params, "name": name, "lr": float(settings[name]["lr"]),
+                 "momentum": float(settings[name].get("momentum", 0.0))} for name, params in groups.items()]
+
+    def _chunks(self, chunk: int):
+        if chunk < 1:
+            raise ConfigError(f"chunk size must be >= 1, got {chunk}")
+        device = self.labels.device
+        return torch.arange(len(self), device=device).split(chunk)

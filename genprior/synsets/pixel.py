@@ -1,0 +1,36 @@
+"""Pixel space: the images themselves are the parameters. The baseline every prior must beat."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genprior.data import Split
+from genprior.errors import ConfigError
+from genprior.rng import generator
+from genprior.synsets.base import Synset
+
+INITS = ("real", "noise")
+
+
+class PixelSynset(Synset):
+    kind = "pixel"
+
+    def __init__(self, real: Split, ipc: int, init: str = "real", seed: int = 0):
+        super().__init__(real.info.num_classes, ipc)
+        shape = real.images.shape[1:]
+        if init == "real":  # DC/DM/MTT start from random real images of each class
+            images, _ = real.random_subset(ipc, generator(seed, 0x1717))
+        elif init == "noise":  # standard normal in normalized space
+            images = torch.randn(len(self), *shape, generator=generator(seed, 0x1717))
+        else:
+            raise ConfigError(f"unknown pixel init {init!r}; valid: {', '.join(INITS)}")
+        self.images = nn.Parameter(images.clone())
+
+    def render(self, index: torch.Tensor) -> torch.Tensor:
+        return self.images[index]
+
+    def groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"images": [self.images]}
+
+    def storage(self) -> dict:
+        return {"floats": self.images.numel() + (self.lr is not None), "counted": "pixels"}

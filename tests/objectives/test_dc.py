@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from genprior.objectives.dc import DC, layerwise_distance, loops_for
+from tests.toys import toy_split
+
+
+def test_layerwise_distance_by_hand():
+    # rows are output units: row 0 points the same way (cos 1), row 1 is orthogonal (cos 0)
+    g_syn = [torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([5.0, -5.0])]
+    g_real = [torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([-1.0, 1.0])]  # 1-D: skipped
+    d = layerwise_distance(g_syn, g_real)
+    assert d.item() == pytest.approx((1 - 2 / (2 + 1e-6)) + 1.0, abs=1e-7)
+    # conv weights [out, in, h, w] compare as [out, in*h*w]; opposite rows give 2 each
+    w = torch.randn(3, 2, 3, 3)
+    assert layerwise_distance([w], [-w]).item() == pytest.approx(6.0, abs=1e-4)
+    assert layerwise_distance([w], [4 * w]).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_dc_schedule_by_ipc():
+    assert loops_for(1) == (1, 1) and loops_for(10) == (10, 50) and loops_for(50) == (50, 10)
+    assert loops_for(12) == (10, 50)
+
+
+def test_dc_gradients_reach_images_and_follow_the_schedule():
+    real = toy_split([[0.1 * i for i in range(8)], [1 + 0.1 * i for i in range(8)]])
+    real.images = real.images.expand(-1, 1, 8, 8).contiguous()  # 8x8 so a ConvNet fits
+    dc = DC(real, ipc=2, net="convnet", batch_real=4, dsa="none", seed=0, outer_loop=2, inner_loop=1,
+            net_kwargs={"width": 8, "depth": 2})
+    images = torch.randn(4, 1, 8, 8, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = dc(images, labels, 0, [0, 1])
+    loss.backward()
+    assert loss.item() > 0 and images.grad.abs().sum() > 0
+    net0 = {k: v.clone() for k, v in dc.net.state_dict().items()}
+    dc(images.detach(), labels, 1, [0, 1])  # within the round: the net trains on the set first
+    assert any(not torch.equal(net0[k], v) for k, v in dc.net.state_dict().items())
+    # the loss over a subset of classes is that subset's share: shares add up
+    dc2 = DC(real, ipc=2, net="convnet", batch_real=4, dsa="none", seed=0, outer_loop=2, inner_loop=1,
+             net_kwargs={"width": 8, "depth": 2})
+    parts = dc2(images, labels, 0, [0]) + dc2(images, labels, 0, [1])
+    assert parts.item() == pytest.approx(loss.item(), rel=1e-5)

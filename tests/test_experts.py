@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from genprior.data import load_split
+from genprior.errors import ConfigError
+from genprior.experts import ExpertSpec, ensure_experts, expert_path, flat_params, load_experts, main, spec_from
+from genprior.nets import build_net
+from tests.test_data import fake_mnist
+
+
+@pytest.fixture
+def mnist(tmp_path):
+    fake_mnist(tmp_path, n_train=200, n_test=20)
+    return load_split("mnist", "train", root=str(tmp_path))
+
+
+def tiny_spec(**kw):
+    return ExpertSpec(dataset="mnist", net="convnet", net_kwargs={"width": 8, "depth": 2}, epochs=3, batch=64,
+                      images_per_epoch=128, num_experts=2, **kw)
+
+
+def test_snapshots_are_copies_and_epochs_differ(mnist, tmp_path):
+    net = build_net("mlp", 1, 10, 28)
+    snap = flat_params(net)
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    assert not torch.equal(snap, flat_params(net))  # the snapshot did not follow the live weights
+
+    spec = tiny_spec()
+    ensure_experts(spec, mnist, tmp_path / "buf")
+    trajectories = load_experts(tmp_path / "buf", spec)
+    assert len(trajectories) == 2 and trajectories[0].shape[0] == 4
+    for t in trajectories:
+        assert all(not torch.equal(t[e], t[e + 1]) for e in range(3))
+    assert not torch.equal(trajectories[0][0], trajectories[1][0])  # experts start from different inits
+    manifest = json.loads((tmp_path / "buf" / "manifest.json").read_text())
+    assert manifest["net"] == "convnet" and manifest["epochs"] == 3 and manifest["dataset"] == "mnist"
+
+
+def test_manifest_mismatch_and_degenerate_buffers_are_refused(mnist, tmp_path):
+    spec = tiny_spec()
+    ensure_experts(spec, mnist, tmp_path / "buf")
+    other = tiny_spec(lr=0.05)
+    with pytest.raises(ConfigError, match="lr: buffer has 0.01, run needs 0.05"):
+        load_experts(tmp_path / "buf", other)
+    with pytest.raises(ConfigError, match="lr: buffer has 0.01"):
+        ensure_experts(other, mnist, tmp_path / "buf")
+    # aliased snapshots (the original MTT CPU bug) make every epoch identical
+    from safetensors.torch import save_file
+
+    t = load_experts(tmp_path / "buf", spec)[0]
+    save_file({"trajectory": t[-1:].repeat(4, 1)}, str(expert_path(tmp_path / "buf", 0)))
+    with pytest.raises(ConfigError, match="degenerate"):
+        load_experts(tmp_path / "buf", spec)
+    with pytest.raises(ConfigError, match="no expert buffer"):
+        load_experts(tmp_path / "empty", spec)
+
+
+def test_fp16_storage_and_cli(tmp_path, capsys):
+    fake_mnist(tmp_path, n_train=100, n_test=10)
+    rc = main(["dataset=mnist", "net=mlp", "epochs=2", "batch=50", "num_experts=1", "storage=fp16",
+               f"dir={tmp_path / 'b'}", f"data_root={tmp_path}"])
+    assert rc == 0
+    from safetensors.torch import load_file
+
+    assert load_file(str(tmp_path / "b" / "expert_000.safetensors"))["trajectory"].dtype == torch.float16
+    assert main(["dataset=mnist", "epochz=2", f"data_root={tmp_path}"]) == 2
+    assert "unknown expert option(s) epochz" in capsys.readouterr().err
+    assert spec_from({"epochs": "4", "net_kwargs": {"width": 8}}).epochs == 4

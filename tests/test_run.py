@@ -1,0 +1,162 @@
+"""End-to-end runs of genprior/run.py on real FashionMNIST with tiny budgets."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from genprior import run
+from genprior.setfile import load_set
+from tests.conftest import needs_fashion_mnist
+
+pytestmark = needs_fashion_mnist
+RUN_PY = str(Path(run.__file__))
+TINY = ["ipc=1", "iterations=2", "log_every=1", "objective.net_kwargs={width:16,depth:3}", "protocol=fast",
+        "protocol.runs=1", "protocol.epochs=2", "eval.baselines=false"]
+TINY_MTT = ["objective.experts.num_experts=1", "objective.experts.epochs=2",
+            "objective.experts.images_per_epoch=512", "objective.syn_steps=2", "objective.expert_epochs=1",
+            "objective.max_start_epoch=1"]
+TINY_REAL = ["objective.batch_real=16"]
+
+
+def preset_args(preset, tmp_path):
+    extra = TINY_MTT + [f"objective.experts.dir={tmp_path / 'experts'}"] if preset == "mtt" else TINY_REAL
+    return [f"pixel={preset}", *TINY, *extra]
+
+
+@pytest.mark.parametrize("preset", ["dc", "dm", "mtt"])
+def test_each_preset_writes_every_output_and_they_load(preset, tmp_path):
+    out = tmp_path / "run"
+    assert run.main(preset_args(preset, tmp_path) + [f"run_dir={out}"]) == 0
+    s = load_set(out / "synset.safetensors")
+    assert s.images.shape == (10, 1, 28, 28) and s.labels.tolist() == list(range(10))
+    assert torch.isfinite(s.images).all() and s.space == "normalized"
+    assert (s.lr is not None) == (preset == "mtt")
+    assert Image.open(out / "grid.png").size[0] > 28
+    assert len(list((out / "images").rglob("*.png"))) == 10
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["synthetic"]["convnet"]["runs"] and metrics["storage"]["floats"] == 7840 + (preset == "mtt")
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2
+    assert "pixel" in (out / "config.yaml").read_text()
+    curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curve] == [1, 2] and all(c["loss"] > 0 for c in curve)
+    if preset == "mtt":
+        assert (tmp_path / "experts" / "expert_000.safetensors").is_file()
+
+
+def test_distillation_moves_the_images_and_lowers_dm_loss(tmp_path):
+    out = tmp_path / "run"
+    args = ["pixel=dm", "ipc=2", "iterations=12", "log_every=1", "objective.batch_real=64",
+            "eval.enabled=false", f"run_dir={out}"]
+    assert run.main(args) == 0
+    curve = [json.loads(line)["loss"] for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert sum(curve[-3:]) < 0.7 * sum(curve[:3]), curve
+    from genprior.data import load_split
+
+    start = load_split("fashion_mnist", "train").random_subset(2, __import__("genprior.rng").rng.generator(0, 0x1717))[0]
+    assert (load_set(out / "synset.safetensors").images - start).abs().max() > 0.1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(tmp_path):
+    args = ["pixel=dm", "ipc=2", "iterations=3", "objective.batch_real=32", "eval.enabled=false",
+            "objective.net_kwargs={width:16,depth:3}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = tmp_path / "one"
+    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={one}"], check=True, env=env, timeout=600,
+                   capture_output=True)
+    two = tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "--main_process_port", str(_free_port()), RUN_PY, *args, f"run_dir={two}"],
+                       env=env, timeout=600, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(2 processes" in (two / "log.txt").read_text()
+    a, b = load_set(one / "synset.safetensors").images, load_set(two / "synset.safetensors").images
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert not torch.equal(a, load_set(one / "synset.safetensors").images * 0)
+
+
+def test_sigkill_after_a_checkpoint_resumes_to_the_same_result(tmp_path):
+    # DC with a 3-step outer loop: checkpoints every 2 steps land mid-round, so the
+    # objective's network (trained between steps) must come back from the checkpoint too
+    args = ["pixel=dc", "ipc=2", "iterations=8", "checkpoint_every=2", "objective.outer_loop=3",
+            "objective.inner_loop=1", "objective.batch_real=16", "eval.enabled=false",
+            "objective.net_kwargs={width:16,depth:3}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, RUN_PY, *args, f"run_dir={killed}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < at < 8, "the run finished before it could be killed; make it longer"
+    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={killed}"], check=True, env=env, timeout=600)
+    assert f"resuming at step {at}/8" in (killed / "log.txt").read_text()
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={straight}"], check=True, env=env, timeout=600)
+    a, b = load_set(killed / "synset.safetensors").images, load_set(straight / "synset.safetensors").images
+    assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["pixel=dm", "ipc=1", "iterations=30", "checkpoint_every=1", "objective.batch_real=16",
+            "synset.optim.images.lr=1e25", "eval.enabled=false", f"run_dir={out}"]
+    assert run.main(args) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # above it only the progress bar
+    assert last.startswith("genprior.run: diverged:") and "not finite" in last and "last good checkpoint" in last
+    assert "Traceback" not in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] < 30 and torch.isfinite(state["synset"]["images"]).all()
+    assert not (out / "synset.safetensors").exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["pixel=dmm"], "unknown pixel choice 'dmm'; valid: dc, dm, mtt"),
+    (["objective=gm"], "unknown objective choice 'gm'; valid: dc, dm, mtt"),
+    (["dataset=imagenet"], "unknown dataset choice 'imagenet'; valid: cifar10"),
+    (["pixel=dm", "ipc=7000"], "ipc 7000 is larger than the smallest class"),
+    (["pixel=dm", "ipc=0"], "ipc must be an integer >= 1"),
+    (["pixel=dm", "protocol.models=[resnet99]"], "unknown network 'resnet99'"),
+])
+def test_bad_input_is_one_line_exit_2(args, match, tmp_path, capsys):
+    assert run.main(args + [f"run_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["pixel=dm", "ipc=1", "iterations=1", "objective.batch_real=16", "eval.enabled=false", f"run_dir={out}"]
+    assert run.main(base) == 0
+    before = (out / "checkpoint.pt").read_bytes(), (out / "config.yaml").read_text()
+    assert run.main(base + ["synset.optim.images.lr=3.0"]) == 2
+    assert "another config (synset.optim.images.lr=1.0->3.0)" in capsys.readouterr().err
+    assert ((out / "checkpoint.pt").read_bytes(), (out / "config.yaml").read_text()) == before
+    # more iterations of the same config is not another config: it resumes
+    assert run.main(base[:2] + ["iterations=2"] + base[3:]) == 0
+    assert "resuming at step 1/2" in (out / "log.txt").read_text()
+
+
+def test_help_lists_groups(capsys):
+    assert run.main(["--help"]) == 0
+    assert "pixel=dc|dm|mtt" in capsys.readouterr().out
