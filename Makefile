@@ -9,8 +9,8 @@ export HF_HUB_OFFLINE ?= 1
 .PHONY: run test setup data
 
 run: setup data
-	$(PY) -m genprior.evaluate --random-real dataset=fashion_mnist ipc=10 protocol=fast \
-	    --out runs/random_real_ipc10/metrics.json
+	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no \
+	    --dynamo_backend no genprior/run.py pixel=dm ipc=10 protocol=fast
 
 test: setup data
 	$(PY) -m pytest -q

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -33,6 +32,7 @@ from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ConfigError
 from genprior.nets import NETS, build_net
 from genprior.setfile import SavedSet, check_against, load_set
+from genprior.training import train_epoch
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml")))
@@ -104,17 +104,8 @@ def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test:
                 for group in opt.param_groups:
                     group["lr"] = lr * 0.1
             perm = torch.randperm(n, generator=g).to(device)
-            for start in range(0, n, batch):
-                idx = perm[start:start + batch]
-                x, y = x_all[idx], y_all[idx]
-                if dsa is not None:
-                    x = dsa(x, seed=int(torch.randint(2**31 - 1, (1,), generator=g)))
-                with autocast:
-                    loss = F.cross_entropy(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                bar.update()
+            loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
+                               lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update)
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"{model} diverged at epoch {epoch} (loss {loss.item()}); lr {lr} is too large")
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -36,6 +35,7 @@ from genprior.data import Split, cache_dir, load_split
 from genprior.errors import ConfigError
 from genprior.objectives.common import fresh_net
 from genprior.rng import derive_seed, generator
+from genprior.training import train_epoch
 
 FORMAT = "genprior.experts/1"
 STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -87,17 +87,8 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
         for epoch in range(spec.epochs):
             g = generator(spec.seed, index, epoch)
             order = torch.randperm(len(real), generator=g)[:per_epoch]
-            for start in range(0, per_epoch, spec.batch):
-                idx = order[start:start + spec.batch]
-                x, y = real.images[idx].to(device), real.labels[idx].to(device)
-                if dsa is not None:
-                    x = dsa(x, derive_seed(spec.seed, index, epoch, start))
-                with autocast:
-                    loss = F.cross_entropy(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                bar.update()
+            loss = train_epoch(net, opt, real.images, real.labels, order, spec.batch, dsa,
+                               lambda start: derive_seed(spec.seed, index, epoch, start), autocast, bar.update)
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"expert {index} diverged in epoch {epoch}: lower ExpertSpec.lr ({spec.lr})")
             snapshots.append(flat_params(net))

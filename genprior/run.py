@@ -213,14 +213,8 @@ def distill(cfg: DictConfig, accelerator) -> Path:
     t0 = time.time()
     try:
         for step in bar:
-            images = synset.render_all(cfg.chunk).requires_grad_(True)
-            with accelerator.autocast():
-                loss = objective(images, synset.labels, step, units, synset.lr) if units else images.new_zeros(())
-            if loss.requires_grad:
-                loss.backward()
-            if images.grad is not None:
-                synset.push_grad(images.grad, cfg.chunk)
-            loss, finite = _sum_over_ranks(loss.detach(), params, world)
+            loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast)
+            loss, finite = _sum_over_ranks(loss, params, world)
             if not finite:
                 raise Diverged(f"loss {loss:.4g} or its gradient is not finite at step {step}: the synset's lr is "
                                f"too large or an expert trajectory is degenerate; last good checkpoint: "
@@ -250,6 +244,21 @@ def distill(cfg: DictConfig, accelerator) -> Path:
         export(cfg, synset, run_dir, log)
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def distill_step(synset, objective, step: int, units: list[int], chunk: int, autocast) -> torch.Tensor:
+    """One step's gradients into the synset (not yet summed over ranks); returns this rank's loss.
+
+    The images the objective sees are a leaf tensor rendered without a graph; its
+    gradient goes back into the synset chunk by chunk (DESIGN.md section 2)."""
+    images = synset.render_all(chunk).requires_grad_(True)
+    with autocast():
+        loss = objective(images, synset.labels, step, units, synset.lr) if units else images.new_zeros(())
+    if loss.requires_grad:
+        loss.backward()
+    if images.grad is not None:
+        synset.push_grad(images.grad, chunk)
+    return loss.detach()
 
 
 def _sum_over_ranks(loss: torch.Tensor, params: list[torch.nn.Parameter], world: int) -> tuple[float, bool]:

@@ -23,6 +23,7 @@ from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.objectives.common import class_batches, fresh_net
 from genprior.rng import derive_seed, generator
+from genprior.training import train_epoch
 
 # The DC paper's (outer_loop, inner_loop) by images per class.
 LOOPS_BY_IPC = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -84,15 +85,8 @@ class DC:
         g = generator(self.seed, step, 0x1)
         for epoch in range(self.inner_loop):
             perm = torch.randperm(len(labels), generator=g).to(images.device)
-            for start in range(0, len(labels), self.batch_train):
-                idx = perm[start:start + self.batch_train]
-                x = images[idx]
-                if self.dsa is not None:
-                    x = self.dsa(x, derive_seed(self.seed, step, epoch, start, 0x2))
-                loss = F.cross_entropy(self.net(x), labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            train_epoch(self.net, opt, images, labels, perm, self.batch_train, self.dsa,
+                        lambda start: derive_seed(self.seed, step, epoch, start, 0x2))
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int, units: list[int],
                  lr: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,10 +21,27 @@ class DM:
     name = "dm"
 
     def __init__(self, real: Split, net: str = "convnet", batch_real: int = 256,
-                 dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None):
+                 dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None,
+                 compile: bool = False):
         self.real, self.net, self.batch_real, self.seed = real, net, batch_real, seed
         self.dsa = DSA(dsa, flip=real.info.flip_ok) if dsa not in (None, "", "none") else None
         self.net_kwargs = dict(net_kwargs or {})
+        self.compile = compile
+        self._module, self._embed = None, None  # the one module a compiled graph runs on
+
+    def _embedder(self, fresh: torch.nn.Module):
+        """fresh.embed, or a compiled embed of one persistent module holding fresh's weights.
+
+        A new module every step would make torch.compile trace again every step; copying
+        the new random weights into the same module keeps one compiled graph."""
+        if not self.compile:
+            return fresh.embed
+        if self._module is None:
+            self._module = fresh
+            self._embed = torch.compile(fresh.embed, dynamic=False)
+        else:
+            self._module.load_state_dict(fresh.state_dict())
+        return self._embed
 
     def units(self) -> int:
         return self.real.info.num_classes  # one unit of work per class
@@ -33,11 +50,12 @@ class DM:
                  lr: torch.Tensor | None = None) -> torch.Tensor:
         net = fresh_net(self.net, self.real, derive_seed(self.seed, step), images.device, **self.net_kwargs)
         net.requires_grad_(False)  # only the images learn
+        embed = self._embedder(net)
         batches = list(class_batches(self.real, images, labels, units, self.batch_real, self.dsa, self.seed, step))
         reals, syns = [b[1] for b in batches], [b[2] for b in batches]
         with torch.no_grad():
-            e_real = net.embed(torch.cat(reals))
-        e_syn = net.embed(torch.cat(syns))
+            e_real = embed(torch.cat(reals))
+        e_syn = embed(torch.cat(syns))
         mean_real = torch.stack([e.mean(0) for e in e_real.split([len(r) for r in reals])])
         mean_syn = torch.stack([e.mean(0) for e in e_syn.split([len(s) for s in syns])])
         return ((mean_real.float() - mean_syn.float()) ** 2).sum()

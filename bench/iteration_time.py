@@ -1,0 +1,142 @@
+"""Seconds per distillation iteration and peak memory, per objective, IPC and precision.
+
+    python bench/iteration_time.py                        # dc dm mtt x IPC 1 10, fp32 and bf16
+    python bench/iteration_time.py --objectives dm --ipc 10 --precision bf16 --iters 10
+
+Every configuration runs in a subprocess of its own, so its peak memory (RSS on CPU,
+max allocated on CUDA) is its own. The loop body is genprior.run.distill_step, the one
+the runs execute. `dm_reference` is DM written as the original code is (one class at a
+time, real embeddings computed with autograd on and detached afterwards), timed on the
+same machine in the same run, so the speed-up is a ratio measured under one condition.
+MTT is timed on random-walk trajectories of the right size (building experts is not
+what is measured). Writes bench/results/iteration_time_<device>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def peak_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def worker(objective: str, ipc: int, precision: str, iters: int, device: str, extra: list[str]) -> dict:
+    from genprior.data import load_split
+    from genprior.objectives import MTT
+    from genprior.run import build_objective, build_synset, compose, distill_step
+
+    cfg = compose([f"pixel={'dm' if objective == 'dm_reference' else objective}", f"ipc={ipc}", *extra])
+    d = cfg.dataset
+    real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
+    synset = build_synset(cfg, real).to(device)
+    if cfg.objective.kind == "mtt":
+        o = dict(cfg.objective)
+        trajectories = [_random_walk(cfg, real, o) for _ in range(2)]
+        obj = MTT(real, trajectories, net=o["net"], net_kwargs=o["net_kwargs"], syn_steps=o["syn_steps"],
+                  expert_epochs=o["expert_epochs"], max_start_epoch=o["max_start_epoch"], batch_syn=o["batch_syn"],
+                  dsa=o["dsa"], mode=o["mode"])
+    else:
+        obj = build_objective(cfg, real, accelerator=None)
+    if objective == "dm_reference":
+        obj = _ReferenceDM(obj)
+    base = peak_mb(device)
+    autocast = (lambda: torch.autocast(torch.device(device).type, torch.bfloat16, enabled=precision == "bf16"))
+    units = list(range(obj.units()))
+    times = []
+    for step in range(iters + 1):  # the first is warm-up
+        t0 = time.perf_counter()
+        distill_step(synset, obj, step, units, cfg.chunk, autocast)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        synset.zero_grad(set_to_none=True)
+    return {"objective": objective, "ipc": ipc, "precision": precision, "median_s": round(statistics.median(times[1:]), 4),
+            "all_s": [round(t, 4) for t in times[1:]], "peak_mb": round(peak_mb(device)), "peak_after_data_mb": round(base)}
+
+
+def _random_walk(cfg, real, o):
+    from genprior.nets import build_net
+
+    net = build_net(o["net"], real.info.channels, real.info.num_classes, real.images.shape[-1], **(o["net_kwargs"] or {}))
+    p = sum(q.numel() for q in net.parameters())
+    epochs = o["max_start_epoch"] + o["expert_epochs"]
+    return torch.cumsum(torch.randn(epochs + 1, p) * 1e-3, 0)
+
+
+class _ReferenceDM:
+    """DM as the original code computes it: a Python loop over classes, real embeddings with autograd on."""
+
+    def __init__(self, dm):
+        self.dm = dm
+
+    def units(self):
+        return self.dm.units()
+
+    def __call__(self, images, labels, step, units, lr=None):
+        from genprior.objectives.common import class_batches, fresh_net
+        from genprior.rng import derive_seed
+
+        d = self.dm
+        net = fresh_net(d.net, d.real, derive_seed(d.seed, step), images.device, **d.net_kwargs)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        loss = images.new_zeros(())
+        for _, real_c, syn_c in class_batches(d.real, images, labels, units, d.batch_real, d.dsa, d.seed, step):
+            e_real = net.embed(real_c).detach()
+            loss = loss + ((e_real.mean(0) - net.embed(syn_c).mean(0)) ** 2).sum()
+        return loss
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--objectives", nargs="+", default=["dm_reference", "dm", "dc", "mtt"])
+    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default=None)
+    p.add_argument("--one", nargs=3, metavar=("OBJECTIVE", "IPC", "PRECISION"), help=argparse.SUPPRESS)
+    p.add_argument("overrides", nargs="*", help="run.py overrides applied to every configuration")
+    a = p.parse_args()
+    if a.one:
+        print(json.dumps(worker(a.one[0], int(a.one[1]), a.one[2], a.iters, a.device, a.overrides)))
+        return
+    command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
+    rows = []
+    for objective in a.objectives:
+        for ipc in a.ipc:
+            for precision in a.precision:
+                r = subprocess.run([sys.executable, __file__, "--one", objective, str(ipc), precision, "--iters",
+                                    str(a.iters), "--device", a.device, *a.overrides],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"{objective} ipc{ipc} {precision}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
+                    continue
+                row = json.loads(r.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(f"{objective:13s} ipc{ipc:<3d} {precision}: {row['median_s']:.3f} s/it, "
+                      f"peak {row['peak_mb']} MB", flush=True)
+    out = Path(a.out) if a.out else RESULTS / f"iteration_time_{a.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "machine": platform.processor() or platform.machine(), "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
