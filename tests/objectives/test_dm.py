@@ -31,3 +31,16 @@ def test_dm_real_network_gradients_and_unit_shares():
     assert shares.item() == pytest.approx(full.item(), rel=1e-4)
     assert dm(images, labels, 5, [0, 1]).item() == full.item()  # same step -> same net, batch, DSA
     assert dm(images, labels, 6, [0, 1]).item() != full.item()  # another step -> another draw
+
+
+def test_compiled_embedding_matches_eager_and_follows_new_weights():
+    real = toy_split([[0.1 * i for i in range(6)], [1 + 0.1 * i for i in range(6)]])
+    real.images = real.images.expand(-1, 1, 8, 8).contiguous()
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 0, 1, 1])
+    eager, compiled = [DM(real, batch_real=4, seed=3, net_kwargs={"width": 8, "depth": 1}, compile=c)
+                       for c in (False, True)]
+    losses = [(eager(images, labels, s, [0, 1]).item(), compiled(images, labels, s, [0, 1]).item())
+              for s in range(3)]
+    for a, b in losses:
+        assert b == pytest.approx(a, rel=1e-5)
+    assert losses[0][1] != losses[1][1]  # the compiled graph runs on each step's fresh weights
