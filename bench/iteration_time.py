@@ -27,6 +27,9 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# bench name -> (preset, overrides); other names are presets as they are
+VARIANTS = {"dm_reference": ("dm", []), "dm_compiled": ("dm", ["objective.compile=true"]),
+            "mtt_constant_memory": ("mtt", ["objective.mode=constant_memory"])}
 
 
 def peak_mb(device: str) -> float:
@@ -40,7 +43,8 @@ def worker(objective: str, ipc: int, precision: str, iters: int, device: str, ex
     from genprior.objectives import MTT
     from genprior.run import build_objective, build_synset, compose, distill_step
 
-    cfg = compose([f"pixel={'dm' if objective == 'dm_reference' else objective}", f"ipc={ipc}", *extra])
+    preset, variant = VARIANTS.get(objective, (objective, []))
+    cfg = compose([f"pixel={preset}", f"ipc={ipc}", *variant, *extra])
     d = cfg.dataset
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
     synset = build_synset(cfg, real).to(device)
@@ -66,7 +70,7 @@ def worker(objective: str, ipc: int, precision: str, iters: int, device: str, ex
         times.append(time.perf_counter() - t0)
         synset.zero_grad(set_to_none=True)
     return {"objective": objective, "ipc": ipc, "precision": precision, "median_s": round(statistics.median(times[1:]), 4),
-            "all_s": [round(t, 4) for t in times[1:]], "peak_mb": round(peak_mb(device)), "peak_after_data_mb": round(base)}
+            "first_s": round(times[0], 3), "all_s": [round(t, 4) for t in times[1:]], "peak_mb": round(peak_mb(device)), "peak_after_data_mb": round(base)}
 
 
 def _random_walk(cfg, real, o):
@@ -104,7 +108,8 @@ class _ReferenceDM:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--objectives", nargs="+", default=["dm_reference", "dm", "dc", "mtt"])
+    p.add_argument("--objectives", nargs="+", default=["dm_reference", "dm", "dm_compiled", "dc", "mtt",
+                                                         "mtt_constant_memory"])
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--iters", type=int, default=5)
@@ -117,6 +122,7 @@ def main() -> None:
         print(json.dumps(worker(a.one[0], int(a.one[1]), a.one[2], a.iters, a.device, a.overrides)))
         return
     command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
+    out = Path(a.out) if a.out else RESULTS / f"iteration_time_{a.device}.json"
     rows = []
     for objective in a.objectives:
         for ipc in a.ipc:
@@ -129,13 +135,16 @@ def main() -> None:
                     continue
                 row = json.loads(r.stdout.strip().splitlines()[-1])
                 rows.append(row)
+                _write(out, command, rows)  # after every row: an interrupted bench keeps what it measured
                 print(f"{objective:13s} ipc{ipc:<3d} {precision}: {row['median_s']:.3f} s/it, "
                       f"peak {row['peak_mb']} MB", flush=True)
-    out = Path(a.out) if a.out else RESULTS / f"iteration_time_{a.device}.json"
+    print(f"wrote {out}")
+
+
+def _write(out: Path, command: str, rows: list[dict]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": command, "torch": torch.__version__, "threads": torch.get_num_threads(),
                                "machine": platform.processor() or platform.machine(), "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

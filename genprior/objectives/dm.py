@@ -4,8 +4,10 @@
 
 with a freshly initialized network every step and a siamese DSA transform per class.
 The network is never trained: random embeddings already separate distributions well,
-which is what makes DM cheap. All classes go through the network in one batched
-forward (real ones without autograd: they need no gradient), not one class at a time.
+which is what makes DM cheap. Real images need no gradient: they go through the
+network without autograd, in chunks of `chunk_real` across class boundaries. On a CPU,
+chunks of ~64 images ran 1.3x faster than one batch of all 2560 and than one class
+(256) at a time (bench/results/), because the activations stay in cache.
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ class DM:
 
     def __init__(self, real: Split, net: str = "convnet", batch_real: int = 256,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None,
-                 compile: bool = False):
+                 compile: bool = False, chunk_real: int = 64):
         self.real, self.net, self.batch_real, self.seed = real, net, batch_real, seed
         self.dsa = DSA(dsa, flip=real.info.flip_ok) if dsa not in (None, "", "none") else None
         self.net_kwargs = dict(net_kwargs or {})
-        self.compile = compile
+        self.compile, self.chunk_real = compile, chunk_real
         self._module, self._embed = None, None  # the one module a compiled graph runs on
 
     def _embedder(self, fresh: torch.nn.Module):
@@ -53,8 +55,8 @@ class DM:
         embed = self._embedder(net)
         batches = list(class_batches(self.real, images, labels, units, self.batch_real, self.dsa, self.seed, step))
         reals, syns = [b[1] for b in batches], [b[2] for b in batches]
-        with torch.no_grad():
-            e_real = embed(torch.cat(reals))
+        with torch.no_grad():  # small chunks: a [2560, 128, 28, 28] activation (1 GB) falls out of cache
+            e_real = torch.cat([embed(x) for x in torch.cat(reals).split(self.chunk_real)])
         e_syn = embed(torch.cat(syns))
         mean_real = torch.stack([e.mean(0) for e in e_real.split([len(r) for r in reals])])
         mean_syn = torch.stack([e.mean(0) for e in e_syn.split([len(s) for s in syns])])
