@@ -205,6 +205,8 @@ def distill(cfg: DictConfig, accelerator) -> Path:
         f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}); "
         f"storage {synset.storage()}")
 
+    # This rank's share of each step's work. What every rank needs whole (DC's network
+    # following the set between steps) each rank computes alike from identical inputs.
     units = list(range(objective.units()))[rank::world]
     params = [p for p in synset.parameters() if p.requires_grad]
     last_saved = completed = start
@@ -231,7 +233,7 @@ def distill(cfg: DictConfig, accelerator) -> Path:
                     save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
                 last_saved = step + 1
             if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
-                log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **_curve_point(cfg, synset, real)})
+                log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **_curve_point(cfg, synset, device)})
     except KeyboardInterrupt:  # keep every finished step
         if main and completed > last_saved:
             save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective)
@@ -277,7 +279,7 @@ def _sum_over_ranks(loss: torch.Tensor, params: list[torch.nn.Parameter], world:
     return flat[0].item(), bool(torch.isfinite(flat).all())
 
 
-def _curve_point(cfg, synset, real) -> dict:
+def _curve_point(cfg, synset, device) -> dict:
     from genprior.evaluate import evaluate_images, load_protocol
 
     protocol = load_protocol(cfg.eval.curve_protocol)  # a named protocol beside the final one
@@ -285,7 +287,7 @@ def _curve_point(cfg, synset, real) -> dict:
         images = synset.render_all(cfg.chunk).cpu()
     lr = None if synset.lr is None else synset.lr.item()
     acc = evaluate_images(images, synset.labels.cpu(), cfg.dataset.name, protocol, cfg.dataset.space, lr,
-                          str(images.device), cfg.dataset.root)
+                          str(device), cfg.dataset.root)
     return {model: s["mean"] for model, s in acc.items()}
 
 
