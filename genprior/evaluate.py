@@ -41,17 +41,20 @@ PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml"
 # ---------------------------------------------------------------- protocol configs
 
 def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """A protocol by name (configs/protocol/NAME.yaml) or path, with `key=value` overrides."""
+    """A protocol by name (configs/protocol/NAME.yaml) or path, with Hydra `key=value` overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     path = Path(name) if name.endswith(".yaml") else CONFIG_DIR / "protocol" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)} or a path to a .yaml")
-    cfg = _compose(path)
-    OmegaConf.set_struct(cfg, True)  # an override of a key the protocol lacks is a typo, not a new key
-    try:
-        cfg.merge_with(OmegaConf.from_dotlist(list(overrides)))
-    except Exception as e:
-        raise ConfigError(f"bad protocol override ({e.__class__.__name__}: {str(e).splitlines()[0]}); "
-                          f"valid keys: {', '.join(k for k in cfg)}") from None
+    with initialize_config_dir(str(path.resolve().parent), version_base="1.3"):
+        try:  # Hydra resolves `defaults: [dc_convnet, _self_]` and refuses keys the protocol lacks
+            cfg = compose(path.stem, overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as e:
+            keys = ", ".join(compose(path.stem).keys())
+            raise ConfigError(f"bad protocol override ({str(e).strip().splitlines()[0]}); valid keys: {keys}") from None
     return check_protocol(cfg)
 
 
@@ -64,18 +67,6 @@ def check_protocol(cfg: DictConfig) -> DictConfig:
         _autocast(schedule.get("precision", "fp32"), "cpu")
         if schedule.get("dsa") not in (None, "none", ""):
             DSA(schedule.dsa)
-    return cfg
-
-
-def _compose(path: Path) -> DictConfig:
-    """The subset of Hydra's defaults list these files use: sibling configs, then _self_."""
-    raw = OmegaConf.load(path)
-    defaults = raw.pop("defaults", [])
-    cfg = OmegaConf.create()
-    if "_self_" not in defaults:
-        defaults = list(defaults) + ["_self_"]
-    for entry in defaults:
-        cfg = OmegaConf.merge(cfg, raw if entry == "_self_" else _compose(path.parent / f"{entry}.yaml"))
     return cfg
 
 
