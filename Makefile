@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 
 run: setup data
 	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no \
-	    --dynamo_backend no genprior/run.py pixel=dm ipc=10 protocol=fast
+	    --dynamo_backend no genprior/run.py pixel=dm ipc=10 objective.compile=true protocol=fast
 
 test: setup data
 	$(PY) -m pytest -q
