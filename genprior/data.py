@@ -153,10 +153,6 @@ class Split:
         check_ipc(ipc, self)
         return self.sample_per_class(ipc, generator)
 
-    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalized images back to [0, 1] pixels (for PNGs and FID)."""
-        return denormalize(x, self.info)
-
 
 def check_ipc(ipc: int, split: Split) -> None:
     if ipc < 1:
@@ -198,9 +194,8 @@ def load_split(dataset: str, split: str = "train", root: str | None = None, reso
     if resolution < 8:
         raise ConfigError(f"resolution must be >= 8, got {resolution}")
     root = str(root) if root else None
-    s = _load_split(dataset, split, root, resolution, download)
     if space == "normalized":
-        return s
+        return _load_split(dataset, split, root, resolution, download)
     return _in_space(dataset, split, root, resolution, download, space)
 
 

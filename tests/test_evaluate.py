@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genprior import evaluate as ev
-from genprior.data import load_split
+from genprior.data import denormalize, load_split
 from genprior.errors import ConfigError
 from genprior.setfile import save_set
 from tests.conftest import needs_fashion_mnist
@@ -87,7 +87,7 @@ def test_full_data_is_cached(tmp_path, monkeypatch):
 def test_cli_writes_metrics_for_a_set_file(tmp_path):
     train = load_split("fashion_mnist", "train")
     x, y = train.random_subset(1, torch.Generator().manual_seed(0))
-    path = save_set(tmp_path / "synset.safetensors", train.to_unit(x), y, "fashion_mnist", space="unit")
+    path = save_set(tmp_path / "synset.safetensors", denormalize(x, train.info), y, "fashion_mnist", space="unit")
     rc = ev.main([str(path), "protocol=fast", "runs=1", "epochs=5", "--no-baselines"])
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
