@@ -1,0 +1,130 @@
+"""The generator protocol every synset backend talks to.
+
+A generator maps latents to images in [-1, 1], shape [N, channels, resolution, resolution].
+Latent kinds (which ones a generator has is its `latent_spec`):
+
+    z    [N, z_dim]          the input noise; class-conditional generators also take labels
+    w    [N, w_dim]          style-based only: z (+ class) through the mapping network
+    w+   [N, num_ws, w_dim]  style-based only: one w per synthesis layer (GLaD's W+)
+    f    F_n                 style-based only: the synthesis state after block n (GLaD's F_n);
+                             made by `to_f(ws, n)`, turned into images by `from_f(f, ws, n)`
+
+Class information enters through the mapping network, so w / w+ / f already carry the
+class: `decode` needs labels only for kind "z".
+
+Decoding must be a pure function of (latents, labels): synsets re-render the same
+latents twice per step (no-grad pass, then the chunked backward pass of DESIGN.md
+section 2), so per-layer noise is read from stored buffers ("const" noise) and
+BatchNorm runs on its running statistics. `frozen(g)` puts a generator in that state.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genprior.errors import ConfigError
+
+STYLE_KINDS = ("z", "w", "w+")
+
+
+class Generator(nn.Module):
+    """Subclasses set resolution, channels, num_classes (0 = unconditional), num_layers
+    (0 = no F_n split) and implement latent_spec / sample_latents / decode; style-based
+    ones also mapping / mean_w / to_f / from_f / f_shape."""
+
+    arch = "base"  # the name GENERATORS knows it by (generators.io)
+    resolution: int
+    channels: int
+    num_classes: int
+    num_layers: int = 0  # synthesis blocks; F_n exists for n in 1..num_layers-1
+
+    # ---- what every generator defines
+    @property
+    def latent_spec(self) -> dict:
+        """Kind -> latent shape per image (without the batch dimension); "f" maps n -> shape."""
+        raise NotImplementedError  # abstract
+
+    def sample_latents(self, labels: torch.Tensor, kind: str = "z", generator: torch.Generator | None = None,
+                       truncation: float = 1.0) -> torch.Tensor:
+        raise NotImplementedError  # abstract
+
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None, kind: str = "z") -> torch.Tensor:
+        raise NotImplementedError  # abstract
+
+    # ---- style-based generators override these; the defaults say what is missing
+    def mean_w(self, labels: torch.Tensor, n: int = 1000) -> torch.Tensor:
+        self.check_kind("w")
+        raise NotImplementedError  # unreachable: a generator with "w" overrides mean_w
+
+    def to_f(self, ws: torch.Tensor, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_layer(n)
+        raise NotImplementedError
+
+    def from_f(self, f: torch.Tensor, ws: torch.Tensor, n: int) -> torch.Tensor:
+        self.check_layer(n)
+        raise NotImplementedError
+
+    def f_shape(self, n: int) -> tuple[int, ...]:
+        self.check_layer(n)
+        raise NotImplementedError
+
+    # ---- shared checks: one line naming what is valid
+    @property
+    def latent_kinds(self) -> tuple[str, ...]:
+        return tuple(self.latent_spec)
+
+    def check_kind(self, kind: str) -> None:
+        if kind not in self.latent_spec:
+            raise ConfigError(f"{self.arch} generator has no latent kind {kind!r}; "
+                              f"valid: {', '.join(self.latent_kinds)}")
+
+    def check_layer(self, n: int) -> None:
+        if self.num_layers < 2:
+            raise ConfigError(f"{self.arch} generator has no F_n latents (no synthesis blocks to split); "
+                              f"valid latent kinds: {', '.join(self.latent_kinds)}")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n < self.num_layers:
+            raise ConfigError(f"{self.arch} generator: F layer n={n!r} out of range; "
+                              f"valid: 1..{self.num_layers - 1}")
+
+    def check_labels(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """Labels for n images: required (and in range) for conditional generators, ignored otherwise."""
+        if not self.num_classes:
+            return None
+        if labels is None:
+            raise ConfigError(f"{self.arch} generator is class-conditional ({self.num_classes} classes): pass labels")
+        labels = torch.as_tensor(labels, dtype=torch.long, device=self._device())
+        if labels.shape != (n,):
+            raise ConfigError(f"{self.arch} generator: expected {n} labels, got shape {list(labels.shape)}")
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ConfigError(f"{self.arch} generator: labels must be in 0..{self.num_classes - 1}, "
+                              f"got {int(labels.min())}..{int(labels.max())}")
+        return labels
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+
+def frozen(g: nn.Module) -> nn.Module:
+    """A generator as a fixed prior: eval mode (BatchNorm on running stats), no parameter grads.
+    Gradients still flow through it to the latents."""
+    return g.eval().requires_grad_(False)
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
+    """Normal draws on the generator's device (CPU generators draw on CPU, then move, so
+    a seed gives the same latents on every device)."""
+    gen_device = generator.device if generator is not None else torch.device(device)
+    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+
+
+def one_line(e: Exception, limit: int = 300) -> str:
+    """An exception's message on one line, for ConfigErrors that wrap it."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
