@@ -27,7 +27,7 @@ class DCGAN(Generator):
     arch = "dcgan"
 
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 10, z_dim: int = 64,
-                 embed_dim: int = 32, channel_base: int = 2048, channel_max: int = 256):
+                 embed_dim: int = 32, channel_base: int = 1024, channel_max: int = 128):
         super().__init__()
         base, k = base_and_blocks(resolution)
         self.config = dict(resolution=resolution, channels=channels, num_classes=num_classes, z_dim=z_dim,
@@ -67,13 +67,12 @@ class DCGAN(Generator):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 10, channel_base: int = 2048,
-                 channel_max: int = 256):
+    def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 10, channel_base: int = 1024,
+                 channel_max: int = 128):
         super().__init__()
         base, k = base_and_blocks(resolution)
         resolutions = [resolution // 2 ** i for i in range(k + 1)]
-        chans = [channels_at(r, channel_base, channel_max) // 2 for r in resolutions]  # half the generator's width
-        chans = [max(c, 8) for c in chans]
+        chans = [channels_at(r, channel_base, channel_max) for r in resolutions]
         layers: list[nn.Module] = [nn.Conv2d(channels, chans[0], 3, padding=1), nn.LeakyReLU(0.2, True)]
         for a, b in zip(chans, chans[1:]):
             layers += [nn.Conv2d(a, b, 4, 2, 1), nn.LeakyReLU(0.2, True)]

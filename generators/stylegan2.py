@@ -164,8 +164,10 @@ class StyleGAN2(Generator):
     # ---- protocol
     @property
     def latent_spec(self) -> dict:
-        return {"z": (self.z_dim,), "w": (self.w_dim,), "w+": (self.num_ws, self.w_dim),
-                "f": {n: self.f_shape(n) for n in range(1, self.num_layers)}}
+        spec = {"z": (self.z_dim,), "w": (self.w_dim,), "w+": (self.num_ws, self.w_dim)}
+        if self.num_layers >= 2:  # F_n needs a block on each side of the split
+            spec["f"] = {n: self.f_shape(n) for n in range(1, self.num_layers)}
+        return spec
 
     def f_shape(self, n: int) -> tuple[int, int, int]:
         self.check_layer(n)

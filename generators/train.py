@@ -1,0 +1,358 @@
+"""Train the project's own class-conditional generators on a genprior data set.
+
+    python -m generators.train arch=stylegan2 dataset=fashion_mnist steps=20000 batch=64 \
+        out=assets/generators/fashion_mnist_stylegan2
+
+Non-saturating logistic GAN loss, lazy R1 on reals (every r1_every steps, weighted by
+r1_every, with Adam's lr/betas adjusted for the skipped steps as StyleGAN2 does), Adam
+(betas (0, 0.99) for StyleGAN2, (0.5, 0.999) for DCGAN), and an EMA of the generator's
+weights, which is the generator that gets saved.
+
+Reproducible and resumable: every random draw of step s (real batch, z, StyleGAN2's noise)
+comes from seeds derived from (seed, s) (genprior.rng), so a checkpoint needs no RNG state
+and a resumed run equals an uninterrupted one. A checkpoint (G, D, G_ema, both optimizers,
+step, wall time) is written atomically every checkpoint_every steps to ckpt=PATH (default
+runs/generators/<out name>.ckpt.pt); rerunning the same command resumes from it, and a
+larger steps= extends a finished run.
+
+At the end: <out>.safetensors + <out>.json (generators.io: arch, kwargs, command, steps,
+wall time, FID if computed) and <out>.png, a sample grid with one row per class.
+FID/KID (fid_images=N > 0) come from genprior.metrics when it is importable.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from generators.base import Generator, randn
+from generators.dcgan import DCGANDiscriminator
+from generators.io import GENERATORS, build_generator, generator_files, save_generator
+from generators.stylegan2 import StyleGAN2Discriminator
+from genprior.data import Split, load_split, to_unit
+from genprior.errors import ConfigError
+from genprior.rng import derive_seed, generator
+
+FORMAT = "genprior.generator-train/1"
+
+# per architecture: its discriminator, optimizer and regularization defaults, and how the
+# generator is called while training (StyleGAN2 draws fresh noise; decoding elsewhere is const)
+ARCHS = {
+    "stylegan2": dict(discriminator=StyleGAN2Discriminator, lr=0.0025, betas=(0.0, 0.99), r1_gamma=0.01,
+                      train_kwargs={"noise_mode": "random"}),
+    "dcgan": dict(discriminator=DCGANDiscriminator, lr=0.0002, betas=(0.5, 0.999), r1_gamma=0.1,
+                  train_kwargs={}),
+}
+assert set(ARCHS) == set(GENERATORS)
+
+
+@dataclass
+class TrainSpec:
+    arch: str = "stylegan2"
+    dataset: str = "fashion_mnist"
+    resolution: int | None = None  # None: the data set's native resolution
+    steps: int = 20000  # not part of the identity: a larger value extends a run
+    batch: int = 64
+    lr: float | None = None  # None: the arch's default (ARCHS), for G and D
+    betas: list | None = None
+    r1_gamma: float | None = None
+    r1_every: int = 16  # lazy R1: penalize every k-th D step with weight k
+    ema_kimg: float = 10.0  # EMA half-life in thousands of images ...
+    ema_rampup: float = 0.05  # ... but at most this fraction of the images seen so far
+    seed: int = 0
+    generator_kwargs: dict = field(default_factory=dict)  # e.g. {"channel_base": 512}
+    discriminator_kwargs: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainSpec":
+        """Arch defaults filled in, so the identity records the numbers actually used."""
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown generator architecture {self.arch!r}; valid: {', '.join(ARCHS)}")
+        d = ARCHS[self.arch]
+        return TrainSpec(**{**asdict(self), "lr": self.lr if self.lr is not None else d["lr"],
+                            "betas": list(self.betas if self.betas is not None else d["betas"]),
+                            "r1_gamma": self.r1_gamma if self.r1_gamma is not None else d["r1_gamma"]})
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        d.pop("steps")
+        d["format"] = FORMAT
+        return d
+
+
+def build(spec: TrainSpec, real: Split):
+    """(G, D) for the data set's channels, resolution and classes."""
+    resolution = real.images.shape[-1]
+    common = dict(resolution=resolution, channels=real.info.channels, num_classes=real.info.num_classes)
+    G = build_generator(spec.arch, **common, **spec.generator_kwargs)
+    try:
+        D = ARCHS[spec.arch]["discriminator"](**common, **spec.discriminator_kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{spec.arch} discriminator: {e}") from None
+    return G, D
+
+
+def optimizers(spec: TrainSpec, G, D):
+    opt_G = torch.optim.Adam(G.parameters(), lr=spec.lr, betas=tuple(spec.betas), eps=1e-8)
+    # lazy regularization: D's R1 steps come on top of its loss steps, so shrink its lr and
+    # momentum horizon by k / (k + 1) to keep the effective schedule (StyleGAN2 appendix B)
+    ratio = spec.r1_every / (spec.r1_every + 1) if spec.r1_every > 1 else 1.0
+    opt_D = torch.optim.Adam(D.parameters(), lr=spec.lr * ratio, betas=tuple(b ** ratio for b in spec.betas), eps=1e-8)
+    return opt_G, opt_D
+
+
+def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_images, real_labels) -> dict:
+    """One D step (with R1 every r1_every steps) and one G step, then the EMA update."""
+    g = generator(spec.seed, step)
+    torch.manual_seed(derive_seed(spec.seed, step, 1))  # StyleGAN2's random noise draws from the global RNG
+    device = real_images.device
+    idx = torch.randint(len(real_images), (spec.batch,), generator=g).to(device)
+    real, labels = real_images[idx], real_labels[idx]
+    z_d = randn((spec.batch, G.z_dim), g, device)
+    z_g = randn((spec.batch, G.z_dim), g, device)
+    kw = ARCHS[spec.arch]["train_kwargs"]
+    logs = {}
+
+    # D: softplus(D(fake)) + softplus(-D(real)), plus gamma/2 * ||dD(real)/dreal||^2 on R1 steps
+    r1_step = spec.r1_gamma > 0 and step % spec.r1_every == 0
+    with torch.no_grad():
+        fake = G.decode(z_d, labels, "z", **kw)
+    real = real.detach().requires_grad_(r1_step)
+    logits_real, logits_fake = D(real, labels), D(fake, labels)
+    loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    if r1_step:
+        grad, = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+        r1 = grad.square().sum(dim=(1, 2, 3)).mean()
+        loss_d = loss_d + r1 * (spec.r1_gamma / 2 * spec.r1_every)
+        logs["r1"] = r1.item()
+    opt_D.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_D.step()
+
+    # G: softplus(-D(G(z))), D frozen so no D parameter grads are computed
+    D.requires_grad_(False)
+    loss_g = F.softplus(-D(G.decode(z_g, labels, "z", **kw), labels)).mean()
+    opt_G.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_G.step()
+    D.requires_grad_(True)
+
+    update_ema(G_ema, G, spec, (step + 1) * spec.batch)
+    logs.update(d=loss_d.item(), g=loss_g.item(), real=logits_real.mean().item(), fake=logits_fake.mean().item())
+    return logs
+
+
+@torch.no_grad()
+def update_ema(G_ema, G, spec: TrainSpec, images_seen: int) -> None:
+    half_life = min(spec.ema_kimg * 1000, images_seen * spec.ema_rampup) if spec.ema_rampup else spec.ema_kimg * 1000
+    beta = 0.5 ** (spec.batch / max(half_life, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.lerp_(p, 1 - beta)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):  # BatchNorm statistics, stored noise: copied
+        b_ema.copy_(b)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, spec: TrainSpec, step: int, wall: float, G, D, G_ema, opt_G, opt_D) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"identity": json.dumps(spec.identity(), sort_keys=True), "step": step, "wall": wall,
+             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict()}
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a run killed mid-write keeps its previous checkpoint
+
+
+def load_checkpoint(path: Path, spec: TrainSpec, G, D, G_ema, opt_G, opt_D) -> tuple[int, float]:
+    """(step, wall seconds so far); (0, 0) without a checkpoint."""
+    if not path.is_file():
+        return 0, 0.0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"checkpoint {path} does not load ({type(e).__name__}); delete it to start over") from None
+    have, want = json.loads(state["identity"]), spec.identity()
+    diff = [f"{k}: checkpoint {have.get(k)!r}, now {want[k]!r}" for k in want if have.get(k) != want[k]]
+    if diff:
+        raise ConfigError(f"checkpoint {path} is another run ({'; '.join(diff)}); pass ckpt=OTHER_PATH or delete it")
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    G_ema.load_state_dict(state["G_ema"])
+    opt_G.load_state_dict(state["opt_G"])
+    opt_D.load_state_dict(state["opt_D"])
+    return int(state["step"]), float(state["wall"])
+
+
+# ---------------------------------------------------------------- outputs
+
+@torch.no_grad()
+def sample_grid(G: Generator, path: Path, per_class: int = 10, seed: int = 0) -> Path:
+    """One row per class (8 x 8 when unconditional), fixed latents, PNG."""
+    from torchvision.utils import save_image
+
+    rows = G.num_classes or 8
+    labels = torch.arange(rows).repeat_interleave(per_class if G.num_classes else 8)
+    z = G.sample_latents(labels, "z", torch.Generator().manual_seed(seed))
+    images = G.decode(z, labels.to(z.device), "z")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image((images.float().cpu() + 1) / 2, str(path), nrow=len(labels) // rows, padding=1)
+    return path
+
+
+@torch.no_grad()
+def generated_unit(G: Generator, n: int, seed: int = 1, chunk: int = 500) -> torch.Tensor:
+    """n images in [0, 1], classes balanced (round-robin), for FID."""
+    labels = torch.arange(n) % max(G.num_classes, 1)
+    g = torch.Generator().manual_seed(seed)
+    out = [G.decode(G.sample_latents(lab, "z", g), lab.to(G._device()), "z").float().cpu()
+           for lab in labels.split(chunk)]
+    return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+
+def fid_of(G: Generator, dataset: str, n: int) -> dict | None:
+    try:
+        from genprior.metrics import fid_kid  # written alongside; optional here
+    except ImportError as e:
+        print(f"FID skipped: genprior.metrics.fid_kid does not import ({e})", flush=True)
+        return None
+    try:
+        result = fid_kid(generated_unit(G, n), dataset, split="test")
+    except Exception as e:  # missing Inception weights etc.: the generator is still worth saving
+        print(f"FID skipped: {type(e).__name__}: {e}", flush=True)
+        return None
+    return {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) else v) for k, v in dict(result).items()}
+
+
+# ---------------------------------------------------------------- the run
+
+def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real: Split | None = None,
+          device: str = "cpu", data_root: str | None = None, log_every: int = 100, checkpoint_every: int = 500,
+          fid_images: int = 0, command: str | None = None, progress: bool = True) -> Path:
+    """Train (or resume) and write the EMA generator to <out>.safetensors/.json and <out>.png."""
+    spec = spec.resolved()
+    if spec.batch < 1 or spec.steps < 0 or spec.r1_every < 1:
+        raise ConfigError(f"need batch >= 1, steps >= 0, r1_every >= 1 (got {spec.batch}, {spec.steps}, "
+                          f"{spec.r1_every})")
+    out = Path(out)
+    ckpt = Path(ckpt) if ckpt else Path("runs") / "generators" / f"{out.name}.ckpt.pt"
+    if real is None:
+        real = load_split(spec.dataset, "train", data_root, resolution=spec.resolution)
+    # the generators' tanh range: [-1, 1] pixels
+    images = (to_unit(real.images, real.info.name, space="normalized") * 2 - 1).to(device)
+    labels = real.labels.to(device)
+
+    torch.manual_seed(derive_seed(spec.seed, 2 ** 31))  # the initial weights
+    G, D = build(spec, real)
+    G, D = G.to(device).train(), D.to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_G, opt_D = optimizers(spec, G, D)
+    start, wall = load_checkpoint(ckpt, spec, G, D, G_ema, opt_G, opt_D)
+    if start:
+        print(f"resuming {ckpt} at step {start}/{spec.steps}", flush=True)
+    print(f"{spec.arch} on {spec.dataset} {tuple(images.shape[1:])}: G {G.num_params():,} params, "
+          f"D {sum(p.numel() for p in D.parameters()):,} params, batch {spec.batch}, {spec.steps} steps", flush=True)
+
+    t0 = t_log = time.perf_counter()
+    last_logged = start
+    with tqdm(total=spec.steps, initial=min(start, spec.steps), desc=f"train {spec.arch}",
+              disable=None if progress else True) as bar:
+        for step in range(start, spec.steps):
+            logs = train_step(step, spec, G, D, G_ema, opt_G, opt_D, images, labels)
+            if not all(math.isfinite(v) for v in logs.values()):
+                raise RuntimeError(f"training diverged at step {step} ({logs}); lower lr or raise r1_gamma")
+            bar.update(1)
+            bar.set_postfix(d=f"{logs['d']:.3f}", g=f"{logs['g']:.3f}", refresh=False)
+            done = step + 1
+            if done % log_every == 0 or done == spec.steps:
+                now = time.perf_counter()
+                per_step = (now - t_log) / (done - last_logged)
+                print(f"step {done}/{spec.steps} " + " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()))
+                      + f" {per_step:.3f} s/step", flush=True)
+                t_log, last_logged = now, done
+            if done % checkpoint_every == 0 or done == spec.steps:
+                save_checkpoint(ckpt, spec, done, wall + time.perf_counter() - t0, G, D, G_ema, opt_G, opt_D)
+    wall += time.perf_counter() - t0
+    steps_done = max(start, spec.steps)
+
+    G_ema.eval()
+    info = {"command": command, "dataset": spec.dataset, "steps": steps_done, "images_seen": steps_done * spec.batch,
+            "wall_seconds": round(wall, 1), "train": spec.identity(), "torch": torch.__version__,
+            "device": str(device), "threads": torch.get_num_threads()}
+    if fid_images > 0:
+        scores = fid_of(G_ema, spec.dataset, fid_images)
+        if scores:
+            info["fid"] = scores
+            print(f"FID {scores.get('fid')} KID {scores.get('kid')} on {scores.get('n', fid_images)} images", flush=True)
+    weights = save_generator(G_ema.cpu(), out, info)
+    grid = sample_grid(G_ema, Path(str(out) + ".png"))
+    print(f"wrote {weights}, {generator_files(out)[1]} and {grid} ({steps_done} steps, {wall:.0f} s)", flush=True)
+    return weights
+
+
+# ---------------------------------------------------------------- CLI
+
+RUN_OPTIONS = {"out": None, "ckpt": None, "device": None, "data_root": None, "log_every": 100,
+               "checkpoint_every": 500, "fid_images": 0}
+
+
+def spec_from(items: dict) -> TrainSpec:
+    """A TrainSpec from key=value strings, with one-line errors (like genprior.experts)."""
+    names = {f.name for f in fields(TrainSpec)}
+    unknown = sorted(set(items) - names)
+    if unknown:
+        raise ConfigError(f"unknown train option(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(sorted(names | set(RUN_OPTIONS)))}")
+    kwargs = {}
+    for k, v in items.items():
+        default = getattr(TrainSpec(), k)
+        if isinstance(v, str) and not isinstance(default, str):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError:
+                raise ConfigError(f"train option {k}={v!r} is not a valid value") from None
+        if isinstance(default, dict) and not isinstance(v, dict):
+            raise ConfigError(f"train option {k} must be a JSON object, e.g. {k}='{{\"channel_base\": 512}}'")
+        kwargs[k] = v
+    return TrainSpec(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print("options:", ", ".join(f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)),
+              ", ".join(f"{k}={v!r}" for k, v in RUN_OPTIONS.items()))
+        return 0
+    try:
+        bad = [a for a in argv if "=" not in a]
+        if bad:
+            raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
+        items = dict(a.split("=", 1) for a in argv)
+        run = {k: items.pop(k, v) for k, v in RUN_OPTIONS.items()}
+        if not run["out"]:
+            raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")
+        spec = spec_from(items)
+        try:
+            ints = {k: int(run[k]) for k in ("log_every", "checkpoint_every", "fid_images")}
+        except ValueError as e:
+            raise ConfigError(f"log_every, checkpoint_every and fid_images take integers ({e})") from None
+        train(spec, run["out"], run["ckpt"], device=run["device"] or ("cuda" if torch.cuda.is_available() else "cpu"),
+              data_root=run["data_root"], command=shlex.join(["python", "-m", "generators.train", *argv]), **ints)
+    except ConfigError as e:
+        print(f"generators.train: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+import json
+import sys
+import types
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from generators.io import load_generator
+from generators.train import TrainSpec, main, train
+from genprior.data import DATASETS, Split, normalize
+from genprior.errors import ConfigError
+from tests.conftest import needs_fashion_mnist
+
+TINY = {
+    "stylegan2": ({"z_dim": 8, "w_dim": 16, "mapping_layers": 2, "channel_base": 64, "channel_max": 16},
+                  {"channel_base": 64, "channel_max": 16, "cmap_dim": 8}),
+    "dcgan": ({"z_dim": 8, "embed_dim": 4, "channel_base": 64, "channel_max": 16},
+              {"channel_base": 64, "channel_max": 16}),
+}
+
+
+def toy_split(n=40):
+    g = torch.Generator().manual_seed(0)
+    info = DATASETS["fashion_mnist"]
+    return Split(normalize(torch.rand(n, 1, 28, 28, generator=g), info), torch.arange(n) % 10, info, "train")
+
+
+def spec(arch, steps, **kw):
+    g, d = TINY[arch]
+    return TrainSpec(arch=arch, steps=steps, batch=4, r1_every=2, generator_kwargs=g, discriminator_kwargs=d, **kw)
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "dcgan"])
+def test_resumed_run_equals_uninterrupted(tmp_path, arch, capsys):
+    real = toy_split()
+    train(spec(arch, 4), tmp_path / "a", tmp_path / "a.ckpt", real=real, log_every=2, checkpoint_every=2,
+          progress=False)
+    train(spec(arch, 2), tmp_path / "b", tmp_path / "b.ckpt", real=real, progress=False)  # "killed" at step 2
+    train(spec(arch, 4), tmp_path / "b", tmp_path / "b.ckpt", real=real, progress=False)  # same command, longer
+    assert "resuming" in capsys.readouterr().out
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    g = load_generator(tmp_path / "b")
+    assert g.info["steps"] == 4 and g.info["images_seen"] == 16 and g.info["train"]["arch"] == arch
+    assert (tmp_path / "b.png").stat().st_size > 0
+    train(spec(arch, 0), tmp_path / "init", tmp_path / "init.ckpt", real=real, progress=False)
+    init = load_file(str(tmp_path / "init.safetensors"))  # the EMA did move away from the initial weights
+    assert any(not torch.equal(init[k], a[k]) for k in a if k.endswith("weight"))
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    real = toy_split()
+    train(spec("dcgan", 1), tmp_path / "a", tmp_path / "ckpt", real=real, progress=False)
+    with pytest.raises(ConfigError, match="another run.*seed: checkpoint 0, now 1"):
+        train(spec("dcgan", 2, seed=1), tmp_path / "a", tmp_path / "ckpt", real=real, progress=False)
+
+
+def test_fid_is_recorded_when_metrics_import(tmp_path, monkeypatch):
+    seen = {}
+
+    def fid_kid(images, dataset, split="test"):
+        seen.update(shape=tuple(images.shape), lo=float(images.min()), hi=float(images.max()), split=split)
+        return {"fid": 12.5, "kid": 0.01, "n": len(images)}
+
+    monkeypatch.setitem(sys.modules, "genprior.metrics", types.SimpleNamespace(fid_kid=fid_kid))
+    train(spec("dcgan", 1), tmp_path / "a", tmp_path / "ckpt", real=toy_split(), fid_images=20, progress=False)
+    assert seen["shape"] == (20, 1, 28, 28) and 0 <= seen["lo"] <= seen["hi"] <= 1 and seen["split"] == "test"
+    assert json.loads((tmp_path / "a.json").read_text())["info"]["fid"] == {"fid": 12.5, "kid": 0.01, "n": 20}
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["arch=biggan", f"out={tmp_path / 'g'}"]) == 2
+    assert "valid: stylegan2, dcgan" in capsys.readouterr().err
+    assert main(["steps=2"]) == 2
+    assert "out=PATH" in capsys.readouterr().err
+    assert main(["stepz=2", f"out={tmp_path / 'g'}"]) == 2
+    assert "unknown train option(s) stepz" in capsys.readouterr().err
+    assert main(["generator_kwargs=3", f"out={tmp_path / 'g'}"]) == 2
+    assert "JSON object" in capsys.readouterr().err
+
+
+@needs_fashion_mnist
+def test_cli_on_fashion_mnist(tmp_path, monkeypatch):
+    monkeypatch.delenv("GENPRIOR_DATA")
+    g, d = TINY["stylegan2"]
+    argv = ["arch=stylegan2", "steps=1", "batch=4", f"generator_kwargs={json.dumps(g)}",
+            f"discriminator_kwargs={json.dumps(d)}", f"out={tmp_path / 'fm'}", f"ckpt={tmp_path / 'fm.ckpt'}"]
+    assert main(argv) == 0
+    info = json.loads((tmp_path / "fm.json").read_text())["info"]
+    assert info["command"].startswith("python -m generators.train arch=stylegan2") and info["steps"] == 1
+    assert (tmp_path / "fm.png").is_file() and (tmp_path / "fm.ckpt").is_file()
