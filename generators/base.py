@@ -12,6 +12,11 @@ Latent kinds (which ones a generator has is its `latent_spec`):
 Class information enters through the mapping network, so w / w+ / f already carry the
 class: `decode` needs labels only for kind "z".
 
+Range: DCGAN-style generators end in tanh. Style-based ones (native StyleGAN2, NVlabs)
+end in a linear toRGB, as in NVlabs' code: trained toward [-1, 1] but not squashed, so
+values slightly outside occur; clamp for display, and decide in the synset whether to clamp
+before an objective (a clamp stops gradients to out-of-range pixels).
+
 Decoding must be a pure function of (latents, labels): synsets re-render the same
 latents twice per step (no-grad pass, then the chunked backward pass of DESIGN.md
 section 2), so per-layer noise is read from stored buffers ("const" noise) and

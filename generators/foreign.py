@@ -147,6 +147,7 @@ class NVlabsGenerator(Generator):
             return torch.zeros(n, 0, device=self._device())
         return F.one_hot(labels, self.num_classes).float()
 
+    @torch.no_grad()  # initial values, not part of any graph
     def sample_latents(self, labels, kind="z", generator=None, truncation=1.0):
         if kind not in STYLE_KINDS:
             self.check_kind(kind)

@@ -174,10 +174,11 @@ class StyleGAN2(Generator):
         b = self.blocks[n - 1]
         return (b.out_channels + self.channels, b.res, b.res)
 
+    @torch.no_grad()  # initial values, not part of any graph
     def sample_latents(self, labels, kind="z", generator=None, truncation=1.0):
         if kind not in STYLE_KINDS:
             self.check_kind(kind)  # unknown kinds: the generic message
-            raise ConfigError(f"stylegan2: sample F_n latents as to_f(sample_latents(labels, 'w+'), n, labels)")
+            raise ConfigError("stylegan2: sample F_n latents as to_f(sample_latents(labels, 'w+'), n, labels)")
         n = len(labels)
         labels = self.check_labels(labels, n)
         z = randn((n, self.z_dim), generator, self._device())

@@ -330,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-        print("options:", ", ".join(f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)),
-              ", ".join(f"{k}={v!r}" for k, v in RUN_OPTIONS.items()))
+        options = [f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)]
+        print("options:", ", ".join(options + [f"{k}={v!r}" for k, v in RUN_OPTIONS.items()]))
         return 0
     try:
         bad = [a for a in argv if "=" not in a]
