@@ -17,7 +17,7 @@ larger steps= extends a finished run.
 
 At the end: <out>.safetensors + <out>.json (generators.io: arch, kwargs, command, steps,
 wall time, FID if computed) and <out>.png, a sample grid with one row per class.
-FID/KID (fid_images=N > 0) come from genprior.metrics when it is importable.
+FID/KID (fid_images=N > 0) come from genprior.metrics, against the data set's test split.
 """
 from __future__ import annotations
 
@@ -210,27 +210,28 @@ def sample_grid(G: Generator, path: Path, per_class: int = 10, seed: int = 0) ->
 
 
 @torch.no_grad()
-def generated_unit(G: Generator, n: int, seed: int = 1, chunk: int = 500) -> torch.Tensor:
-    """n images in [0, 1], classes balanced (round-robin), for FID."""
+def generated_unit(G: Generator, n: int, seed: int = 1, chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images in [0, 1] with their labels, classes balanced (round-robin), for FID."""
     labels = torch.arange(n) % max(G.num_classes, 1)
     g = torch.Generator().manual_seed(seed)
     out = [G.decode(G.sample_latents(lab, "z", g), lab.to(G._device()), "z").float().cpu()
            for lab in labels.split(chunk)]
-    return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+    return ((torch.cat(out) + 1) / 2).clamp(0, 1), labels
 
 
-def fid_of(G: Generator, dataset: str, n: int) -> dict | None:
+def fid_of(G: Generator, dataset: str, n: int, data_root: str | None = None) -> dict | None:
+    """FID/KID of n samples against the test split (genprior.metrics), or None where Inception is missing."""
+    from genprior.metrics import Unavailable, image_metrics
+
+    unit, labels = generated_unit(G, n)
     try:
-        from genprior.metrics import fid_kid  # written alongside; optional here
-    except ImportError as e:
-        print(f"FID skipped: genprior.metrics.fid_kid does not import ({e})", flush=True)
+        m = image_metrics(unit, labels if G.num_classes else None, dataset, "test", lpips=False, root=data_root)
+    except Unavailable as e:  # the generator is still worth saving
+        print(f"FID skipped: {e}", flush=True)
         return None
-    try:
-        result = fid_kid(generated_unit(G, n), dataset, split="test")
-    except Exception as e:  # missing Inception weights etc.: the generator is still worth saving
-        print(f"FID skipped: {type(e).__name__}: {e}", flush=True)
-        return None
-    return {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) else v) for k, v in dict(result).items()}
+    inc = m["inception"]
+    return {"fid": inc["overall"]["fid"], "kid": inc["overall"]["kid"], "n": n, "split": "test",
+            "fid_per_class": {c: e["fid"] for c, e in inc.get("per_class", {}).items()}, "key": inc["key"]}
 
 
 # ---------------------------------------------------------------- the run
@@ -289,7 +290,7 @@ def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real
             "wall_seconds": round(wall, 1), "train": spec.identity(), "torch": torch.__version__,
             "device": str(device), "threads": torch.get_num_threads()}
     if fid_images > 0:
-        scores = fid_of(G_ema, spec.dataset, fid_images)
+        scores = fid_of(G_ema, spec.dataset, fid_images, data_root)
         if scores:
             info["fid"] = scores
             print(f"FID {scores.get('fid')} KID {scores.get('kid')} on {scores.get('n', fid_images)} images", flush=True)

@@ -183,6 +183,10 @@ def distill(cfg: DictConfig, accelerator) -> Path:
         from genprior.evaluate import check_protocol
 
         check_protocol(cfg.protocol)  # a typo in the protocol should not wait for the end of distillation
+    if cfg.eval.images.enabled:
+        from genprior.metrics.features import inception_path
+
+        inception_path()  # nor should a missing FID network
 
     d = cfg.dataset
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
@@ -316,16 +320,26 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     save_image_folder(unit, labels, info.class_names, run_dir / "images")
     save_grid(unit, labels, info.num_classes, run_dir / "grid.png")
     log(f"wrote {set_path}, {run_dir / 'grid.png'}, {run_dir / 'images'}/")
-    if not cfg.eval.enabled:
-        return
-    t0 = time.time()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    protocol = check_protocol(cfg.protocol)
-    metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
-    metrics["storage"] = synset.storage()
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    acc = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
-    log(f"{protocol.name}: {acc} % ({time.time() - t0:.0f}s); wrote {run_dir / 'metrics.json'}")
+    metrics = {}
+    if cfg.eval.enabled:
+        t0 = time.time()
+        protocol = check_protocol(cfg.protocol)
+        metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
+        acc = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
+        log(f"{protocol.name}: {acc} % ({time.time() - t0:.0f}s)")
+    if cfg.eval.images.enabled:
+        from genprior.metrics import image_metrics, summary_lines
+
+        im = cfg.eval.images
+        metrics["images"] = image_metrics(unit, labels, d.name, "test", tuple(im.spaces), im.lpips, d.root, device,
+                                          limit=im.limit)
+        for line in summary_lines(metrics["images"]):
+            log(line)
+    if metrics:
+        metrics["storage"] = synset.storage()
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log(f"wrote {run_dir / 'metrics.json'}")
 
 
 class _Log:

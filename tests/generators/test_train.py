@@ -56,17 +56,23 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
         train(spec("dcgan", 2, seed=1), tmp_path / "a", tmp_path / "ckpt", real=real, progress=False)
 
 
-def test_fid_is_recorded_when_metrics_import(tmp_path, monkeypatch):
+def test_fid_is_recorded_from_genprior_metrics(tmp_path, monkeypatch):
+    import genprior.metrics
+
     seen = {}
 
-    def fid_kid(images, dataset, split="test"):
-        seen.update(shape=tuple(images.shape), lo=float(images.min()), hi=float(images.max()), split=split)
-        return {"fid": 12.5, "kid": 0.01, "n": len(images)}
+    def image_metrics(unit, labels, dataset, split="test", **kw):
+        seen.update(shape=tuple(unit.shape), lo=float(unit.min()), hi=float(unit.max()), split=split,
+                    classes=sorted(set(labels.tolist())))
+        return {"inception": {"overall": {"fid": 12.5, "kid": 0.01, "n": len(unit)}, "key": "k",
+                              "per_class": {"0": {"fid": 20.0}}}}
 
-    monkeypatch.setitem(sys.modules, "genprior.metrics", types.SimpleNamespace(fid_kid=fid_kid))
+    monkeypatch.setattr(genprior.metrics, "image_metrics", image_metrics)
     train(spec("dcgan", 1), tmp_path / "a", tmp_path / "ckpt", real=toy_split(), fid_images=20, progress=False)
     assert seen["shape"] == (20, 1, 28, 28) and 0 <= seen["lo"] <= seen["hi"] <= 1 and seen["split"] == "test"
-    assert json.loads((tmp_path / "a.json").read_text())["info"]["fid"] == {"fid": 12.5, "kid": 0.01, "n": 20}
+    assert seen["classes"] == list(range(10))  # balanced over the classes
+    fid = json.loads((tmp_path / "a.json").read_text())["info"]["fid"]
+    assert fid["fid"] == 12.5 and fid["kid"] == 0.01 and fid["n"] == 20 and fid["fid_per_class"] == {"0": 20.0}
 
 
 def test_cli_errors(tmp_path, capsys):

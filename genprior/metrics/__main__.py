@@ -1,0 +1,84 @@
+"""python -m genprior.metrics TARGET [TARGET ...] [dataset=NAME] [options]: see genprior/metrics/__init__.py."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from genprior.errors import ConfigError
+from genprior.metrics import MIN_FID, image_metrics, summary_lines
+from genprior.metrics.targets import load_target
+
+PROG = "genprior-metrics"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _Parser(prog=PROG, description="FID/KID against a real split and diversity within classes.")
+    p.add_argument("targets", nargs="+", help="run directories, set files or image folders; dataset=NAME for folders")
+    p.add_argument("--split", default="test", help="the real split to compare against (default: test)")
+    p.add_argument("--space", action="append", default=[], metavar="FOLDER",
+                   help="also measure in this local transformers encoder's space (DINOv2, CLIP); repeatable")
+    p.add_argument("--inception", default=None, metavar="PATH", help="the FID Inception weights file")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS diversity")
+    p.add_argument("--limit", type=int, default=None, help="reference: a fixed random subset of this many images")
+    p.add_argument("--min-fid", type=int, default=MIN_FID, help="fewest images FID is computed on")
+    p.add_argument("--out", default=None, help="JSON file (default: a run's metrics.json, else stdout)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data-root", default=None)
+    a = p.parse_args(argv)
+    kv = dict(t.split("=", 1) for t in a.targets if "=" in t)
+    targets = [t for t in a.targets if "=" not in t]
+    status = 0
+    try:
+        unknown = set(kv) - {"dataset"}
+        if unknown:
+            raise ConfigError(f"unknown option {', '.join(sorted(unknown))}=; valid: dataset=")
+        if not targets:
+            raise ConfigError("give a run directory, a set file or a folder of images")
+        if a.out and len(targets) > 1:
+            raise ConfigError("--out takes one target at a time")
+        for t in targets:
+            target = load_target(t, kv.get("dataset"), a.data_root)
+            m = image_metrics(target.unit, target.labels, target.dataset, a.split, ("inception", *a.space),
+                              not a.no_lpips, a.data_root, a.device, a.inception, a.limit, a.min_fid)
+            m["source"] = str(t)
+            _write(m, target.run_dir, a.out)
+            for line in summary_lines(m):
+                print(f"{t}: {line}")
+            overall = m["inception"]["overall"]
+            if overall["fid"] is None:  # the KID above still stands
+                print(f"{PROG}: error: {t}: {overall['fid_unavailable']} (use --min-fid to lower it)", file=sys.stderr)
+                status = 2
+    except ConfigError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return status
+
+
+def _write(m: dict, run_dir: Path | None, out: str | None) -> None:
+    if out is None and run_dir is None:
+        print(json.dumps(m, indent=2))
+        return
+    path = Path(out) if out else run_dir / "metrics.json"
+    if run_dir is not None and out is None:  # merge into the run's metrics, keep the accuracy
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+        merged["images"] = m
+        m = merged
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(m, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

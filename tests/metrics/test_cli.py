@@ -1,0 +1,83 @@
+"""The metrics command line on run directories, set files and image folders, and its bad input."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from genprior.metrics.__main__ import main
+from genprior.setfile import save_set
+from tests.conftest import needs_fashion_mnist
+from tests.metrics.conftest import fashion, needs_inception
+
+
+def _folder(root, images, class_folders=True):
+    for i, x in enumerate(images):
+        d = root / f"{i % 2:03d}_class" if class_folders else root
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x[0] * 255).round().byte().numpy()).save(d / f"{i}.png")
+    return root
+
+
+def test_empty_folder_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "dataset=fashion_mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no images" in err
+
+
+def test_mixed_sizes_are_one_line_exit_2(tmp_path, capsys):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    Image.new("L", (28, 28)).save(d / "a.png")
+    Image.new("L", (32, 32)).save(d / "b.png")
+    assert main([str(d), "dataset=fashion_mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mixed sizes" in err and "28x28" in err and "32x32" in err
+
+
+def test_other_bad_input(tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "f").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "f" / "a.png")
+    assert main([str(tmp_path / "f")]) == 2  # a folder does not say its data set
+    assert "dataset=NAME" in capsys.readouterr().err
+    assert main([str(tmp_path / "f"), "datset=mnist"]) == 2
+    assert "valid: dataset=" in capsys.readouterr().err
+
+
+@needs_inception
+@needs_fashion_mnist
+def test_too_few_images_for_fid_still_report_kid_and_exit_2(tmp_path, capsys):
+    x, _ = fashion("train", 4)
+    d = _folder(tmp_path / "few", x, class_folders=False)
+    out = tmp_path / "m.json"
+    assert main([str(d), "dataset=fashion_mnist", "--limit", "20", "--no-lpips", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error:" in line]  # (beside a progress bar)
+    assert len(errors) == 1 and "FID needs at least 10" in errors[0]
+    m = json.loads(out.read_text())["inception"]["overall"]
+    assert m["fid"] is None and m["kid"] is not None and m["n"] == 4
+    assert "KID" in captured.out
+
+
+@needs_inception
+@needs_fashion_mnist
+def test_run_directory_gets_images_merged_into_its_metrics(tmp_path):
+    x, y = fashion("train", 12)
+    run = tmp_path / "run"
+    save_set(run / "synset.safetensors", (x - 0.2861) / 0.3530, y, "fashion_mnist")
+    (run / "metrics.json").write_text(json.dumps({"synthetic": {"convnet": {"mean": 50.0, "std": 1.0}}}))
+    assert main([str(run), "--limit", "20"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["synthetic"]["convnet"]["mean"] == 50.0  # the accuracy is kept
+    im = m["images"]
+    assert im["n"] == 12 and im["inception"]["overall"]["fid"] > 0
+    assert set(im["inception"]["per_class"]) == {str(c) for c in y.unique().tolist()}
+    assert "unavailable" in im["lpips"] or im["lpips"]["mean"] is not None
+    # the same images as a class-folder export measure the same
+    d = _folder(tmp_path / "folder", x)
+    assert main([str(d), "dataset=fashion_mnist", "--limit", "20", "--no-lpips", "--out", str(tmp_path / "f.json")]) == 0
+    f = json.loads((tmp_path / "f.json").read_text())
+    assert f["inception"]["overall"]["fid"] == pytest.approx(im["inception"]["overall"]["fid"], rel=1e-6)

@@ -1,0 +1,56 @@
+"""The report renders from real (tiny) run directories, side by side."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genprior import report, run
+from tests.conftest import needs_fashion_mnist
+from tests.metrics.conftest import needs_inception
+from tests.test_run import TINY, TINY_REAL
+
+
+@needs_inception
+@needs_fashion_mnist
+def test_report_of_two_tiny_runs(tmp_path):
+    dirs = []
+    for seed in (0, 1):
+        out = tmp_path / f"dm-seed{seed}"
+        extra = ["eval.images.enabled=true", "eval.images.limit=20", "eval.images.lpips=false"] if seed == 0 else []
+        assert run.main(["pixel=dm", *TINY, *TINY_REAL, f"seed={seed}", f"run_dir={out}", *extra]) == 0
+        dirs.append(out)
+    images = json.loads((dirs[0] / "metrics.json").read_text())["images"]
+    assert images["inception"]["overall"]["kid"] is not None and images["n"] == 10
+
+    assert report.main([str(d) for d in dirs] + ["--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    for d in dirs:
+        assert f"| {d.name} | fashion_mnist | pixel | dm | 1 |" in md  # the runs table
+        assert f"**{d.name}** | " in md  # its accuracy row
+        assert Image.open(tmp_path / "report" / "grids" / f"{d.name}.png").size[0] > 28
+    assert "## Image metrics" in md and "| dm-seed0 | 10 |" in md
+    assert "Not measured yet: dm-seed1" in md  # and how to measure it
+    loss = Image.open(tmp_path / "report" / "loss.png")
+    assert loss.size[0] == 720 and len(_colors(loss)) > 3  # lines were drawn
+
+
+def test_report_bad_input(tmp_path, capsys):
+    assert report.main([str(tmp_path / "nope")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty")]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_line_plot_draws_every_series(tmp_path):
+    path = report.line_plot({"a": [(0, 1.0), (10, 0.5)], "b": [(0, 2.0), (10, 3.0)]}, "t", tmp_path / "p.png",
+                            log_y=True)
+    colors = _colors(Image.open(path))
+    assert (31, 119, 180) in colors and (214, 39, 40) in colors  # the first two palette colors
+    with pytest.raises(Exception, match="nothing to plot"):
+        report.line_plot({"a": []}, "t", tmp_path / "q.png")
+
+
+def _colors(img):
+    return {tuple(p) for p in np.asarray(img.convert("RGB")).reshape(-1, 3).tolist()}
