@@ -223,6 +223,20 @@ def to_unit(images: torch.Tensor, dataset: str, space: str, root: str | None = N
     return images.clamp(0, 1)
 
 
+def from_unit(unit: torch.Tensor, dataset: str, space: str, root: str | None = None) -> torch.Tensor:
+    """[0, 1] pixels into a value space: the inverse of to_unit, differentiable, not clamped
+    (a generator's images enter the objective through it)."""
+    info = dataset_info(dataset)
+    if space == "unit":
+        return unit
+    if space not in SPACES:
+        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    images = normalize(unit, info)
+    if space == "zca":
+        images = zca_for(dataset, root, unit.shape[-1]).to(unit.device)(images)
+    return images
+
+
 @functools.lru_cache(maxsize=2)
 def zca_for(dataset: str, root: str | None = None, resolution: int | None = None) -> ZCA:
     """The ZCA transform of a data set: fitted once on its normalized train split."""

@@ -109,10 +109,25 @@ def build_synset(cfg: DictConfig, real):
     if kind not in SYNSETS:
         raise ConfigError(f"unknown synset kind {kind!r}; valid: {', '.join(SYNSETS)}")
     options = {k: v for k, v in OmegaConf.to_container(cfg.synset, resolve=True).items() if k not in ("kind", "optim")}
+    if kind == "gan":  # the generator is a file; the synset renders into the data set's value space
+        from generators.io import load_generator
+
+        options.update(generator=load_generator(_asset(options["generator"])),  # on CPU; .to(device) moves it
+                       data_space=cfg.dataset.space, data_root=cfg.dataset.root)
     synset = SYNSETS[kind](real, cfg.ipc, seed=cfg.seed, **options)
     if cfg.objective.kind == "mtt":
         synset.learn_lr(cfg.objective.init_lr)
     return synset
+
+
+def _asset(path: str) -> str:
+    """Relative generator paths resolve against the working directory, else the repository
+    (so the shipped assets/ generators work from anywhere)."""
+    p = Path(path)
+    if p.is_absolute() or Path(str(p) + ".json").exists() or p.exists():
+        return str(p)
+    repo = CONFIG_DIR.parent / p
+    return str(repo) if Path(str(repo) + ".json").exists() or repo.exists() else str(p)
 
 
 def build_objective(cfg: DictConfig, real, accelerator):

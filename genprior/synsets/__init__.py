@@ -1,7 +1,8 @@
 """Synthetic-set parameterizations. SYNSETS maps a config's `synset.kind` to its class."""
 from genprior.synsets.base import Synset
+from genprior.synsets.gan import GanSynset
 from genprior.synsets.pixel import PixelSynset
 
-SYNSETS = {"pixel": PixelSynset}
+SYNSETS = {"pixel": PixelSynset, "gan": GanSynset}
 
-__all__ = ["SYNSETS", "Synset", "PixelSynset"]
+__all__ = ["SYNSETS", "Synset", "PixelSynset", "GanSynset"]

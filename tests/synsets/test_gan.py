@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from generators.base import frozen
+from generators.dcgan import DCGAN
+from generators.stylegan2 import StyleGAN2
+from genprior.data import DatasetInfo, Split
+from genprior.errors import ConfigError
+from genprior.synsets.gan import GanSynset
+
+TINY_SG2 = dict(z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16)
+
+
+def split(num_classes=3, resolution=28, channels=1, per_class=4):
+    info = DatasetInfo("toy", channels, resolution, tuple(str(c) for c in range(num_classes)),
+                       (0.5,) * channels, (0.25,) * channels, True)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    images = torch.randn(len(labels), channels, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    return Split(images, labels, info, "train")
+
+
+def stylegan2(num_classes=3, resolution=28, channels=1):
+    torch.manual_seed(0)
+    return frozen(StyleGAN2(resolution, channels, num_classes, **TINY_SG2))
+
+
+def synset(space, ipc=2, **kw):
+    layer = 1 if space == "f" else None
+    return GanSynset(split(), ipc, stylegan2(), space=space, layer=layer, data_space="unit", **kw)
+
+
+def _patch_toy_dataset(monkeypatch):
+    # from_unit looks the data set up by name; the toy one is registered for the test only
+    from genprior import data
+
+    monkeypatch.setitem(data.DATASETS, "toy", split().info)
+
+
+@pytest.mark.parametrize("space", ["z", "w", "w+", "f"])
+def test_chunked_latent_gradient_equals_plain_autograd(space, monkeypatch):
+    _patch_toy_dataset(monkeypatch)
+    s = synset(space)
+    weights = torch.randn(len(s), 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+    def loss_of(images):  # nonlinear in the images, so dL/dx depends on all of them
+        return ((images * weights).sum() ** 2) / 1e4 + (images ** 3 * weights).mean()
+
+    # plain autograd through the whole set at once
+    loss_of(s.render(torch.arange(len(s)))).backward()
+    plain = {n: p.grad.clone() for n, p in s.named_parameters()}
+    s.zero_grad()
+    # the constant-memory path: render without grad, dL/dx on a leaf, re-render chunk by chunk
+    images = s.render_all(chunk=4).requires_grad_(True)
+    loss_of(images).backward()
+    s.push_grad(images.grad, chunk=4)
+    assert plain and set(plain) == {n for n, _ in s.named_parameters()}
+    for name, p in s.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+        torch.testing.assert_close(p.grad, plain[name], rtol=1e-4, atol=1e-6)
+
+
+def test_latents_not_the_generator_are_the_set(monkeypatch):
+    _patch_toy_dataset(monkeypatch)
+    s = synset("w+", ipc=2)
+    assert set(s.state_dict()) == {"latents"} and s.latents.shape == (6, s.generator.num_ws, 16)
+    st = s.storage()
+    assert st["floats"] == s.latents.numel() and "generator" in st["not_counted"]
+    assert st["generator_params"] == s.generator.num_params()
+    f = synset("f")
+    assert set(f.state_dict()) == {"f", "ws"} and set(f.groups()) == {"f", "w"}
+    assert f.storage()["floats"] == f.f.numel() + f.ws.numel()
+    tuned = synset("w", finetune=True)
+    assert any(k.startswith("generator.") for k in tuned.state_dict()) and "generator" in tuned.groups()
+    assert tuned.storage()["floats"] == tuned.latents.numel() + tuned.generator.num_params()
+
+
+def test_images_are_in_the_data_space_and_differ_within_a_class(monkeypatch):
+    _patch_toy_dataset(monkeypatch)
+    info = split().info
+    s = GanSynset(split(), 2, stylegan2(), space="w+", data_space="normalized")
+    x = s.render_all()
+    g = s.generator
+    raw = g.decode(s.latents, s.labels, "w+")
+    torch.testing.assert_close(x, ((raw + 1) / 2 - info.mean[0]) / info.std[0])
+    assert (x[0] - x[1]).abs().max() > 1e-3  # truncation 0.7 keeps items of a class apart
+    s.to(torch.float64)  # the unregistered, frozen generator moves with the synset
+    assert next(s.generator.parameters()).dtype == torch.float64 and s.latents.dtype == torch.float64
+
+
+def test_same_seed_same_latents(monkeypatch):
+    _patch_toy_dataset(monkeypatch)
+    assert torch.equal(synset("w", seed=3).latents, synset("w", seed=3).latents)
+    assert not torch.equal(synset("w", seed=3).latents, synset("w", seed=4).latents)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: GanSynset(split(), 1, frozen(DCGAN(28, 1, 3, z_dim=8, embed_dim=4, channel_base=64, channel_max=16)),
+                       space="f", layer=1), "no latent kind 'w\\+'"),
+    (lambda: GanSynset(split(), 1, stylegan2(), space="f", layer=7), "out of range; valid: 1..2"),
+    (lambda: GanSynset(split(), 1, stylegan2(), space="f"), "needs layer=n"),
+    (lambda: GanSynset(split(), 1, stylegan2(), space="w", layer=1), "applies to latent space f only"),
+    (lambda: GanSynset(split(), 1, stylegan2(), space="x"), "valid: z, w, w\\+, f"),
+    (lambda: GanSynset(split(resolution=32), 1, stylegan2()), "makes 1x28x28 images; toy is 1x32x32"),
+    (lambda: GanSynset(split(channels=3), 1, stylegan2()), "1x28x28 images; toy is 3x28x28"),
+    (lambda: GanSynset(split(num_classes=4), 1, stylegan2()), "has 3 classes; toy has 4"),
+    (lambda: GanSynset(split(), 1, stylegan2(num_classes=0)), "unconditional"),
+    (lambda: GanSynset(split(), 2, stylegan2(), truncation=0), "same latent"),
+])
+def test_bad_input_is_one_line(make, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        make()
+    assert "\n" not in str(e.value)
