@@ -1,0 +1,125 @@
+"""Peak memory of one GLaD iteration: the chunked backward (DESIGN.md section 2) vs plain autograd.
+
+    python bench/glad_memory.py [--ipc 1 10 50] [--chunk 50] [--objective dm] [--space w+]
+
+One DM (or DC/MTT) iteration on FashionMNIST with the latents of the shipped StyleGAN2
+(or, before it exists, an untrained one of the same architecture: memory does not
+depend on the weights). "chunked" is what runs do: render every image without grad,
+take dL/dimages, re-render `chunk` images at a time with grad. "plain" renders all
+images with grad and backpropagates once, so the generator's activations for every image
+are alive together. Each configuration runs in its own subprocess; peak memory is the
+RSS high-water mark (CPU) or max allocated (CUDA) above what the process held before the
+iteration (on Linux the RSS high-water mark is reset right before it). Writes bench/results/glad_memory_<device>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ASSET = Path(__file__).resolve().parent.parent / "assets" / "generators" / "fashion_mnist_stylegan2"
+
+
+def peak_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return _status_mb("VmHWM")  # the RSS high-water mark since reset_peak()
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:  # Linux: writing 5 to clear_refs resets VmHWM to the current RSS
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def held_mb(device: str) -> float:
+    return torch.cuda.memory_allocated() / 2**20 if device.startswith("cuda") else _status_mb("VmRSS")
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def worker(ipc: int, path: str, chunk: int, objective: str, space: str, device: str) -> dict:
+    from generators.base import frozen
+    from generators.io import load_generator
+    from generators.stylegan2 import StyleGAN2
+    from genprior.data import load_split
+    from genprior.run import build_objective, compose, distill_step
+    from genprior.synsets.gan import GanSynset
+
+    cfg = compose([f"objective={objective}", f"ipc={ipc}", f"chunk={chunk}"])
+    real = load_split("fashion_mnist", "train")
+    g = load_generator(ASSET) if ASSET.with_suffix(".json").is_file() else frozen(StyleGAN2(28, 1, 10))
+    layer = 1 if space == "f" else None
+    synset = GanSynset(real, ipc, g, space=space, layer=layer).to(device)
+    obj = build_objective(cfg, real, accelerator=None)
+    units = list(range(obj.units()))
+    autocast = lambda: torch.autocast(torch.device(device).type, enabled=False)  # noqa: E731
+    distill_step(synset, obj, 0, units, chunk, autocast)  # warm-up: allocator pools, lazy inits
+    synset.zero_grad(set_to_none=True)
+    reset_peak(device)
+    base = held_mb(device)
+    t0 = time.perf_counter()
+    if path == "chunked":
+        distill_step(synset, obj, 1, units, chunk, autocast)
+    else:
+        images = synset.render(torch.arange(len(synset), device=device))
+        obj(images, synset.labels, 1, units).backward()
+    seconds = time.perf_counter() - t0
+    grads = sum(float(p.grad.abs().sum()) for p in synset.parameters() if p.grad is not None)
+    return {"ipc": ipc, "path": path, "chunk": chunk, "objective": objective, "space": space,
+            "peak_mb": round(peak_mb(device)), "held_before_mb": round(base),
+            "peak_above_before_mb": round(peak_mb(device) - base), "seconds": round(seconds, 2),
+            "grad_abs_sum": grads, "generator": "shipped" if ASSET.with_suffix(".json").is_file() else "untrained"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
+    p.add_argument("--chunk", type=int, default=50)
+    p.add_argument("--objective", default="dm")
+    p.add_argument("--space", default="w+")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--one", nargs=2, metavar=("IPC", "PATH"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        print(json.dumps(worker(int(a.one[0]), a.one[1], a.chunk, a.objective, a.space, a.device)))
+        return
+    command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
+    out = RESULTS / f"glad_memory_{a.device}.json"
+    rows = []
+    for ipc in a.ipc:
+        for path in ("chunked", "plain"):
+            r = subprocess.run([sys.executable, __file__, "--one", str(ipc), path, "--chunk", str(a.chunk),
+                                "--objective", a.objective, "--space", a.space, "--device", a.device],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"ipc{ipc} {path}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
+                continue
+            row = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"command": command, "torch": torch.__version__,
+                                       "threads": torch.get_num_threads(),
+                                       "machine": platform.processor() or platform.machine(), "rows": rows},
+                                      indent=2) + "\n")
+            print(f"ipc {ipc:3d} {path:8s}: peak {row['peak_above_before_mb']} MB above the "
+                  f"{row['held_before_mb']} MB held before, {row['seconds']} s", flush=True)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
