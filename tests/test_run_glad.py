@@ -1,0 +1,81 @@
+"""End-to-end GLaD runs (glad=dc|dm|mtt) with a tiny generator, and their bad input."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from generators.dcgan import DCGAN
+from generators.io import save_generator
+from generators.stylegan2 import StyleGAN2
+from genprior import run
+from genprior.setfile import load_set
+from tests.conftest import needs_fashion_mnist
+from tests.test_run import TINY, TINY_MTT, TINY_REAL
+
+pytestmark = needs_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def generators_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("generators")
+    torch.manual_seed(0)
+    save_generator(StyleGAN2(28, 1, 10, z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16),
+                   d / "sg2")
+    save_generator(DCGAN(28, 1, 10, z_dim=8, embed_dim=4, channel_base=64, channel_max=16).eval(), d / "dcgan")
+    save_generator(StyleGAN2(32, 1, 10, z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16),
+                   d / "sg2_32px")
+    (d / "corrupt.json").write_text((d / "sg2.json").read_text())
+    (d / "corrupt.safetensors").write_bytes(b"\0" * 100)
+    return d
+
+
+@pytest.mark.parametrize("preset, space", [("dc", "w+"), ("dm", "f"), ("mtt", "w")])
+def test_each_glad_preset_writes_every_output_and_they_load(preset, space, generators_dir, tmp_path):
+    out = tmp_path / "run"
+    extra = TINY_MTT + [f"objective.experts.dir={tmp_path / 'experts'}"] if preset == "mtt" else TINY_REAL
+    layer = ["synset.layer=1"] if space == "f" else []
+    args = [f"glad={preset}", *TINY, *extra, f"synset.generator={generators_dir / 'sg2'}", f"synset.space={space}",
+            *layer, f"run_dir={out}", "chunk=4"]
+    assert run.main(args) == 0
+    s = load_set(out / "synset.safetensors")
+    assert s.images.shape == (10, 1, 28, 28) and torch.isfinite(s.images).all()
+    latents = load_file(str(out / "latents.safetensors"))
+    assert set(latents) - {"lr"} == ({"f", "ws"} if space == "f" else {"latents"})
+    assert ("lr" in latents) == (preset == "mtt")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["storage"]["counted"].startswith(f"latents ({space})")
+    assert "generator" in metrics["storage"]["not_counted"]
+    assert "gan" in (out / "config.yaml").read_text()
+
+
+def test_glad_moves_the_latents_and_resumes(generators_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["glad=dm", "ipc=2", "iterations=4", "checkpoint_every=2", "objective.batch_real=16",
+            "eval.enabled=false", f"synset.generator={generators_dir / 'sg2'}", "synset.optim.latents.lr=1.0",
+            f"run_dir={out}"]
+    assert run.main(args[:2] + ["iterations=2"] + args[3:]) == 0
+    first = load_file(str(out / "latents.safetensors"))["latents"]
+    assert run.main(args) == 0
+    assert "resuming at step 2/4" in (out / "log.txt").read_text()
+    resumed = load_file(str(out / "latents.safetensors"))["latents"]
+    straight = tmp_path / "straight"
+    assert run.main(args[:-1] + [f"run_dir={straight}"]) == 0
+    assert torch.allclose(resumed, load_file(str(straight / "latents.safetensors"))["latents"], atol=1e-6)
+    assert (resumed - first).abs().max() > 0
+
+
+@pytest.mark.parametrize("args, match", [
+    (["synset.generator={d}/dcgan", "synset.space=f", "synset.layer=1"], "dcgan generator has no latent kind 'w+'"),
+    (["synset.generator={d}/sg2", "synset.space=f", "synset.layer=5"], "F layer n=5 out of range; valid: 1..2"),
+    (["synset.generator={d}/sg2_32px"], "makes 1x32x32 images; fashion_mnist is 1x28x28"),
+    (["synset.generator={d}/missing"], "generator not found"),
+    (["synset.generator={d}/corrupt"], "corrupt"),
+    (["synset.generator=gan_face_generate"], "makes 3x64x64 images; fashion_mnist is 1x28x28"),
+])
+def test_bad_generator_input_is_one_line_exit_2(args, match, generators_dir, tmp_path, capsys):
+    args = [a.format(d=generators_dir) for a in args]
+    assert run.main(["glad=dm", "ipc=1", *args, f"run_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r" / "config.yaml").exists()
