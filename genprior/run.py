@@ -110,14 +110,26 @@ def build_synset(cfg: DictConfig, real):
         raise ConfigError(f"unknown synset kind {kind!r}; valid: {', '.join(SYNSETS)}")
     options = {k: v for k, v in OmegaConf.to_container(cfg.synset, resolve=True).items() if k not in ("kind", "optim")}
     if kind == "gan":  # the generator is a file; the synset renders into the data set's value space
-        from generators.io import load_generator
-
-        options.update(generator=load_generator(_asset(options["generator"])),  # on CPU; .to(device) moves it
+        options.update(generator=_load_generator(options.pop("generator"), options.pop("code_dir"),
+                                                 options.pop("allow_pickle")),
                        data_space=cfg.dataset.space, data_root=cfg.dataset.root)
     synset = SYNSETS[kind](real, cfg.ipc, seed=cfg.seed, **options)
     if cfg.objective.kind == "mtt":
         synset.learn_lr(cfg.objective.init_lr)
     return synset
+
+
+def _load_generator(path: str, code_dir: str | None, allow_pickle: bool):
+    """On CPU (synset.to(device) moves it): our own format, a foreign name, or an NVlabs pickle."""
+    from generators.foreign import load_nvlabs_pickle
+    from generators.io import load_generator
+
+    if str(path).endswith(".pkl"):
+        if not code_dir:
+            raise ConfigError(f"{path} is an NVlabs network pickle: give synset.code_dir=<checkout of the "
+                              "repository that wrote it> (and synset.allow_pickle=true if you trust the file)")
+        return load_nvlabs_pickle(path, code_dir, allow_pickle)
+    return load_generator(_asset(path))
 
 
 def _asset(path: str) -> str:

@@ -72,6 +72,8 @@ def test_glad_moves_the_latents_and_resumes(generators_dir, tmp_path):
     (["synset.generator={d}/missing"], "generator not found"),
     (["synset.generator={d}/corrupt"], "corrupt"),
     (["synset.generator=gan_face_generate"], "makes 3x64x64 images; fashion_mnist is 1x28x28"),
+    (["synset.generator={d}/net.pkl"], "give synset.code_dir="),
+    (["synset.generator={d}/net.pkl", "synset.code_dir={d}"], "refusing to load"),
 ])
 def test_bad_generator_input_is_one_line_exit_2(args, match, generators_dir, tmp_path, capsys):
     args = [a.format(d=generators_dir) for a in args]
