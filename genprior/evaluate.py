@@ -15,7 +15,6 @@ by any tool is judged the same way.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
-from genprior.errors import ConfigError
+from genprior.errors import ArgumentParser, ConfigError
 from genprior.nets import NETS, build_net
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.training import train_epoch
@@ -222,14 +221,9 @@ def summarize(metrics: dict) -> dict:
 
 # ---------------------------------------------------------------- command line
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other bad input
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="genprior-evaluate", description="Judge a synthetic set with an accuracy protocol.")
+    p = ArgumentParser(prog="genprior-evaluate", description="Judge a synthetic set with an accuracy protocol.")
     p.add_argument("args", nargs="*", help="SET_FILE and/or key=value (protocol=NAME, dataset=, ipc=, space=, "
                                            "and any protocol key: runs=2 epochs=300 ...)")
     p.add_argument("--random-real", action="store_true", help="judge random real subsets (dataset=, ipc=) instead")

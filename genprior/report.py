@@ -10,7 +10,6 @@ image metrics missing from a run are named with the command that computes them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from genprior.errors import ConfigError
+from genprior.errors import ArgumentParser, ConfigError
 
 PROG = "genprior-report"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -251,14 +250,9 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, path: Pa
     return path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog=PROG, description="report.md + plots for one or more run directories, side by side.")
+    p = ArgumentParser(prog=PROG, description="report.md + plots for one or more run directories, side by side.")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     a = p.parse_args(argv)

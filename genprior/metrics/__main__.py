@@ -1,28 +1,22 @@
 """python -m genprior.metrics TARGET [TARGET ...] [dataset=NAME] [options]: see genprior/metrics/__init__.py."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import torch
 
-from genprior.errors import ConfigError
+from genprior.errors import ArgumentParser, ConfigError
 from genprior.metrics import MIN_FID, image_metrics, summary_lines
 from genprior.metrics.targets import load_target
 
 PROG = "genprior-metrics"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other bad input
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog=PROG, description="FID/KID against a real split and diversity within classes.")
+    p = ArgumentParser(prog=PROG, description="FID/KID against a real split and diversity within classes.")
     p.add_argument("targets", nargs="+", help="run directories, set files or image folders; dataset=NAME for folders")
     p.add_argument("--split", default="test", help="the real split to compare against (default: test)")
     p.add_argument("--space", action="append", default=[], metavar="FOLDER",
