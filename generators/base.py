@@ -35,7 +35,7 @@ STYLE_KINDS = ("z", "w", "w+")
 class Generator(nn.Module):
     """Subclasses set resolution, channels, num_classes (0 = unconditional), num_layers
     (0 = no F_n split) and implement latent_spec / sample_latents / decode; style-based
-    ones also mapping / mean_w / to_f / from_f / f_shape."""
+    ones derive from StyleGenerator (map_w) and add to_f / from_f / f_shape."""
 
     arch = "base"  # the name GENERATORS knows it by (generators.io)
     resolution: int
@@ -114,6 +114,50 @@ class Generator(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+
+class StyleGenerator(Generator):
+    """Style-based generators (native StyleGAN2, NVlabs pickles): z -> w through a
+    class-conditional mapping network, one w per synthesis layer. Subclasses set z_dim,
+    w_dim, num_ws and implement `map_w`; sampling and class means are the same for all."""
+
+    z_dim: int
+    w_dim: int
+    num_ws: int
+
+    def map_w(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """z [N, z_dim] (+ checked labels) -> w [N, w_dim]."""
+        raise NotImplementedError  # abstract
+
+    @torch.no_grad()  # initial values, not part of any graph
+    def sample_latents(self, labels, kind="z", generator=None, truncation=1.0):
+        if kind not in STYLE_KINDS:
+            self.check_kind(kind)  # unknown kinds: the generic message
+            raise ConfigError(f"{self.arch}: sample F_n latents as to_f(sample_latents(labels, 'w+'), n, labels)")
+        n = len(labels)
+        labels = self.check_labels(labels, n)
+        z = randn((n, self.z_dim), generator, self._device())
+        if kind == "z":
+            if truncation != 1.0:
+                raise ConfigError(f"{self.arch}: truncation applies to w / w+ latents; sample kind 'w' or 'w+'")
+            return z
+        w = self.map_w(z, labels)
+        if truncation != 1.0:  # toward the class mean: psi < 1 trades diversity for typicality
+            mean = self.mean_w(labels)
+            w = mean + truncation * (w - mean)
+        return w if kind == "w" else w.unsqueeze(1).repeat(1, self.num_ws, 1)
+
+    @torch.no_grad()
+    def mean_w(self, labels, n: int = 1000) -> torch.Tensor:
+        """The mean w of each label's class over n fixed z draws: [len(labels), w_dim]."""
+        count = len(labels)
+        labels = self.check_labels(labels, count)
+        z = randn((n, self.z_dim), torch.Generator().manual_seed(0), self._device())
+        if labels is None:
+            return self.map_w(z, None).mean(0).expand(count, -1).clone()
+        classes, inverse = torch.unique(labels, return_inverse=True)
+        means = torch.stack([self.map_w(z, c.repeat(n)).mean(0) for c in classes])
+        return means[inverse]
 
 
 def frozen(g: nn.Module) -> nn.Module:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generators.base import STYLE_KINDS, Generator, frozen, one_line, randn
+from generators.base import Generator, StyleGenerator, frozen, one_line, randn
 from genprior.errors import ConfigError
 
 
@@ -106,7 +106,7 @@ def load_gan_face_generate(path: str | Path | None = None) -> TutorialDCGAN:
 
 # ---------------------------------------------------------------- NVlabs network pickles
 
-class NVlabsGenerator(Generator):
+class NVlabsGenerator(StyleGenerator):
     """G_ema of an NVlabs pickle. z / w / w+ through its mapping and synthesis; F_n through
     its synthesis stages when their layout is known:
       StyleGAN2-ADA: blocks `b{res}` over `block_resolutions`, each (x, img) -> (x, img);
@@ -147,34 +147,8 @@ class NVlabsGenerator(Generator):
             return torch.zeros(n, 0, device=self._device())
         return F.one_hot(labels, self.num_classes).float()
 
-    @torch.no_grad()  # initial values, not part of any graph
-    def sample_latents(self, labels, kind="z", generator=None, truncation=1.0):
-        if kind not in STYLE_KINDS:
-            self.check_kind(kind)
-            raise ConfigError("nvlabs: sample F_n latents as to_f(sample_latents(labels, 'w+'), n, labels)")
-        n = len(labels)
-        z = randn((n, self.z_dim), generator, self._device())
-        if kind == "z":
-            if truncation != 1.0:
-                raise ConfigError("nvlabs: truncation applies to w / w+ latents; sample kind 'w' or 'w+'")
-            return z
-        c = self._c(labels, n)
-        w = self.G.mapping(z, c)[:, 0]
-        if truncation != 1.0:
-            mean = self.mean_w(labels)
-            w = mean + truncation * (w - mean)
-        return w if kind == "w" else w.unsqueeze(1).repeat(1, self.num_ws, 1)
-
-    @torch.no_grad()
-    def mean_w(self, labels, n: int = 1000) -> torch.Tensor:
-        count = len(labels)
-        labels = self.check_labels(labels, count)
-        z = randn((n, self.z_dim), torch.Generator().manual_seed(0), self._device())
-        if labels is None:
-            return self.G.mapping(z, self._c(None, n))[:, 0].mean(0).expand(count, -1).clone()
-        classes, inverse = torch.unique(labels, return_inverse=True)
-        means = torch.stack([self.G.mapping(z, self._c(c.repeat(n), n))[:, 0].mean(0) for c in classes])
-        return means[inverse]
+    def map_w(self, z, labels):
+        return self.G.mapping(z, self._c(labels, len(z)))[:, 0]
 
     def as_ws(self, latents, labels, kind):
         self.check_kind(kind)

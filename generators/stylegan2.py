@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generators.base import STYLE_KINDS, Generator, randn
+from generators.base import StyleGenerator
 from generators.layers import (EqualConv, EqualLinear, base_and_blocks, channels_at, lrelu, minibatch_std,
                                normalize_2nd_moment, upsample2x)
 from genprior.errors import ConfigError
@@ -137,7 +137,7 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
-class StyleGAN2(Generator):
+class StyleGAN2(StyleGenerator):
     arch = "stylegan2"
 
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 10, z_dim: int = 64,
@@ -174,35 +174,8 @@ class StyleGAN2(Generator):
         b = self.blocks[n - 1]
         return (b.out_channels + self.channels, b.res, b.res)
 
-    @torch.no_grad()  # initial values, not part of any graph
-    def sample_latents(self, labels, kind="z", generator=None, truncation=1.0):
-        if kind not in STYLE_KINDS:
-            self.check_kind(kind)  # unknown kinds: the generic message
-            raise ConfigError("stylegan2: sample F_n latents as to_f(sample_latents(labels, 'w+'), n, labels)")
-        n = len(labels)
-        labels = self.check_labels(labels, n)
-        z = randn((n, self.z_dim), generator, self._device())
-        if kind == "z":
-            if truncation != 1.0:
-                raise ConfigError("stylegan2: truncation applies to w / w+ latents; sample kind 'w' or 'w+'")
-            return z
-        w = self.mapping(z, labels)
-        if truncation != 1.0:  # toward the class mean: psi < 1 trades diversity for typicality
-            mean = self.mean_w(labels)
-            w = mean + truncation * (w - mean)
-        return w if kind == "w" else w.unsqueeze(1).repeat(1, self.num_ws, 1)
-
-    @torch.no_grad()
-    def mean_w(self, labels, n: int = 1000) -> torch.Tensor:
-        """The mean w of each label's class over n fixed z draws: [len(labels), w_dim]."""
-        count = len(labels)
-        labels = self.check_labels(labels, count)
-        z = randn((n, self.z_dim), torch.Generator().manual_seed(0), self._device())
-        if labels is None:
-            return self.mapping(z, None).mean(0).expand(count, -1).clone()
-        classes, inverse = torch.unique(labels, return_inverse=True)
-        means = torch.stack([self.mapping(z, c.repeat(n)).mean(0) for c in classes])
-        return means[inverse]
+    def map_w(self, z, labels):
+        return self.mapping(z, labels)
 
     def mapping_ws(self, z: torch.Tensor, labels) -> torch.Tensor:
         labels = self.check_labels(labels, len(z))

@@ -39,6 +39,7 @@ from generators.base import Generator, randn
 from generators.dcgan import DCGANDiscriminator
 from generators.io import GENERATORS, build_generator, generator_files, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
+from genprior import options
 from genprior.data import Split, load_split, to_unit
 from genprior.errors import ConfigError
 from genprior.rng import derive_seed, generator
@@ -307,38 +308,19 @@ RUN_OPTIONS = {"out": None, "ckpt": None, "device": None, "data_root": None, "lo
 
 
 def spec_from(items: dict) -> TrainSpec:
-    """A TrainSpec from key=value strings, with one-line errors (like genprior.experts)."""
-    names = {f.name for f in fields(TrainSpec)}
-    unknown = sorted(set(items) - names)
-    if unknown:
-        raise ConfigError(f"unknown train option(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(sorted(names | set(RUN_OPTIONS)))}")
-    kwargs = {}
-    for k, v in items.items():
-        default = getattr(TrainSpec(), k)
-        if isinstance(v, str) and not isinstance(default, str):
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError:
-                raise ConfigError(f"train option {k}={v!r} is not a valid value") from None
-        if isinstance(default, dict) and not isinstance(v, dict):
-            raise ConfigError(f"train option {k} must be a JSON object, e.g. {k}='{{\"channel_base\": 512}}'")
-        kwargs[k] = v
-    return TrainSpec(**kwargs)
+    """A TrainSpec from key=value strings, with one-line errors."""
+    return options.spec_from(TrainSpec, items, "train option", also_valid=tuple(RUN_OPTIONS))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-        options = [f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)]
-        print("options:", ", ".join(options + [f"{k}={v!r}" for k, v in RUN_OPTIONS.items()]))
+        listed = [f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)]
+        print("options:", ", ".join(listed + [f"{k}={v!r}" for k, v in RUN_OPTIONS.items()]))
         return 0
     try:
-        bad = [a for a in argv if "=" not in a]
-        if bad:
-            raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
-        items = dict(a.split("=", 1) for a in argv)
+        items = options.key_values(argv)
         run = {k: items.pop(k, v) for k, v in RUN_OPTIONS.items()}
         if not run["out"]:
             raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")

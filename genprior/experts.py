@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from genprior import options
 from genprior.augment import DSA
 from genprior.data import Split, cache_dir, load_split
 from genprior.errors import ConfigError
@@ -158,22 +159,13 @@ def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
 
 def spec_from(items: dict) -> ExpertSpec:
     """An ExpertSpec from key=value strings or a config mapping, with one-line errors."""
-    names = {f.name: f for f in fields(ExpertSpec)}
-    unknown = sorted(set(items) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown expert option(s) {', '.join(unknown)}; valid: {', '.join(names)}")
-    kwargs = {}
-    for k, v in items.items():
-        default = getattr(ExpertSpec(), k)
-        if isinstance(v, str) and not isinstance(default, str):
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError:
-                raise ConfigError(f"expert option {k}={v!r} is not a valid value") from None
-        kwargs[k] = dict(v) if isinstance(default, dict) else v
-    if kwargs.get("storage", "fp32") not in STORAGE_DTYPES:
-        raise ConfigError(f"unknown expert storage {kwargs['storage']!r}; valid: {', '.join(STORAGE_DTYPES)}")
-    return ExpertSpec(**kwargs)
+    spec = options.spec_from(ExpertSpec, items, "expert option", also_valid=CLI_OPTIONS)
+    if spec.storage not in STORAGE_DTYPES:
+        raise ConfigError(f"unknown expert storage {spec.storage!r}; valid: {', '.join(STORAGE_DTYPES)}")
+    return spec
+
+
+CLI_OPTIONS = ("dir", "data_root", "device")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
               "dir=PATH data_root=PATH device=cpu|cuda")
         return 0
     try:
-        bad = [a for a in argv if "=" not in a]
-        if bad:
-            raise ConfigError(f"expected key=value arguments, got {bad[0]!r}")
-        items = dict(a.split("=", 1) for a in argv)
+        items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
         device = items.pop("device", "cuda" if torch.cuda.is_available() else "cpu")
         spec = spec_from(items)
