@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from resumable import RESULTS, rows_in_subprocesses  # bench/resumable.py (the script's own folder)
+
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "generators" / "fashion_mnist_stylegan2"
 
 
@@ -98,28 +95,11 @@ def main() -> None:
     if a.one:
         print(json.dumps(worker(int(a.one[0]), a.one[1], a.chunk, a.objective, a.space, a.device)))
         return
-    command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
-    out = RESULTS / f"glad_memory_{a.device}.json"
-    rows = []
-    for ipc in a.ipc:
-        for path in ("chunked", "plain"):
-            r = subprocess.run([sys.executable, __file__, "--one", str(ipc), path, "--chunk", str(a.chunk),
-                                "--objective", a.objective, "--space", a.space, "--device", a.device],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"ipc{ipc} {path}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
-                continue
-            row = json.loads(r.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"command": command, "torch": torch.__version__,
-                                       "threads": torch.get_num_threads(),
-                                       "machine": platform.processor() or platform.machine(), "rows": rows},
-                                      indent=2) + "\n")
-            print(f"ipc {ipc:3d} {path:8s}: peak {row['peak_above_before_mb']} MB above the "
-                  f"{row['held_before_mb']} MB held before, {row['seconds']} s", flush=True)
-    print(f"wrote {out}")
-
+    configs = [[str(ipc), path, "--chunk", str(a.chunk), "--objective", a.objective, "--space", a.space,
+                "--device", a.device] for ipc in a.ipc for path in ("chunked", "plain")]
+    rows_in_subprocesses(__file__, configs, RESULTS / f"glad_memory_{a.device}.json",
+                         lambda row: f"ipc {row['ipc']:3d} {row['path']:8s}: peak {row['peak_above_before_mb']} MB "
+                                     f"above the {row['held_before_mb']} MB held before, {row['seconds']} s")
 
 if __name__ == "__main__":
     main()

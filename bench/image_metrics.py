@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
-import json
-import platform
-import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +25,8 @@ from genprior.data import load_split, to_unit
 from genprior.metrics import Inception, image_metrics, reference_features
 from genprior.metrics.targets import load_target
 from genprior.rng import generator
+from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def mnist_subset(n: int) -> torch.Tensor:
@@ -60,11 +56,6 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--set", action="append", default=[], help="a saved set or run directory (repeatable)")
     a = p.parse_args()
-    out = RESULTS / "image_metrics_fashion_mnist.json"
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
-    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-               "cpu": platform.processor() or platform.machine()}
 
     def reference():
         space = Inception()
@@ -87,17 +78,7 @@ def main() -> None:
             t = load_target(path)
             return {"source": path, **summary(image_metrics(t.unit, t.labels, t.dataset))}
         parts.append((f"set:{Path(path).parent.name if path.endswith('.safetensors') else Path(path).name}", measure))
-    for name, job in parts:
-        if name in results:
-            print(f"{name}: done earlier, kept")
-            continue
-        t0 = time.time()
-        figures = job()
-        results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command,
-                         "machine": machine}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"{name}: {json.dumps(figures)} ({results[name]['wall_s']:.0f} s)", flush=True)
+    run_parts(parts, RESULTS / "image_metrics_fashion_mnist.json", {"machine": machine()})
 
 
 if __name__ == "__main__":

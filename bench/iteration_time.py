@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from resumable import RESULTS, rows_in_subprocesses  # bench/resumable.py (the script's own folder)
+
 # bench name -> (preset, overrides); other names are presets as they are
 VARIANTS = {"dm_reference": ("dm", []), "dm_compiled": ("dm", ["objective.compile=true"]),
             "mtt_constant_memory": ("mtt", ["objective.mode=constant_memory"])}
@@ -121,31 +118,11 @@ def main() -> None:
     if a.one:
         print(json.dumps(worker(a.one[0], int(a.one[1]), a.one[2], a.iters, a.device, a.overrides)))
         return
-    command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
     out = Path(a.out) if a.out else RESULTS / f"iteration_time_{a.device}.json"
-    rows = []
-    for objective in a.objectives:
-        for ipc in a.ipc:
-            for precision in a.precision:
-                r = subprocess.run([sys.executable, __file__, "--one", objective, str(ipc), precision, "--iters",
-                                    str(a.iters), "--device", a.device, *a.overrides],
-                                   capture_output=True, text=True)
-                if r.returncode != 0:
-                    print(f"{objective} ipc{ipc} {precision}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
-                    continue
-                row = json.loads(r.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                _write(out, command, rows)  # after every row: an interrupted bench keeps what it measured
-                print(f"{objective:13s} ipc{ipc:<3d} {precision}: {row['median_s']:.3f} s/it, "
-                      f"peak {row['peak_mb']} MB", flush=True)
-    print(f"wrote {out}")
-
-
-def _write(out: Path, command: str, rows: list[dict]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": command, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "machine": platform.processor() or platform.machine(), "rows": rows}, indent=2) + "\n")
-
+    configs = [[objective, str(ipc), precision, "--iters", str(a.iters), "--device", a.device, *a.overrides]
+               for objective in a.objectives for ipc in a.ipc for precision in a.precision]
+    rows_in_subprocesses(__file__, configs, out, lambda row: f"{row['objective']:13s} ipc{row['ipc']:<3d} "
+                         f"{row['precision']}: {row['median_s']:.3f} s/it, peak {row['peak_mb']} MB")
 
 if __name__ == "__main__":
     main()

@@ -9,18 +9,11 @@ parts are kept and skipped (the full-data figure also sits in the protocol's cac
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shlex
-import sys
-import time
-from pathlib import Path
 
 import torch
 
 from genprior.evaluate import full_data, load_protocol, random_real
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
 
 def main() -> None:
@@ -33,29 +26,15 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
     protocol = load_protocol(a.protocol, [f"models=[{a.model}]"])
-    out = RESULTS / f"protocol_baselines_{a.dataset}_{a.protocol}.json"
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    command = "python " + " ".join(shlex.quote(x) for x in sys.argv)
-    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": a.device,
-               "cpu": platform.processor() or platform.machine()}
 
     parts = [(f"random_real_ipc{ipc}", lambda ipc=ipc: random_real(a.dataset, ipc, protocol, device=a.device))
              for ipc in a.ipc]
     if not a.skip_full:
         parts.append((f"full_data_{protocol.full_data.name}",
                       lambda: {a.model: full_data(a.dataset, a.model, protocol, device=a.device)}))
-    for name, job in parts:
-        if name in results:
-            print(f"{name}: done earlier, kept")
-            continue
-        t0 = time.time()
-        figures = job()
-        results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command,
-                         "protocol": protocol.name, "machine": machine}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        s = figures[a.model]
-        print(f"{name}: {s['mean']:.2f} +- {s['std']:.2f} % ({results[name]['wall_s']:.0f} s)", flush=True)
+    run_parts(parts, RESULTS / f"protocol_baselines_{a.dataset}_{a.protocol}.json",
+              {"protocol": protocol.name, "machine": machine(device=a.device)},
+              show=lambda figures: f"{figures[a.model]['mean']:.2f} +- {figures[a.model]['std']:.2f} %")
 
 
 if __name__ == "__main__":

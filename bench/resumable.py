@@ -1,0 +1,65 @@
+"""Benches made of parts that take minutes to hours each: run what is missing, keep what is done.
+
+A part is (name, job); job() returns its figures. After every part the results file is
+rewritten, so an interrupted bench loses at most the part it was in, and a rerun of the
+same command skips the finished ones.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def command() -> str:
+    return "python " + " ".join(shlex.quote(x) for x in sys.argv)
+
+
+def machine(**extra) -> dict:
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), **extra}
+
+
+def run_parts(parts: list[tuple[str, Callable[[], dict]]], out: Path, meta: dict,
+              show: Callable[[dict], str] = json.dumps) -> dict:
+    """Run the parts `out` lacks; each entry: figures, wall_s, the command, `meta`."""
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    for name, job in parts:
+        if name in results:
+            print(f"{name}: done earlier, kept")
+            continue
+        t0 = time.time()
+        figures = job()
+        results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command(), **meta}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"{name}: {show(figures)} ({results[name]['wall_s']:.0f} s)", flush=True)
+    return results
+
+
+def rows_in_subprocesses(script: str, configs: list[list[str]], out: Path, show: Callable[[dict], str]) -> list[dict]:
+    """One fresh process per configuration (`python script --one ARGS...`, which prints its row
+    as the last line of JSON), so each peak memory is its own; `out` is rewritten after every
+    row, so an interrupted bench keeps what it measured. A failing configuration is reported
+    and skipped."""
+    rows = []
+    for args in configs:
+        r = subprocess.run([sys.executable, script, "--one", *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"{' '.join(args)}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": command(), **machine(), "rows": rows}, indent=2) + "\n")
+        print(show(rows[-1]), flush=True)
+    print(f"wrote {out}")
+    return rows
