@@ -1,0 +1,91 @@
+"""Latent learning rates for the glad presets, derived from the pixel presets' image lrs.
+
+    python bench/glad_lr_probe.py [--objectives dc dm mtt] [--ipc 1]
+
+A latent lr is only meaningful relative to how far a step moves the images. For one
+distillation step of each objective, at the glad preset's initial latents:
+
+    g_x   = dL/dimages                      (what a pixel step follows)
+    g_t   = J^T g_x                          (the latent group's gradient, via push_grad)
+    pixel step:   |dx| = lr_pixel |g_x|
+    latent step:  |dx| ~ lr |J g_t|          (first order; J g_t by a finite difference)
+
+so `matched_lr = lr_pixel |g_x| / |J g_t|` is the latent lr whose first SGD step moves the
+images as far as the pixel preset's first step (both without momentum). The ratio
+|J g_t| / |g_x| is a property of the generator around the latents (how strongly it
+amplifies a latent step into pixels), so the same probe tells the lr for any objective.
+Each group (latents for z/w/w+; f and w for F_n) is probed on its own.
+Writes bench/results/glad_lr_probe.json.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+import torch
+
+from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
+
+SPACES = [("w+", None), ("f", 1), ("f", 2), ("w", None)]
+
+
+def probe(objective: str, ipc: int, space: str, layer: int | None) -> dict:
+    from genprior.data import load_split
+    from genprior.run import build_objective, build_synset, compose
+
+    over = [f"ipc={ipc}", f"synset.space={space}"] + ([f"synset.layer={layer}"] if layer else [])
+    cfg = compose([f"glad={objective}", *over])
+    pixel_lr = float(compose([f"pixel={objective}"]).synset.optim.images.lr)
+    d = cfg.dataset
+    real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
+    synset = build_synset(cfg, real)
+    single = SimpleNamespace(process_index=0, num_processes=1, device=torch.device("cpu"),
+                             wait_for_everyone=lambda: None)
+    obj = build_objective(cfg, real, single)
+    if cfg.objective.kind == "mtt":
+        synset.learn_lr(cfg.objective.init_lr)
+    images = synset.render_all(cfg.chunk).requires_grad_(True)
+    loss = obj(images, synset.labels, 0, list(range(obj.units())), synset.lr)
+    g_x, = torch.autograd.grad(loss, images)
+    synset.push_grad(g_x, cfg.chunk)
+    out = {"loss": float(loss.detach()), "pixel_lr": pixel_lr, "grad_images_norm": float(g_x.norm()), "groups": {}}
+    for name, params in synset.groups().items():
+        g = [p.grad.clone() for p in params]
+        g_norm = torch.sqrt(sum((x ** 2).sum() for x in g))
+        p_norm = torch.sqrt(sum((p.detach() ** 2).sum() for p in params))
+        eps = 1e-3 * float(p_norm / g_norm)  # a step of 0.1 % of the group's norm: linear regime
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, gp in zip(params, g):
+                p.sub_(eps * gp)
+            moved = synset.render_all(cfg.chunk)
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        jg = float((moved - images.detach()).norm()) / eps  # |J g_t|
+        out["groups"][name] = {"grad_norm": float(g_norm), "param_norm": float(p_norm),
+                               "image_change_per_unit_lr": jg,
+                               "matched_lr": pixel_lr * float(g_x.norm()) / jg,
+                               "preset_lr": float(cfg.synset.optim[name].lr)}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--objectives", nargs="+", default=["dm", "dc", "mtt"])
+    p.add_argument("--ipc", type=int, default=1)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    parts = [(f"{o}_ipc{a.ipc}_{s}{layer or ''}", lambda o=o, s=s, layer=layer: probe(o, a.ipc, s, layer))
+             for o in a.objectives for s, layer in SPACES]
+
+    def show(figures):
+        return ", ".join(f"{k}: matched lr {v['matched_lr']:.3g} (preset {v['preset_lr']:.3g})"
+                         for k, v in figures["groups"].items())
+    t0 = time.time()
+    run_parts(parts, RESULTS / "glad_lr_probe.json", {"machine": machine()}, show)
+    print(f"{time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
