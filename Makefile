@@ -1,5 +1,5 @@
 # Two commands for a fresh machine; both set everything up and are quick on a second call.
-#   make run    venv + package + FashionMNIST, then the main job on the embedded default
+#   make run    venv + package + FashionMNIST, then the main job: glad=mtt on the shipped generator
 #   make test   the same set-up, then the test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 
 run: setup data
 	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no \
-	    --dynamo_backend no genprior/run.py pixel=dm ipc=10 objective.compile=true protocol=fast
+	    --dynamo_backend no genprior/run.py glad=mtt
 
 test: setup data
 	$(PY) -m pytest -q
