@@ -215,6 +215,7 @@ def distill(cfg: DictConfig, accelerator) -> Path:
 
         inception_path()  # nor should a missing FID network
 
+    t_setup = time.time()
     d = cfg.dataset
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
     check_ipc(cfg.ipc, real)
@@ -234,7 +235,8 @@ def distill(cfg: DictConfig, accelerator) -> Path:
     log = _Log(run_dir, main)
     log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
         f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}); "
-        f"storage {synset.storage()}")
+        f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
+        f"{' (includes building missing experts)' if cfg.objective.kind == 'mtt' else ''}")
 
     # This rank's share of each step's work. What every rank needs whole (DC's network
     # following the set between steps) each rank computes alike from identical inputs.
