@@ -7,7 +7,10 @@ One DM (or DC/MTT) iteration on FashionMNIST with the latents of the shipped Sty
 depend on the weights). "chunked" is what runs do: render every image without grad,
 take dL/dimages, re-render `chunk` images at a time with grad. "plain" renders all
 images with grad and backpropagates once, so the generator's activations for every image
-are alive together. Each configuration runs in its own subprocess; peak memory is the
+are alive together. "pixel" is the same step on a pixel set of the same size: the
+objective's own memory (DM's graph through the ConvNet for every synthetic image grows
+with IPC whatever the parameterization), so chunked - pixel is the generator's share,
+the part the chunked path keeps flat. Each configuration runs in its own subprocess; peak memory is the
 RSS high-water mark (CPU) or max allocated (CUDA) above what the process held before the
 iteration (on Linux the RSS high-water mark is reset right before it). Writes bench/results/glad_memory_<device>.json.
 """
@@ -56,12 +59,16 @@ def worker(ipc: int, path: str, chunk: int, objective: str, space: str, device: 
     from genprior.data import load_split
     from genprior.run import build_objective, compose, distill_step
     from genprior.synsets.gan import GanSynset
+    from genprior.synsets.pixel import PixelSynset
 
     cfg = compose([f"objective={objective}", f"ipc={ipc}", f"chunk={chunk}"])
     real = load_split("fashion_mnist", "train")
     g = load_generator(ASSET) if ASSET.with_suffix(".json").is_file() else frozen(StyleGAN2(28, 1, 10))
     layer = 1 if space == "f" else None
-    synset = GanSynset(real, ipc, g, space=space, layer=layer).to(device)
+    if path == "pixel":  # the objective's own share: the same step on a set that needs no generator
+        synset = PixelSynset(real, ipc).to(device)
+    else:
+        synset = GanSynset(real, ipc, g, space=space, layer=layer).to(device)
     obj = build_objective(cfg, real, accelerator=None)
     units = list(range(obj.units()))
     autocast = lambda: torch.autocast(torch.device(device).type, enabled=False)  # noqa: E731
@@ -70,7 +77,7 @@ def worker(ipc: int, path: str, chunk: int, objective: str, space: str, device: 
     reset_peak(device)
     base = held_mb(device)
     t0 = time.perf_counter()
-    if path == "chunked":
+    if path in ("chunked", "pixel"):
         distill_step(synset, obj, 1, units, chunk, autocast)
     else:
         images = synset.render(torch.arange(len(synset), device=device))
@@ -96,7 +103,7 @@ def main() -> None:
         print(json.dumps(worker(int(a.one[0]), a.one[1], a.chunk, a.objective, a.space, a.device)))
         return
     configs = [[str(ipc), path, "--chunk", str(a.chunk), "--objective", a.objective, "--space", a.space,
-                "--device", a.device] for ipc in a.ipc for path in ("chunked", "plain")]
+                "--device", a.device] for ipc in a.ipc for path in ("pixel", "chunked", "plain")]
     rows_in_subprocesses(__file__, configs, RESULTS / f"glad_memory_{a.device}.json",
                          lambda row: f"ipc {row['ipc']:3d} {row['path']:8s}: peak {row['peak_above_before_mb']} MB "
                                      f"above the {row['held_before_mb']} MB held before, {row['seconds']} s")
