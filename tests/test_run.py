@@ -150,7 +150,7 @@ def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path, capsys):
     assert run.main(base) == 0
     before = (out / "checkpoint.pt").read_bytes(), (out / "config.yaml").read_text()
     assert run.main(base + ["synset.optim.images.lr=3.0"]) == 2
-    assert "another config (synset.optim.images.lr=1.0->3.0)" in capsys.readouterr().err
+    assert "another config (synset.optim.images.lr=5.0->3.0)" in capsys.readouterr().err
     assert ((out / "checkpoint.pt").read_bytes(), (out / "config.yaml").read_text()) == before
     # more iterations of the same config is not another config: it resumes
     assert run.main(base[:2] + ["iterations=2"] + base[3:]) == 0
