@@ -177,10 +177,6 @@ class StyleGAN2(StyleGenerator):
     def map_w(self, z, labels):
         return self.mapping(z, labels)
 
-    def mapping_ws(self, z: torch.Tensor, labels) -> torch.Tensor:
-        labels = self.check_labels(labels, len(z))
-        return self.mapping(z, labels).unsqueeze(1).repeat(1, self.num_ws, 1)
-
     def decode(self, latents, labels=None, kind="z", noise_mode: str | None = None):
         return self.synthesize(self.as_ws(latents, labels, kind), 0, self.num_layers, None, None, noise_mode)[1]
 
@@ -201,7 +197,7 @@ class StyleGAN2(StyleGenerator):
         """Any of z / w / w+ as w+ [N, num_ws, w_dim]; a plain w broadcasts to every layer."""
         self.check_kind(kind)
         if kind == "z":
-            return self.mapping_ws(latents, labels)
+            return self.map_w(latents, self.check_labels(labels, len(latents))).unsqueeze(1).repeat(1, self.num_ws, 1)
         if kind == "w" or (kind == "w+" and latents.ndim == 2):
             return latents.unsqueeze(1).expand(-1, self.num_ws, -1)
         if kind == "w+" and tuple(latents.shape[1:]) == (self.num_ws, self.w_dim):

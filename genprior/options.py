@@ -37,7 +37,7 @@ def spec_from(cls, items: dict, what: str, also_valid: tuple[str, ...] = ()):
             except json.JSONDecodeError:
                 raise ConfigError(f"{what} {k}={v!r} is not a valid value") from None
         if isinstance(default, dict):
-            if not isinstance(v, dict) and not hasattr(v, "items"):
+            if not hasattr(v, "items"):  # a dict or a DictConfig
                 raise ConfigError(f"{what} {k} must be a JSON object, e.g. {k}='{{\"width\": 64}}'")
             v = dict(v)  # an OmegaConf DictConfig from run.py becomes a plain dict
         kwargs[k] = v
