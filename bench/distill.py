@@ -39,7 +39,10 @@ def main() -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
     wall = time.time() - t0
     log = (run_dir / "log.txt").read_text()
-    distill_s = [float(m) for m in re.findall(r"distilled \d+ steps in ([\d.]+)s", log)]
+    # one "distilled steps A-B (N steps) in Ts" line per session that finished; a session
+    # that was interrupted logs "interrupted after steps A-B (Ts)", one that was killed nothing
+    distill_s = [float(m) for m in re.findall(r"distilled (?:steps \d+-\d+ \()?\d+ steps\)? in ([\d.]+)s", log)]
+    interrupted_s = [float(m) for m in re.findall(r"interrupted after steps \d+-\d+ \(([\d.]+)s\)", log)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     curve = [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
     losses = [c["loss"] for c in curve if "loss" in c]
@@ -47,7 +50,8 @@ def main() -> None:
         "command": "python bench/distill.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
         "run_command": " ".join(shlex.quote(x) for x in cmd),
         "wall_s_this_call": round(wall, 1),
-        "distill_s": distill_s,  # one entry per (resumed) session of the run
+        "distill_s": distill_s,  # one entry per session of the run that reached the end
+        "interrupted_s": interrupted_s,  # sessions stopped by Ctrl-C (they checkpoint where they stop)
         "eval_s": metrics.get("wall_s"),
         "synthetic": metrics["synthetic"], "random_real": metrics.get("random_real"),
         "full_data": metrics.get("full_data"), "summary": metrics.get("summary"),

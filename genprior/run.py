@@ -233,6 +233,8 @@ def distill(cfg: DictConfig, accelerator) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log = _Log(run_dir, main)
+    if start:
+        log.drop_curve_after(start)  # steps past the checkpoint were lost with the process; they are redone
     log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
         f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}); "
         f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
@@ -270,11 +272,12 @@ def distill(cfg: DictConfig, accelerator) -> Path:
     except KeyboardInterrupt:  # keep every finished step
         if main and completed > last_saved:
             save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective)
-        log(f"interrupted; checkpoint at step {completed} in {ckpt_path}: rerun to resume")
+        log(f"interrupted after steps {start}-{completed} ({time.time() - t0:.1f}s); checkpoint at step {completed} "
+            f"in {ckpt_path}: rerun to resume")
         raise
     finally:
         bar.close()
-    log(f"distilled {cfg.iterations} steps in {time.time() - t0:.1f}s")
+    log(f"distilled steps {start}-{cfg.iterations} ({cfg.iterations - start} steps) in {time.time() - t0:.1f}s")
     if main:
         export(cfg, synset, run_dir, log)
     accelerator.wait_for_everyone()
@@ -388,6 +391,15 @@ class _Log:
         if curve is not None:
             with open(self.run_dir / "curve.jsonl", "a") as f:
                 f.write(json.dumps(curve) + "\n")
+
+    def drop_curve_after(self, step: int) -> None:
+        path = self.run_dir / "curve.jsonl"
+        if not self.main or not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)  # atomic: a kill here leaves the old curve or the new one, never half of it
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,7 +93,7 @@ def test_two_processes_equal_one(tmp_path):
 def test_sigkill_after_a_checkpoint_resumes_to_the_same_result(tmp_path):
     # DC with a 3-step outer loop: checkpoints every 2 steps land mid-round, so the
     # objective's network (trained between steps) must come back from the checkpoint too
-    args = ["pixel=dc", "ipc=2", "iterations=8", "checkpoint_every=2", "objective.outer_loop=3",
+    args = ["pixel=dc", "ipc=2", "iterations=8", "checkpoint_every=2", "log_every=1", "objective.outer_loop=3",
             "objective.inner_loop=1", "objective.batch_real=16", "eval.enabled=false",
             "objective.net_kwargs={width:16,depth:3}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -107,12 +107,18 @@ def test_sigkill_after_a_checkpoint_resumes_to_the_same_result(tmp_path):
     proc.wait()
     at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < at < 8, "the run finished before it could be killed; make it longer"
+    with open(killed / "curve.jsonl", "a") as f:  # as if the killed process had logged a step past its checkpoint
+        f.write(json.dumps({"step": at + 1, "loss": -1.0}) + "\n")
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={killed}"], check=True, env=env, timeout=600)
     assert f"resuming at step {at}/8" in (killed / "log.txt").read_text()
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={straight}"], check=True, env=env, timeout=600)
     a, b = load_set(killed / "synset.safetensors").images, load_set(straight / "synset.safetensors").images
     assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    # one curve entry per step: those the killed process logged after its checkpoint are dropped on resume
+    curves = [[json.loads(line) for line in (d / "curve.jsonl").read_text().splitlines()] for d in (killed, straight)]
+    assert [c["step"] for c in curves[0]] == [c["step"] for c in curves[1]] == list(range(1, 9))
+    assert [c["loss"] for c in curves[0]] == pytest.approx([c["loss"] for c in curves[1]], rel=1e-5)
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
