@@ -9,7 +9,9 @@ the runs execute. `dm_reference` is DM written as the original code is (one clas
 time, real embeddings computed with autograd on and detached afterwards), timed on the
 same machine in the same run, so the speed-up is a ratio measured under one condition.
 MTT is timed on random-walk trajectories of the right size (building experts is not
-what is measured). Writes bench/results/iteration_time_<device>.json.
+what is measured). The allocator is set up as run.py sets it (genprior/host.py); run with
+GENPRIOR_MALLOC=default and another --out to time glibc's default behaviour.
+Writes bench/results/iteration_time_<device>.json.
 """
 from __future__ import annotations
 
@@ -37,9 +39,11 @@ def peak_mb(device: str) -> float:
 
 def worker(objective: str, ipc: int, precision: str, iters: int, device: str, extra: list[str]) -> dict:
     from genprior.data import load_split
+    from genprior.host import retain_freed_memory
     from genprior.objectives import MTT
     from genprior.run import build_objective, build_synset, compose, distill_step
 
+    allocator = "retain" if retain_freed_memory() else "default"  # as run.py does; GENPRIOR_MALLOC=default: not
     preset, variant = VARIANTS.get(objective, (objective, []))
     cfg = compose([f"pixel={preset}", f"ipc={ipc}", *variant, *extra])
     d = cfg.dataset
@@ -67,7 +71,8 @@ def worker(objective: str, ipc: int, precision: str, iters: int, device: str, ex
         times.append(time.perf_counter() - t0)
         synset.zero_grad(set_to_none=True)
     return {"objective": objective, "ipc": ipc, "precision": precision, "median_s": round(statistics.median(times[1:]), 4),
-            "first_s": round(times[0], 3), "all_s": [round(t, 4) for t in times[1:]], "peak_mb": round(peak_mb(device)), "peak_after_data_mb": round(base)}
+            "first_s": round(times[0], 3), "all_s": [round(t, 4) for t in times[1:]], "peak_mb": round(peak_mb(device)), "peak_after_data_mb": round(base),
+            "allocator": allocator}
 
 
 def _random_walk(cfg, real, o):

@@ -42,6 +42,7 @@ from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
 from genprior.data import Split, load_split, to_unit
 from genprior.errors import ConfigError
+from genprior.host import retain_freed_memory
 from genprior.rng import derive_seed, generator
 
 FORMAT = "genprior.generator-train/1"
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         listed = [f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)]
         print("options:", ", ".join(listed + [f"{k}={v!r}" for k, v in RUN_OPTIONS.items()]))
         return 0
+    retain_freed_memory()
     try:
         items = options.key_values(argv)
         run = {k: items.pop(k, v) for k, v in RUN_OPTIONS.items()}

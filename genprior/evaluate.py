@@ -29,6 +29,7 @@ from tqdm import tqdm
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError
+from genprior.host import retain_freed_memory
 from genprior.nets import NETS, build_net
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.training import train_epoch
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-root", default=None, help="where data sets live (else the default places)")
     a = p.parse_args(argv)
+    retain_freed_memory()
     try:
         files = [x for x in a.args if "=" not in x]
         kv = dict(x.split("=", 1) for x in a.args if "=" in x)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from genprior import options
 from genprior.augment import DSA
 from genprior.data import Split, cache_dir, load_split
+from genprior.host import retain_freed_memory
 from genprior.errors import ConfigError
 from genprior.objectives.common import fresh_net
 from genprior.rng import derive_seed, generator
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print("options:", ", ".join(f"{f.name}={getattr(ExpertSpec(), f.name)!r}" for f in fields(ExpertSpec)),
               "dir=PATH data_root=PATH device=cpu|cuda")
         return 0
+    retain_freed_memory()
     try:
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genprior.data import check_ipc, load_split, to_unit
 from genprior.errors import ConfigError
+from genprior.host import retain_freed_memory
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # Keys that may change between a run and its resumption without changing what it computes.
@@ -411,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from accelerate import Accelerator
 
+    retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
     try:
         cfg = compose(argv)
         # Accelerate picks gloo (MULTI_CPU) for several ranks only when told cpu=True;
