@@ -1,4 +1,4 @@
-"""Process-level settings for the host a job runs on: the C allocator.
+"""Process-level settings for the host a job runs on: the C allocator and CPU threads.
 
 A training loop on the CPU allocates and frees the same large buffers every step
 (activations, gradients, a batch of real images). glibc serves blocks above 32 MB with
@@ -38,3 +38,23 @@ def retain_freed_memory() -> bool:
     # no mmap'd blocks: large buffers come from the heap and go back to it, not to the OS
     # trim threshold -1: never hand the heap top back (mallopt(3): "-1 disables trimming completely")
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
+
+
+def cpu_threads(requested: int | None) -> int:
+    """Set and return the intra-op threads of this process when it computes on the CPU.
+
+    `accelerate launch` exports OMP_NUM_THREADS=1 to its workers unless it was passed
+    `--cpu` or a thread count, even for a single process on a machine with no GPU: the
+    README's main job would use one core of two. So under that launcher (which always
+    exports ACCELERATE_DYNAMO_BACKEND) the default (None) shares the CPUs this process may
+    run on among the processes of this node. Started any other way, OMP_NUM_THREADS and
+    torch's own default are left as they are. An int sets the count outright (threads=1
+    pins a run to one core, e.g. beside another job)."""
+    import torch
+
+    if requested is not None:
+        torch.set_num_threads(int(requested))
+    elif "ACCELERATE_DYNAMO_BACKEND" in os.environ and not torch.cuda.is_available():
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, usable // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return torch.get_num_threads()

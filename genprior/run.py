@@ -31,11 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from genprior.data import check_ipc, load_split, to_unit
 from genprior.errors import ConfigError
-from genprior.host import retain_freed_memory
+from genprior.host import cpu_threads, retain_freed_memory
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # Keys that may change between a run and its resumption without changing what it computes.
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir")
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads")
 
 
 class Diverged(RuntimeError):
@@ -237,7 +237,8 @@ def distill(cfg: DictConfig, accelerator) -> Path:
     if start:
         log.drop_curve_after(start)  # steps past the checkpoint were lost with the process; they are redone
     log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
-        f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}); "
+        f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}"
+        f"{f', {torch.get_num_threads()} threads' if device.type == 'cpu' else ''}); "
         f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
         f"{' (includes building missing experts)' if cfg.objective.kind == 'mtt' else ''}")
 
@@ -415,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
     try:
         cfg = compose(argv)
+        cpu_threads(cfg.get("threads"))  # accelerate launch would leave a CPU run on one thread
         # Accelerate picks gloo (MULTI_CPU) for several ranks only when told cpu=True;
         # without it, ranks launched on a GPU-less machine would each run alone.
         cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1

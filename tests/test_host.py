@@ -32,3 +32,29 @@ def test_retained_memory_stays_mapped_and_default_returns_it():
     assert applied and kept > 200  # the freed 256 MB are still mapped, ready for the next step
     applied, kept = probe("default")
     assert not applied and kept < 50  # glibc's default: a block this large was mmap'd and is gone
+
+
+THREADS = """
+import torch
+from genprior.host import cpu_threads
+print(cpu_threads({requested}))
+"""
+
+
+def threads_in(env: dict, requested=None) -> int:
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    out = subprocess.run([sys.executable, "-c", THREADS.format(requested=requested)], env=env, capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 usable CPUs")
+def test_cpu_threads_undo_accelerate_launch_pinning_but_respect_everything_else():
+    usable = len(os.sched_getaffinity(0))
+    launched = {"ACCELERATE_DYNAMO_BACKEND": "NO", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    assert threads_in({**launched, "LOCAL_WORLD_SIZE": "1"}) == usable  # accelerate's OMP_NUM_THREADS=1 undone
+    assert threads_in({**launched, "LOCAL_WORLD_SIZE": str(usable)}) == 1  # one core per local process
+    assert threads_in({**launched, "LOCAL_WORLD_SIZE": "1"}, requested=1) == 1  # threads=1 wins
+    plain = {"ACCELERATE_DYNAMO_BACKEND": None, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    assert threads_in(plain) == 1  # not under accelerate launch: the user's OMP_NUM_THREADS stands
