@@ -51,9 +51,9 @@ FORMAT = "genprior.generator-train/1"
 # generator is called while training (StyleGAN2 draws fresh noise; decoding elsewhere is const)
 ARCHS = {
     "stylegan2": dict(discriminator=StyleGAN2Discriminator, lr=0.0025, betas=(0.0, 0.99), r1_gamma=0.01,
-                      train_kwargs={"noise_mode": "random"}),
+                      class_groups=4, train_kwargs={"noise_mode": "random"}),
     "dcgan": dict(discriminator=DCGANDiscriminator, lr=0.0002, betas=(0.5, 0.999), r1_gamma=0.1,
-                  train_kwargs={}),
+                  class_groups=1, train_kwargs={}),
 }
 assert set(ARCHS) == set(GENERATORS)
 
@@ -69,6 +69,11 @@ class TrainSpec:
     betas: list | None = None
     r1_gamma: float | None = None
     r1_every: int = 16  # lazy R1: penalize every k-th D step with weight k
+    # batches as groups of this many images of one class (None: the arch's default). StyleGAN2's
+    # discriminator takes its minibatch std over the same groups, so that feature measures
+    # *within-class* variety and a generator that renders one image per class is caught; with
+    # labels drawn independently (1) a group mixes classes and the std only sees class changes.
+    class_groups: int | None = None
     ema_kimg: float = 10.0  # EMA half-life in thousands of images ...
     ema_rampup: float = 0.05  # ... but at most this fraction of the images seen so far
     seed: int = 0
@@ -82,7 +87,8 @@ class TrainSpec:
         d = ARCHS[self.arch]
         return TrainSpec(**{**asdict(self), "lr": self.lr if self.lr is not None else d["lr"],
                             "betas": list(self.betas if self.betas is not None else d["betas"]),
-                            "r1_gamma": self.r1_gamma if self.r1_gamma is not None else d["r1_gamma"]})
+                            "r1_gamma": self.r1_gamma if self.r1_gamma is not None else d["r1_gamma"],
+                            "class_groups": self.class_groups if self.class_groups is not None else d["class_groups"]})
 
     def identity(self) -> dict:
         d = asdict(self)
@@ -96,8 +102,9 @@ def build(spec: TrainSpec, real: Split):
     resolution = real.images.shape[-1]
     common = dict(resolution=resolution, channels=real.info.channels, num_classes=real.info.num_classes)
     G = build_generator(spec.arch, **common, **spec.generator_kwargs)
+    extra = {"mbstd_group": spec.class_groups} if spec.arch == "stylegan2" and spec.class_groups > 1 else {}
     try:
-        D = ARCHS[spec.arch]["discriminator"](**common, **spec.discriminator_kwargs)
+        D = ARCHS[spec.arch]["discriminator"](**common, **{**extra, **spec.discriminator_kwargs})
     except TypeError as e:
         raise ConfigError(f"{spec.arch} discriminator: {e}") from None
     return G, D
@@ -117,7 +124,7 @@ def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_image
     g = generator(spec.seed, step)
     torch.manual_seed(derive_seed(spec.seed, step, 1))  # StyleGAN2's random noise draws from the global RNG
     device = real_images.device
-    idx = torch.randint(len(real_images), (spec.batch,), generator=g).to(device)
+    idx = batch_indices(g, spec, real_labels).to(device)
     real, labels = real_images[idx], real_labels[idx]
     z_d = randn((spec.batch, G.z_dim), g, device)
     z_g = randn((spec.batch, G.z_dim), g, device)
@@ -151,6 +158,21 @@ def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_image
     update_ema(G_ema, G, spec, (step + 1) * spec.batch)
     logs.update(d=loss_d.item(), g=loss_g.item(), real=logits_real.mean().item(), fake=logits_fake.mean().item())
     return logs
+
+
+def batch_indices(g: torch.Generator, spec: TrainSpec, labels: torch.Tensor) -> torch.Tensor:
+    """spec.batch random training indices. With class_groups k > 1, image i has the class of
+    anchor i % (batch / k): minibatch_std's groups (strided the same way) are then one class each.
+    Anchors are random images, so classes keep the data set's frequencies."""
+    k = spec.class_groups
+    if k == 1:
+        return torch.randint(len(labels), (spec.batch,), generator=g)
+    classes = labels.cpu()[torch.randint(len(labels), (spec.batch // k,), generator=g)].repeat(k)
+    order = torch.argsort(labels.cpu(), stable=True)  # indices grouped by class ...
+    counts = torch.bincount(labels.cpu(), minlength=int(classes.max()) + 1)
+    starts = torch.cumsum(counts, 0) - counts  # ... where class c starts and how many it has
+    pick = (torch.rand(spec.batch, generator=g) * counts[classes]).long()
+    return order[starts[classes] + pick]
 
 
 @torch.no_grad()
@@ -243,9 +265,11 @@ def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real
           fid_images: int = 0, command: str | None = None, progress: bool = True) -> Path:
     """Train (or resume) and write the EMA generator to <out>.safetensors/.json and <out>.png."""
     spec = spec.resolved()
-    if spec.batch < 1 or spec.steps < 0 or spec.r1_every < 1:
-        raise ConfigError(f"need batch >= 1, steps >= 0, r1_every >= 1 (got {spec.batch}, {spec.steps}, "
-                          f"{spec.r1_every})")
+    if spec.batch < 1 or spec.steps < 0 or spec.r1_every < 1 or spec.class_groups < 1:
+        raise ConfigError(f"need batch >= 1, steps >= 0, r1_every >= 1, class_groups >= 1 (got {spec.batch}, "
+                          f"{spec.steps}, {spec.r1_every}, {spec.class_groups})")
+    if spec.batch % spec.class_groups:
+        raise ConfigError(f"batch {spec.batch} is not a multiple of class_groups {spec.class_groups}")
     out = Path(out)
     ckpt = Path(ckpt) if ckpt else Path("runs") / "generators" / f"{out.name}.ckpt.pt"
     if real is None:

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from generators.io import load_generator
-from generators.train import TrainSpec, main, train
+from generators.layers import minibatch_std
+from generators.train import TrainSpec, batch_indices, build, main, train
 from genprior.data import DATASETS, Split, normalize
 from genprior.errors import ConfigError
 from tests.conftest import needs_fashion_mnist
@@ -47,6 +48,25 @@ def test_resumed_run_equals_uninterrupted(tmp_path, arch, capsys):
     train(spec(arch, 0), tmp_path / "init", tmp_path / "init.ckpt", real=real, progress=False)
     init = load_file(str(tmp_path / "init.safetensors"))  # the EMA did move away from the initial weights
     assert any(not torch.equal(init[k], a[k]) for k in a if k.endswith("weight"))
+
+
+def test_class_groups_make_minibatch_std_groups_of_one_class():
+    labels = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8] * 5)
+    s = TrainSpec(batch=12, class_groups=4).resolved()
+    idx = batch_indices(torch.Generator().manual_seed(0), s, labels)
+    assert len(set(idx.tolist())) > 6  # distinct images, not one image repeated per group
+    # minibatch_std groups image i with i + 3, i + 6, i + 9: tag each image with its class and
+    # the std feature is zero exactly when every group is one class
+    x = labels[idx].float().view(12, 1, 1, 1)
+    assert minibatch_std(x, 4)[:, 1].max() < 1e-3  # sqrt(eps)
+    free = batch_indices(torch.Generator().manual_seed(0), TrainSpec(batch=12, class_groups=1).resolved(), labels)
+    assert minibatch_std(labels[free].float().view(12, 1, 1, 1), 4)[:, 1].max() > 0.1
+    # the StyleGAN2 discriminator's mbstd group follows class_groups; DCGAN defaults to free labels
+    _, D = build(TrainSpec(arch="stylegan2", class_groups=2, discriminator_kwargs=TINY["stylegan2"][1]).resolved(),
+                 toy_split())
+    assert D.mbstd_group == 2 and TrainSpec(arch="dcgan").resolved().class_groups == 1
+    with pytest.raises(ConfigError, match="not a multiple of class_groups 4"):
+        train(TrainSpec(arch="stylegan2", batch=6, steps=1, class_groups=4), "x", real=toy_split(), progress=False)
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
