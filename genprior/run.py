@@ -208,9 +208,10 @@ def distill(cfg: DictConfig, accelerator) -> Path:
     ckpt_path = run_dir / "checkpoint.pt"
     state = check_checkpoint(ckpt_path, cfg)  # before anything is written
     if cfg.eval.enabled:
-        from genprior.evaluate import check_protocol
+        from genprior.evaluate import baseline_names, check_protocol
 
         check_protocol(cfg.protocol)  # a typo in the protocol should not wait for the end of distillation
+        baseline_names(cfg.eval.baselines)
     if cfg.eval.images.enabled:
         from genprior.metrics.features import inception_path
 
@@ -362,6 +363,10 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
         acc = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
         log(f"{protocol.name}: {acc} % ({time.time() - t0:.0f}s)")
+        for name in ("random_real", "full_data"):
+            if name in metrics:
+                log(f"  {name.replace('_', ' ')}: " + ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}"
+                                                            for m, s in metrics[name].items()) + " %")
     if cfg.eval.images.enabled:
         from genprior.metrics import image_metrics, summary_lines
 

@@ -41,6 +41,30 @@ def test_summary_gain_and_gap():
                                           "gain_over_random": 10.0, "gap_closed": 0.5}
 
 
+def test_summary_without_full_data_has_no_gap():
+    m = {"synthetic": {"convnet": {"mean": 80.0}}, "random_real": {"convnet": {"mean": 70.0}}}
+    assert ev.summarize(m)["convnet"]["gain_over_random"] == 10.0
+    assert ev.summarize(m)["convnet"]["gap_closed"] is None
+
+
+def test_baselines_can_be_chosen(tmp_path, monkeypatch):
+    assert ev.baseline_names(True) == ("random_real", "full_data") and ev.baseline_names(False) == ()
+    assert ev.baseline_names("random_real") == ("random_real",)
+    with pytest.raises(ConfigError, match="unknown baseline 'full'; valid: true, false, or a list of random_real"):
+        ev.baseline_names(["random_real", "full"])
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "mnist", space="unit")
+
+    def full_data(*a, **k):
+        raise AssertionError("full_data was not asked for")
+
+    monkeypatch.setattr(ev, "full_data", full_data)
+    m = ev.evaluate_set(ev.load_set(path), ev.load_protocol("fast", ["runs=1", "epochs=1", "models=[mlp]"]),
+                        root=str(tmp_path), baselines=["random_real"])
+    assert set(m) >= {"synthetic", "random_real", "summary"} and "full_data" not in m
+    assert m["summary"]["mlp"]["gap_closed"] is None
+
+
 @needs_fashion_mnist
 def test_protocol_learns_and_tells_real_from_noise():
     """A short schedule on 10 real images per class beats chance clearly; pure noise does not."""
