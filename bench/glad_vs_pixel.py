@@ -2,18 +2,21 @@
 
     python bench/glad_vs_pixel.py                                   # dc dm mtt x IPC 1 10, cross_arch protocol
     python bench/glad_vs_pixel.py --objectives dm --ipc 10 --iterations 200 -- protocol.runs=2 protocol.epochs=300
+    python bench/glad_vs_pixel.py --priors pixel ...                # one side now, the other later
 
 For every (objective, IPC) it distills twice, `pixel=<objective>` and `glad=<objective>`,
 with the same iteration count (the pixel preset's unless --iterations), seed and protocol, via
 bench/distill.py (so each run resumes and lands in bench/results/distill_<name>.json).
 Then bench/results/glad_vs_pixel.json gets one row per pair: ConvNet accuracy and the
 mean over the other architectures of the protocol (ResNet-18, VGG-11, AlexNet, ViT for
-cross_arch), for both, and the difference. Overrides after `--` apply to every run.
+cross_arch), for both, and the difference. Overrides after `--` apply to every run and are
+part of the run names and the row key, so a reduced protocol never mixes with the full one.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -35,38 +38,49 @@ def judge(result: dict) -> dict:
     return out
 
 
+def read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objectives", nargs="+", default=["dc", "dm", "mtt"])
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
     p.add_argument("--iterations", type=int, default=None, help="both runs (default: each preset's own)")
     p.add_argument("--protocol", default="cross_arch")
+    p.add_argument("--priors", nargs="+", default=["pixel", "glad"], choices=["pixel", "glad"],
+                   help="run only these sides now; a row's difference appears once both are in")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
     a = p.parse_args()
     out = RESULTS / "glad_vs_pixel.json"
-    table = json.loads(out.read_text()) if out.is_file() else {}
     command = "python bench/glad_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
     for objective in a.objectives:
         for ipc in a.ipc:
-            pair = {}
             iterations = a.iterations or compose([f"pixel={objective}"]).iterations  # one budget for both
-            for prior in ("pixel", "glad"):
-                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}"
+            key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}"
+            pair = {k: v for k, v in read(out).get(key, {}).items() if k in ("pixel", "glad")}
+            for prior in a.priors:
+                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}"
                 overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
                              f"protocol={a.protocol}", "eval.baselines=false", *a.overrides]
                 subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
                                check=True, cwd=ROOT)
                 pair[prior] = judge(json.loads((RESULTS / f"distill_{name}.json").read_text()))
                 pair[prior]["result"] = f"bench/results/distill_{name}.json"
-            diff = {k: (round(pair["glad"][k] - pair["pixel"][k], 2) if pair["glad"][k] is not None else None)
-                    for k in ("convnet", "cross_arch_mean")}
-            table[f"{objective}_ipc{ipc}"] = {**pair, "glad_minus_pixel": diff, "iterations": iterations,
-                                              "command": command}
+                pair[prior]["command"] = command
+            row = {**pair, "objective": objective, "ipc": ipc, "iterations": iterations, "protocol": a.protocol,
+                   "overrides": a.overrides}
+            if "pixel" in pair and "glad" in pair:
+                row["glad_minus_pixel"] = {k: (round(pair["glad"][k] - pair["pixel"][k], 2)
+                                               if None not in (pair["glad"][k], pair["pixel"][k]) else None)
+                                           for k in ("convnet", "cross_arch_mean")}
+            table = read(out)  # again: another invocation may have added rows meanwhile
+            table[key] = {**table.get(key, {}), **row}
             RESULTS.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(table, indent=2) + "\n")
-            print(f"{objective} ipc{ipc}: pixel {pair['pixel']['convnet']} / {pair['pixel']['cross_arch_mean']}, "
-                  f"GLaD {pair['glad']['convnet']} / {pair['glad']['cross_arch_mean']} (ConvNet / cross-arch mean)",
-                  flush=True)
+            print(f"{key}: " + ", ".join(f"{p} {pair[p]['convnet']} / {pair[p]['cross_arch_mean']}" for p in pair)
+                  + " (ConvNet / cross-arch mean)", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 Non-saturating logistic GAN loss, lazy R1 on reals (every r1_every steps, weighted by
 r1_every, with Adam's lr/betas adjusted for the skipped steps as StyleGAN2 does), Adam
 (betas (0, 0.99) for StyleGAN2, (0.5, 0.999) for DCGAN), and an EMA of the generator's
-weights, which is the generator that gets saved.
+weights, which is the generator that gets saved. StyleGAN2 batches come in groups of 4 images
+of one class (class_groups), the groups its discriminator's minibatch std is taken over.
 
 Reproducible and resumable: every random draw of step s (real batch, z, StyleGAN2's noise)
 comes from seeds derived from (seed, s) (genprior.rng), so a checkpoint needs no RNG state
