@@ -49,3 +49,29 @@ def test_shipped_generator_makes_its_classes(stem, fashion_classifier):
         pred = fashion_classifier(((x.clamp(-1, 1) + 1) / 2).flatten(1)).argmax(1)
     accuracy = (pred == labels).float().mean().item()
     assert accuracy > 0.6, f"{stem.name}: a real-data classifier labels only {accuracy:.0%} of samples as asked"
+
+
+def within_class_spread(x: torch.Tensor) -> float:
+    """x: [classes, n, ...] in [-1, 1] -> RMS distance of an image to its class mean."""
+    x = x.flatten(2)
+    return (x - x.mean(1, keepdim=True)).square().sum(-1).mean().sqrt().item()
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize("stem", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_generator_varies_within_a_class(stem):
+    """A generator that renders one image per class passes the class check but gives GLaD ten
+    copies of one image at IPC 10: its samples must spread at least half as far as real ones."""
+    g = load_generator(stem)
+    if not stem.name.startswith("fashion_mnist"):
+        pytest.skip("written for FashionMNIST generators")
+    s = load_split("fashion_mnist", "train")
+    gen = torch.Generator().manual_seed(0)
+    members = [torch.nonzero(s.labels == c).flatten() for c in range(10)]
+    idx = torch.stack([m[torch.randperm(len(m), generator=gen)[:50]] for m in members])
+    real = within_class_spread(to_unit(s.images[idx], "fashion_mnist", "normalized") * 2 - 1)
+    labels = torch.arange(10).repeat_interleave(50)
+    with torch.no_grad():
+        x = g.decode(g.sample_latents(labels, "z", gen), labels, "z").clamp(-1, 1)
+    fake = within_class_spread(x.view(10, 50, *x.shape[1:]))
+    assert fake > 0.5 * real, f"{stem.name}: within-class spread {fake:.2f}, real {real:.2f}"
