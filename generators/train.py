@@ -120,12 +120,13 @@ def optimizers(spec: TrainSpec, G, D):
     return opt_G, opt_D
 
 
-def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_images, real_labels) -> dict:
+def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_images, real_labels,
+               table: tuple | None = None) -> dict:
     """One D step (with R1 every r1_every steps) and one G step, then the EMA update."""
     g = generator(spec.seed, step)
     torch.manual_seed(derive_seed(spec.seed, step, 1))  # StyleGAN2's random noise draws from the global RNG
     device = real_images.device
-    idx = batch_indices(g, spec, real_labels).to(device)
+    idx = batch_indices(g, spec, real_labels, table).to(device)
     real, labels = real_images[idx], real_labels[idx]
     z_d = randn((spec.batch, G.z_dim), g, device)
     z_g = randn((spec.batch, G.z_dim), g, device)
@@ -161,17 +162,23 @@ def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_image
     return logs
 
 
-def batch_indices(g: torch.Generator, spec: TrainSpec, labels: torch.Tensor) -> torch.Tensor:
+def class_table(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(indices sorted by class, where class c starts in them, how many it has); once per run."""
+    labels = labels.cpu()
+    counts = torch.bincount(labels)
+    return torch.argsort(labels, stable=True), torch.cumsum(counts, 0) - counts, counts
+
+
+def batch_indices(g: torch.Generator, spec: TrainSpec, labels: torch.Tensor,
+                  table: tuple | None = None) -> torch.Tensor:
     """spec.batch random training indices. With class_groups k > 1, image i has the class of
     anchor i % (batch / k): minibatch_std's groups (strided the same way) are then one class each.
-    Anchors are random images, so classes keep the data set's frequencies."""
+    Anchors are random images, so classes keep the data set's frequencies. `table`: class_table(labels)."""
     k = spec.class_groups
     if k == 1:
         return torch.randint(len(labels), (spec.batch,), generator=g)
+    order, starts, counts = table if table is not None else class_table(labels)
     classes = labels.cpu()[torch.randint(len(labels), (spec.batch // k,), generator=g)].repeat(k)
-    order = torch.argsort(labels.cpu(), stable=True)  # indices grouped by class ...
-    counts = torch.bincount(labels.cpu(), minlength=int(classes.max()) + 1)
-    starts = torch.cumsum(counts, 0) - counts  # ... where class c starts and how many it has
     pick = (torch.rand(spec.batch, generator=g) * counts[classes]).long()
     return order[starts[classes] + pick]
 
@@ -278,6 +285,7 @@ def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real
     # the generators' tanh range: [-1, 1] pixels
     images = (to_unit(real.images, real.info.name, space="normalized") * 2 - 1).to(device)
     labels = real.labels.to(device)
+    table = class_table(labels)  # for class-grouped batches, computed once
 
     torch.manual_seed(derive_seed(spec.seed, 2 ** 31))  # the initial weights
     G, D = build(spec, real)
@@ -295,7 +303,7 @@ def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real
     with tqdm(total=spec.steps, initial=min(start, spec.steps), desc=f"train {spec.arch}",
               disable=None if progress else True) as bar:
         for step in range(start, spec.steps):
-            logs = train_step(step, spec, G, D, G_ema, opt_G, opt_D, images, labels)
+            logs = train_step(step, spec, G, D, G_ema, opt_G, opt_D, images, labels, table)
             if not all(math.isfinite(v) for v in logs.values()):
                 raise RuntimeError(f"training diverged at step {step} ({logs}); lower lr or raise r1_gamma")
             bar.update(1)
