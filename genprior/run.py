@@ -361,12 +361,13 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         t0 = time.time()
         protocol = check_protocol(cfg.protocol)
         metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
-        acc = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
-        log(f"{protocol.name}: {acc} % ({time.time() - t0:.0f}s)")
+        def acc(rows: dict) -> str:
+            return ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in rows.items()) + " %"
+
+        log(f"{protocol.name}: {acc(metrics['synthetic'])} ({time.time() - t0:.0f}s)")
         for name in ("random_real", "full_data"):
             if name in metrics:
-                log(f"  {name.replace('_', ' ')}: " + ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}"
-                                                            for m, s in metrics[name].items()) + " %")
+                log(f"  {name.replace('_', ' ')}: {acc(metrics[name])}")
     if cfg.eval.images.enabled:
         from genprior.metrics import image_metrics, summary_lines
 
