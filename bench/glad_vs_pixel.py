@@ -59,27 +59,30 @@ def main() -> None:
         for ipc in a.ipc:
             iterations = a.iterations or compose([f"pixel={objective}"]).iterations  # one budget for both
             key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}"
-            pair = {k: v for k, v in read(out).get(key, {}).items() if k in ("pixel", "glad")}
+            fresh = {}
             for prior in a.priors:
                 name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}"
                 overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
                              f"protocol={a.protocol}", "eval.baselines=false", *a.overrides]
                 subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
                                check=True, cwd=ROOT)
-                pair[prior] = judge(json.loads((RESULTS / f"distill_{name}.json").read_text()))
-                pair[prior]["result"] = f"bench/results/distill_{name}.json"
-                pair[prior]["command"] = command
-            row = {**pair, "objective": objective, "ipc": ipc, "iterations": iterations, "protocol": a.protocol,
-                   "overrides": a.overrides}
-            if "pixel" in pair and "glad" in pair:
-                row["glad_minus_pixel"] = {k: (round(pair["glad"][k] - pair["pixel"][k], 2)
-                                               if None not in (pair["glad"][k], pair["pixel"][k]) else None)
+                fresh[prior] = judge(json.loads((RESULTS / f"distill_{name}.json").read_text()))
+                fresh[prior]["result"] = f"bench/results/distill_{name}.json"
+                fresh[prior]["command"] = command
+            # read the table only now: the other side may have landed from another invocation
+            # while these runs went on, and the difference needs both
+            table = read(out)
+            row = {**table.get(key, {}), **fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
+                   "protocol": a.protocol, "overrides": a.overrides}
+            if "pixel" in row and "glad" in row:
+                row["glad_minus_pixel"] = {k: (round(row["glad"][k] - row["pixel"][k], 2)
+                                               if None not in (row["glad"][k], row["pixel"][k]) else None)
                                            for k in ("convnet", "cross_arch_mean")}
-            table = read(out)  # again: another invocation may have added rows meanwhile
-            table[key] = {**table.get(key, {}), **row}
+            table[key] = row
             RESULTS.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(table, indent=2) + "\n")
-            print(f"{key}: " + ", ".join(f"{p} {pair[p]['convnet']} / {pair[p]['cross_arch_mean']}" for p in pair)
+            print(f"{key}: " + ", ".join(f"{p} {row[p]['convnet']} / {row[p]['cross_arch_mean']}"
+                                         for p in ("pixel", "glad") if p in row)
                   + " (ConvNet / cross-arch mean)", flush=True)
 
 
