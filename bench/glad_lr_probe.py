@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -31,20 +30,17 @@ SPACES = [("w+", None), ("f", 1), ("f", 2), ("w", None)]
 
 
 def probe(objective: str, ipc: int, space: str, layer: int | None) -> dict:
-    from genprior.data import load_split
-    from genprior.run import build_objective, build_synset, compose
+    from genprior.data import cache_dir, load_split
+    from genprior.context import RunContext
+    from genprior.run import build, check, compose
 
     over = [f"ipc={ipc}", f"synset.space={space}"] + ([f"synset.layer={layer}"] if layer else [])
     cfg = compose([f"glad={objective}", *over])
     pixel_lr = float(compose([f"pixel={objective}"]).synset.optim.images.lr)
     d = cfg.dataset
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
-    synset = build_synset(cfg, real)
-    single = SimpleNamespace(process_index=0, num_processes=1, device=torch.device("cpu"),
-                             wait_for_everyone=lambda: None)
-    obj = build_objective(cfg, real, single)
-    if cfg.objective.kind == "mtt":
-        synset.learn_lr(cfg.objective.init_lr)
+    plan = check(cfg)
+    synset, obj = build(plan, RunContext(real, cfg.ipc, cfg.seed, plan.dataset, cache_dir=cache_dir()))
     images = synset.render_all(cfg.chunk).requires_grad_(True)
     loss = obj(images, synset.labels, 0, list(range(obj.units())), synset.lr)
     g_x, = torch.autograd.grad(loss, images)

@@ -57,7 +57,8 @@ def worker(ipc: int, path: str, chunk: int, objective: str, space: str, device: 
     from generators.io import load_generator
     from generators.stylegan2 import StyleGAN2
     from genprior.data import load_split
-    from genprior.run import build_objective, compose, distill_step
+    from genprior.context import RunContext
+    from genprior.run import check, compose, distill_step
     from genprior.synsets.gan import GanSynset
     from genprior.synsets.pixel import PixelSynset
 
@@ -69,7 +70,8 @@ def worker(ipc: int, path: str, chunk: int, objective: str, space: str, device: 
         synset = PixelSynset(real, ipc).to(device)
     else:
         synset = GanSynset(real, ipc, g, space=space, layer=layer).to(device)
-    obj = build_objective(cfg, real, accelerator=None)
+    plan = check(cfg)
+    obj = plan.objective.from_config(plan.objective_options, RunContext(real, ipc, cfg.seed, plan.dataset))
     units = list(range(obj.units()))
     autocast = lambda: torch.autocast(torch.device(device).type, enabled=False)  # noqa: E731
     distill_step(synset, obj, 0, units, chunk, autocast)  # warm-up: allocator pools, lazy inits

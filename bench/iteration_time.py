@@ -41,22 +41,27 @@ def worker(objective: str, ipc: int, precision: str, iters: int, device: str, ex
     from genprior.data import load_split
     from genprior.host import retain_freed_memory
     from genprior.objectives import MTT
-    from genprior.run import build_objective, build_synset, compose, distill_step
+    from genprior.context import RunContext
+    from genprior.run import check, compose, distill_step
 
     allocator = "retain" if retain_freed_memory() else "default"  # as run.py does; GENPRIOR_MALLOC=default: not
     preset, variant = VARIANTS.get(objective, (objective, []))
     cfg = compose([f"pixel={preset}", f"ipc={ipc}", *variant, *extra])
     d = cfg.dataset
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
-    synset = build_synset(cfg, real).to(device)
+    plan = check(cfg)
+    ctx = RunContext(real, cfg.ipc, cfg.seed, plan.dataset)
+    synset = plan.synset.from_config(plan.synset_options, ctx).to(device)
     if cfg.objective.kind == "mtt":
         o = dict(cfg.objective)
         trajectories = [_random_walk(cfg, real, o) for _ in range(2)]
         obj = MTT(real, trajectories, net=o["net"], net_kwargs=o["net_kwargs"], syn_steps=o["syn_steps"],
                   expert_epochs=o["expert_epochs"], max_start_epoch=o["max_start_epoch"], batch_syn=o["batch_syn"],
                   dsa=o["dsa"], mode=o["mode"])
+        synset.learn_lr(o["init_lr"])
+        synset.to(device)
     else:
-        obj = build_objective(cfg, real, accelerator=None)
+        obj = plan.objective.from_config(plan.objective_options, ctx)
     if objective == "dm_reference":
         obj = _ReferenceDM(obj)
     base = peak_mb(device)

@@ -6,7 +6,8 @@ buffers included (StyleGAN2's stored noise, BatchNorm statistics), so a loaded g
 decodes bit-identically to the saved one. Nothing is unpickled.
 
 `load_generator` also takes the names of foreign generators (FOREIGN), e.g.
-load_generator("gan_face_generate").
+load_generator("gan_face_generate"); `open_generator` is what a config's path means:
+one of those, or an NVlabs network pickle.
 """
 from __future__ import annotations
 
@@ -17,17 +18,19 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from generators.base import Generator, frozen, one_line
 from generators.dcgan import DCGAN
-from generators.foreign import load_gan_face_generate
+from generators.foreign import load_gan_face_generate, load_nvlabs_pickle
 from generators.stylegan2 import StyleGAN2
 from genprior.errors import ConfigError
+from genprior.files import save_safetensors
 
 FORMAT = "genprior.generator/1"
 GENERATORS = {"stylegan2": StyleGAN2, "dcgan": DCGAN}
 FOREIGN = {"gan_face_generate": load_gan_face_generate}
+REPOSITORY = Path(__file__).resolve().parent.parent  # the shipped generators live in its assets/
 
 
 def build_generator(arch: str, **kwargs) -> Generator:
@@ -58,9 +61,7 @@ def save_generator(g: Generator, path: str | Path, info: dict | None = None) -> 
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in g.state_dict().items()}
     doc = {"format": FORMAT, "arch": g.arch, "kwargs": g.config, "params": g.num_params(), "info": info or {}}
-    tmp = weights.with_name(weights.name + f".{os.getpid()}.tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "arch": g.arch})
-    tmp.replace(weights)
+    save_safetensors(state, weights, {"format": FORMAT, "arch": g.arch})
     tmp = config.with_name(config.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     tmp.replace(config)
@@ -101,3 +102,22 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
                           f"({one_line(e)})") from None
     g.info = doc.get("info", {})
     return frozen(g).to(device)
+
+
+def open_generator(path: str, code_dir: str | None = None, allow_pickle: bool = False) -> Generator:
+    """The generator a config names, on CPU: a stem of our own format, a FOREIGN name, or an
+    NVlabs network pickle (.pkl: needs code_dir, and allow_pickle=True because it runs code).
+
+    A relative stem resolves against the working directory, else the repository, so the
+    shipped assets/generators work from anywhere."""
+    if str(path).endswith(".pkl"):
+        if not code_dir:
+            raise ConfigError(f"{path} is an NVlabs network pickle: give synset.code_dir=<checkout of the "
+                              "repository that wrote it> (and synset.allow_pickle=true if you trust the file)")
+        return load_nvlabs_pickle(path, code_dir, allow_pickle)
+    p = Path(path)
+    if not (p.is_absolute() or p.exists() or Path(f"{p}.json").exists()):
+        shipped = REPOSITORY / p
+        if shipped.exists() or Path(f"{shipped}.json").exists():
+            p = shipped
+    return load_generator(p)

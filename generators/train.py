@@ -43,7 +43,7 @@ from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
 from genprior.data import Split, load_split, to_unit
 from genprior.errors import ConfigError
-from genprior.host import retain_freed_memory
+from genprior.host import check_device, retain_freed_memory
 from genprior.rng import derive_seed, generator
 
 FORMAT = "genprior.generator-train/1"
@@ -343,7 +343,7 @@ RUN_OPTIONS = {"out": None, "ckpt": None, "device": None, "data_root": None, "lo
 
 def spec_from(items: dict) -> TrainSpec:
     """A TrainSpec from key=value strings, with one-line errors."""
-    return options.spec_from(TrainSpec, items, "train option", also_valid=tuple(RUN_OPTIONS))
+    return options.spec_from(TrainSpec, items, also_valid=tuple(RUN_OPTIONS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             ints = {k: int(run[k]) for k in ("log_every", "checkpoint_every", "fid_images")}
         except ValueError as e:
             raise ConfigError(f"log_every, checkpoint_every and fid_images take integers ({e})") from None
-        train(spec, run["out"], run["ckpt"], device=run["device"] or ("cuda" if torch.cuda.is_available() else "cpu"),
+        train(spec, run["out"], run["ckpt"], device=check_device(run["device"] or ("cuda" if torch.cuda.is_available() else "cpu")),
               data_root=run["data_root"], command=shlex.join(["python", "-m", "generators.train", *argv]), **ints)
     except ConfigError as e:
         print(f"generators.train: error: {e}", file=sys.stderr)

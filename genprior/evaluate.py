@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,8 +30,9 @@ from tqdm import tqdm
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError
-from genprior.host import retain_freed_memory
+from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net
+from genprior.options import option, spec_from
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.training import train_epoch
 
@@ -39,6 +41,36 @@ PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml"
 
 
 # ---------------------------------------------------------------- protocol configs
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(kw_only=True)
+class Schedule:
+    """How one network is trained (a protocol, and its large-set `full_data` schedule)."""
+    name: str = option()
+    runs: int = option(min=1)
+    epochs: int = option(min=1)
+    batch: int = option(min=1)
+    lr: float = option(above=0)
+    momentum: float = option(min=0, below=1)
+    weight_decay: float = option(min=0)
+    lr_decay_epoch: int | None = option(min=1)  # null: x0.1 after epoch epochs // 2
+    dsa: str = option()
+    precision: str = option("fp32", choices=PRECISIONS)
+
+    def __post_init__(self):
+        DSA(self.dsa)  # an unknown op is one line naming the valid ones
+
+
+@dataclass(kw_only=True)
+class Protocol(Schedule):
+    """A protocol file's keys (configs/protocol/); checked before any network trains."""
+    models: list[str] = option(choices=tuple(sorted(NETS)))
+    test_batch: int = option(1024, min=1)
+    seed: int = option(min=0)
+    full_data: Schedule
+
 
 def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """A protocol by name (configs/protocol/NAME.yaml) or path, with Hydra `key=value` overrides."""
@@ -55,18 +87,13 @@ def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Dic
         except (HydraException, OmegaConfBaseException) as e:
             keys = ", ".join(compose(path.stem).keys())
             raise ConfigError(f"bad protocol override ({str(e).strip().splitlines()[0]}); valid keys: {keys}") from None
-    return check_protocol(cfg)
+    return check_protocol(cfg, what="")  # its keys as genprior-evaluate takes them: runs=2
 
 
-def check_protocol(cfg: DictConfig) -> DictConfig:
-    """Fail on a bad protocol before hours of training, not after."""
-    unknown = [m for m in cfg.models if m not in NETS]
-    if unknown:
-        raise ConfigError(f"unknown network {unknown[0]!r} in protocol {cfg.name}; valid: {', '.join(sorted(NETS))}")
-    for schedule in (cfg, cfg.full_data):
-        _autocast(schedule.get("precision", "fp32"), "cpu")
-        if schedule.get("dsa") not in (None, "none", ""):
-            DSA(schedule.dsa)
+def check_protocol(cfg: DictConfig, what: str = "protocol") -> DictConfig:
+    """Fail on a bad protocol before hours of training, not after. `what` is where its keys
+    live on the command line ("protocol" in run.py, "" in genprior-evaluate's key=value)."""
+    spec_from(Protocol, cfg, what, strings=False)
     return cfg
 
 
@@ -116,8 +143,8 @@ def test_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
 
 
 def _autocast(precision: str, device: str):
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"unknown precision {precision!r}; valid: fp32, bf16")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -258,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     retain_freed_memory()
     try:
+        check_device(a.device, "--device")
         files = [x for x in a.args if "=" not in x]
         kv = dict(x.split("=", 1) for x in a.args if "=" in x)
         opts = {k: kv.pop(k) for k in ("protocol", "dataset", "ipc", "space") if k in kv}

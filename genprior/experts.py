@@ -27,15 +27,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from genprior import options
 from genprior.augment import DSA
 from genprior.data import Split, cache_dir, load_split
-from genprior.host import retain_freed_memory
 from genprior.errors import ConfigError
+from genprior.files import save_safetensors
+from genprior.host import check_device, retain_freed_memory
 from genprior.objectives.common import fresh_net
+from genprior.options import option
 from genprior.rng import derive_seed, generator
 from genprior.training import train_epoch
 
@@ -46,18 +48,18 @@ STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 @dataclass
 class ExpertSpec:
     dataset: str = "fashion_mnist"
-    space: str = "normalized"  # or "zca": experts must see what the synthetic set will be
+    space: str = option("normalized", choices=("normalized", "zca"))  # experts must see what the set will be
     net: str = "convnet"
     net_kwargs: dict = field(default_factory=dict)
-    epochs: int = 10
-    lr: float = 0.01  # plain SGD, no momentum: the student unrolls plain SGD too
-    batch: int = 256
+    epochs: int = option(10, min=1)
+    lr: float = option(0.01, above=0)  # plain SGD, no momentum: the student unrolls plain SGD too
+    batch: int = option(256, min=1)
     dsa: str = "color_crop_cutout_flip_scale_rotate"
-    images_per_epoch: int | None = None  # None: the whole split each epoch
-    seed: int = 0
-    precision: str = "fp32"  # training autocast: fp32 | bf16
-    num_experts: int = 5  # not part of the manifest's identity: more experts extend a buffer
-    storage: str = "fp32"  # fp32 | fp16 on disk
+    images_per_epoch: int | None = option(None, min=1)  # None: the whole split each epoch
+    seed: int = option(0, min=0)
+    precision: str = option("fp32", choices=("fp32", "bf16"))  # training autocast
+    num_experts: int = option(5, min=1)  # not part of the manifest's identity: more experts extend a buffer
+    storage: str = option("fp32", choices=tuple(STORAGE_DTYPES))  # on disk
 
     def identity(self) -> dict:
         """What must match for two buffers to be interchangeable."""
@@ -127,11 +129,9 @@ def ensure_experts(spec: ExpertSpec, real: Split, directory: Path, rank: int = 0
     mine = missing[rank::world]
     for i in tqdm(mine, desc=f"building experts in {directory}", disable=None if mine else True):
         trajectory = train_expert(spec, real, i, device)
-        out = expert_path(directory, i)
-        part = out.with_name(out.name + ".tmp")
-        save_file({"trajectory": trajectory.to(STORAGE_DTYPES[spec.storage])}, str(part),
-                  metadata={"format": FORMAT, "index": str(i)})
-        part.replace(out)  # a killed build never leaves a half-written expert behind
+        # atomic: a killed build never leaves a half-written expert behind
+        save_safetensors({"trajectory": trajectory.to(STORAGE_DTYPES[spec.storage])}, expert_path(directory, i),
+                         {"format": FORMAT, "index": str(i)})
 
 
 def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
@@ -158,12 +158,9 @@ def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
     return out
 
 
-def spec_from(items: dict) -> ExpertSpec:
+def spec_from(items: dict, what: str = "", strings: bool = True) -> ExpertSpec:
     """An ExpertSpec from key=value strings or a config mapping, with one-line errors."""
-    spec = options.spec_from(ExpertSpec, items, "expert option", also_valid=CLI_OPTIONS)
-    if spec.storage not in STORAGE_DTYPES:
-        raise ConfigError(f"unknown expert storage {spec.storage!r}; valid: {', '.join(STORAGE_DTYPES)}")
-    return spec
+    return options.spec_from(ExpertSpec, items, what, also_valid=CLI_OPTIONS, strings=strings)
 
 
 CLI_OPTIONS = ("dir", "data_root", "device")
@@ -181,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
-        device = items.pop("device", "cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(items.pop("device", "cuda" if torch.cuda.is_available() else "cpu"))
         spec = spec_from(items)
         real = load_split(spec.dataset, "train", root, space=spec.space)
         directory = Path(directory) if directory else spec.default_dir(cache_dir())

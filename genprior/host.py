@@ -1,4 +1,4 @@
-"""Process-level settings for the host a job runs on: the C allocator and CPU threads.
+"""Process-level settings for the host a job runs on: the C allocator, CPU threads, the device.
 
 A training loop on the CPU allocates and frees the same large buffers every step
 (activations, gradients, a batch of real images). glibc serves blocks above 32 MB with
@@ -58,3 +58,23 @@ def cpu_threads(requested: int | None) -> int:
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, usable // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return torch.get_num_threads()
+
+
+def check_device(name: str, what: str = "device") -> str:
+    """`name` if this machine has that torch device, else one ConfigError naming what it has."""
+    import torch
+
+    from genprior.errors import ConfigError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{what} {name} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    here = "cpu" + (f", cuda (0..{torch.cuda.device_count() - 1})" if torch.cuda.is_available() else "")
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        reason = "has no CUDA device" if not torch.cuda.is_available() else f"has no {name}"
+        raise ConfigError(f"{what} {name}: this machine {reason}; valid here: {here}")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{what} {name} is not supported here; valid here: {here}")
+    return name

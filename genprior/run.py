@@ -10,36 +10,91 @@ synset's gradients over ranks -> SGD step -> log, checkpoint.
 
 Processes split each step's work units (classes for DC/DM, trajectory segments for
 MTT) and sum their gradients, so N processes compute what one process computes. Rank 0
-decides the run directory and is the only writer. A rerun with the same run_dir
-resumes from its last checkpoint; a run whose loss turns NaN/inf stops and keeps the
-last good checkpoint.
+decides the run directory, holds it (genprior/rundir.py) and is the only writer. A
+rerun with the same run_dir resumes from its last checkpoint; a run whose loss turns
+NaN/inf stops and keeps the last good checkpoint.
 
 Hydra's compose API builds the config (config groups, presets, overrides) rather than
 @hydra.main: it leaves the working directory and logging alone and lets a bad choice
-be one line with exit code 2.
+be one line with exit code 2. Every key is checked (`check`) before anything is
+written: the top-level keys here, each component's own keys by its `Options`.
+
+Exit codes: 0 done; 1 diverged; 2 bad input (one line, nothing written); 130 stopped by
+SIGINT (Ctrl-C) and 143 by SIGTERM, both after saving every finished step.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from genprior.data import check_ipc, load_split, to_unit
+from genprior.context import DatasetOptions, RunContext
+from genprior.data import check_ipc, dataset_info, load_split, to_unit
 from genprior.errors import ConfigError
 from genprior.host import cpu_threads, retain_freed_memory
+from genprior.options import option, spec_from
+from genprior.rundir import RunDirectory, config_diff
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-# Keys that may change between a run and its resumption without changing what it computes.
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads")
+MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; fp16 and fp8 need a GPU
+SECTIONS = ("dataset", "synset", "objective", "protocol", "eval")  # config groups and nested sections
 
 
 class Diverged(RuntimeError):
     pass
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, like KeyboardInterrupt for SIGINT (see main)."""
+
+
+@dataclass
+class RunOptions:
+    """The top-level keys of configs/config.yaml."""
+    ipc: int = option(min=1)
+    iterations: int = option(min=0)
+    seed: int = option(min=0)
+    chunk: int = option(min=1)
+    checkpoint_every: int = option(min=1)
+    log_every: int = option(min=1)
+    mixed_precision: str | None = option(choices=MIXED_PRECISIONS)
+    threads: int | None = option(min=1)
+    run_dir: str | None = option()
+
+
+@dataclass
+class ImageMetricsOptions:
+    enabled: bool = option()
+    limit: int | None = option(min=1)
+    spaces: list[str] = option()
+    lpips: bool = option()
+
+
+@dataclass
+class EvalOptions:
+    enabled: bool = option()
+    baselines: bool | str | list[str] = option()
+    every: int = option(min=0)
+    curve_protocol: str = option()
+    images: ImageMetricsOptions = field(default_factory=ImageMetricsOptions)
+
+
+@dataclass
+class Plan:
+    """A run's components, their options checked: what `distill` builds."""
+    dataset: DatasetOptions
+    synset: type
+    synset_options: object
+    objective: type
+    objective_options: object
 
 
 # ---------------------------------------------------------------- config
@@ -48,11 +103,12 @@ def compose(overrides: list[str]) -> DictConfig:
     """The run's config from configs/ and command-line overrides, with one-line errors."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         try:
-            cfg = hydra_compose("config", overrides=overrides)
+            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
         except MissingConfigException as e:
             raise ConfigError(_missing_choice(str(e))) from None
         except (HydraException, OmegaConfBaseException) as e:
@@ -60,15 +116,73 @@ def compose(overrides: list[str]) -> DictConfig:
             keys = ", ".join(OmegaConf.load(CONFIG_DIR / "config.yaml").keys() - {"defaults"})
             raise ConfigError(f"bad override: {first} (top-level keys: {keys}; groups: "
                               f"{', '.join(_groups())}; add new keys with +key=value)") from None
-    for key, low in (("ipc", 1), ("iterations", 0), ("seed", 0), ("chunk", 1), ("checkpoint_every", 1),
-                     ("log_every", 1)):
-        if not isinstance(cfg[key], int) or cfg[key] < low:
-            raise ConfigError(f"{key} must be an integer >= {low}, got {cfg[key]!r}")
+    choices = cfg.hydra.runtime.choices
+    chosen = [f"{g}={choices[g]}" for g in _presets() if choices.get(g) is not None]
+    if len(chosen) > 1:  # each preset sets synset, objective and their lrs: a second one would silently win
+        raise ConfigError(f"one preset at a time, got {' and '.join(chosen)}")
+    with open_dict(cfg):
+        del cfg["hydra"]
     return cfg
 
 
 def _groups() -> list[str]:
     return sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+
+
+def _presets() -> list[str]:
+    """The preset groups: those configs/config.yaml lists with no default (`pixel: null`, ...)."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml").defaults)
+    return [g for entry in defaults if isinstance(entry, dict) for g, v in entry.items() if v is None]
+
+
+def check(cfg: DictConfig) -> Plan:
+    """Every key of the run's config, checked before anything is written or built.
+
+    The top-level keys and `eval` here; the data set, the protocol and each component's
+    own section by the schema of whoever reads it. Bad input is one ConfigError."""
+    from genprior.evaluate import baseline_names, check_protocol, load_protocol
+    from genprior.objectives import OBJECTIVES
+    from genprior.synsets import SYNSETS
+    from genprior.synsets.base import OptimGroup
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    run = spec_from(RunOptions, {k: v for k, v in c.items() if k not in SECTIONS}, also_valid=SECTIONS,
+                    strings=False)
+    _check_precision(run.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION") or "no")
+    dataset = spec_from(DatasetOptions, c["dataset"], "dataset", strings=False)
+    dataset_info(dataset.name)
+    evaluation = spec_from(EvalOptions, c["eval"], "eval", strings=False)
+    check_protocol(cfg.protocol)
+    baseline_names(evaluation.baselines)
+    if evaluation.every:
+        load_protocol(evaluation.curve_protocol)
+    if evaluation.images.enabled:
+        from genprior.metrics.features import inception_path
+
+        inception_path()  # a missing FID network should not wait for the end of distillation
+    synset, synset_options = _component(SYNSETS, c["synset"], "synset", ("kind", "optim"))
+    for name, group in c["synset"].get("optim", {}).items():
+        spec_from(OptimGroup, group, f"synset.optim.{name}", strings=False)
+    objective, objective_options = _component(OBJECTIVES, c["objective"], "objective", ("kind",))
+    return Plan(dataset, synset, synset_options, objective, objective_options)
+
+
+def _component(registry: dict, section: dict, what: str, reserved: tuple[str, ...]):
+    """(class, its checked Options) for a config section `{kind: ..., **options}`."""
+    kind = section.get("kind")
+    if kind not in registry:
+        raise ConfigError(f"unknown {what}.kind {kind!r}; valid: {', '.join(registry)}")
+    cls = registry[kind]
+    options = {k: v for k, v in section.items() if k not in reserved}
+    return cls, spec_from(cls.Options, options, what, also_valid=reserved, strings=False)
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in MIXED_PRECISIONS:
+        raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {precision!r}")
+    if precision in ("fp16", "fp8") and not torch.cuda.is_available():
+        raise ConfigError(f"mixed_precision={precision} needs a CUDA GPU and this machine has none; "
+                          f"valid here: no, bf16")
 
 
 def _missing_choice(message: str) -> str:
@@ -82,96 +196,14 @@ def _missing_choice(message: str) -> str:
     return f"{message.strip().splitlines()[0]} (config groups: {', '.join(groups)})"
 
 
-def fingerprint(cfg: DictConfig) -> dict:
-    """The part of the config that decides the result (what a checkpoint must agree with)."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    for k in RESUMABLE_KEYS:
-        d.pop(k, None)
-    return d
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def default_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / cfg.dataset.name / f"{cfg.synset.kind}-{cfg.objective.kind}-ipc{cfg.ipc}-seed{cfg.seed}"
-
-
-# ---------------------------------------------------------------- components
-
-def build_synset(cfg: DictConfig, real):
-    from genprior.synsets import SYNSETS
-
-    kind = cfg.synset.kind
-    if kind not in SYNSETS:
-        raise ConfigError(f"unknown synset kind {kind!r}; valid: {', '.join(SYNSETS)}")
-    options = {k: v for k, v in OmegaConf.to_container(cfg.synset, resolve=True).items() if k not in ("kind", "optim")}
-    if kind == "gan":  # the generator is a file; the synset renders into the data set's value space
-        options.update(generator=_load_generator(options.pop("generator"), options.pop("code_dir"),
-                                                 options.pop("allow_pickle")),
-                       data_space=cfg.dataset.space, data_root=cfg.dataset.root)
-    synset = SYNSETS[kind](real, cfg.ipc, seed=cfg.seed, **options)
-    if cfg.objective.kind == "mtt":
-        synset.learn_lr(cfg.objective.init_lr)
-    return synset
-
-
-def _load_generator(path: str, code_dir: str | None, allow_pickle: bool):
-    """On CPU (synset.to(device) moves it): our own format, a foreign name, or an NVlabs pickle."""
-    from generators.foreign import load_nvlabs_pickle
-    from generators.io import load_generator
-
-    if str(path).endswith(".pkl"):
-        if not code_dir:
-            raise ConfigError(f"{path} is an NVlabs network pickle: give synset.code_dir=<checkout of the "
-                              "repository that wrote it> (and synset.allow_pickle=true if you trust the file)")
-        return load_nvlabs_pickle(path, code_dir, allow_pickle)
-    return load_generator(_asset(path))
-
-
-def _asset(path: str) -> str:
-    """Relative generator paths resolve against the working directory, else the repository
-    (so the shipped assets/ generators work from anywhere)."""
-    p = Path(path)
-    if p.is_absolute() or Path(str(p) + ".json").exists() or p.exists():
-        return str(p)
-    repo = CONFIG_DIR.parent / p
-    return str(repo) if Path(str(repo) + ".json").exists() or repo.exists() else str(p)
-
-
-def build_objective(cfg: DictConfig, real, accelerator):
-    from genprior.objectives import OBJECTIVES
-
-    o = OmegaConf.to_container(cfg.objective, resolve=True)
-    kind = o.pop("kind")
-    if kind not in OBJECTIVES:
-        raise ConfigError(f"unknown objective kind {kind!r}; valid: {', '.join(OBJECTIVES)}")
-    if kind == "dc":
-        return OBJECTIVES[kind](real, cfg.ipc, seed=cfg.seed, **o)
-    if kind == "dm":
-        return OBJECTIVES[kind](real, seed=cfg.seed, **o)
-    from genprior.data import cache_dir
-    from genprior.experts import ensure_experts, load_experts, spec_from
-
-    e = o.pop("experts")
-    directory = e.pop("dir")
-    o.pop("init_lr")
-    spec = spec_from(dict(e, dataset=cfg.dataset.name, space=cfg.dataset.space, net=o["net"],
-                          net_kwargs=o["net_kwargs"] or {}, dsa=o["dsa"]))
-    directory = Path(directory) if directory else spec.default_dir(cache_dir())
-    ensure_experts(spec, real, directory, accelerator.process_index, accelerator.num_processes, accelerator.device)
-    accelerator.wait_for_everyone()
-    return OBJECTIVES[kind](real, load_experts(directory, spec), seed=cfg.seed, **o)
 
 
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: Path, step: int, cfg, synset, optimizer, objective) -> None:
-    state = {"step": step, "config": fingerprint(cfg), "synset": synset.state_dict(),
+    state = {"step": step, "config": OmegaConf.to_container(cfg, resolve=True), "synset": synset.state_dict(),
              "optimizer": optimizer.state_dict(), "objective": objective.state_dict()}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -186,104 +218,137 @@ def check_checkpoint(path: Path, cfg) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}); remove it to start over") from None
-    have, want = _flat(state["config"]), _flat(fingerprint(cfg))
-    diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    diff = config_diff(state["config"], OmegaConf.to_container(cfg, resolve=True))
     if diff:
-        shown = ", ".join(f"{k}={have.get(k)!r}->{want.get(k)!r}" for k in diff[:4])
-        raise ConfigError(f"{path.parent} holds a run with another config ({shown}{' ...' if len(diff) > 4 else ''}); "
-                          f"pass another run_dir= or remove it")
+        raise ConfigError(f"{path.parent} holds a run with another config ({diff}); pass another run_dir= or remove it")
     return state
 
 
 # ---------------------------------------------------------------- the loop
 
-def distill(cfg: DictConfig, accelerator) -> Path:
+def build(plan: Plan, ctx: RunContext):
+    """The run's synset (on CPU) and objective, each built by its own from_config."""
+    synset = plan.synset.from_config(plan.synset_options, ctx)
+    objective = plan.objective.from_config(plan.objective_options, ctx)
+    if objective.init_lr is not None:  # the set learns the training lr the objective trains with (MTT)
+        synset.learn_lr(objective.init_lr)
+    return synset, objective
+
+
+@contextmanager
+def claimed_run_dir(cfg: DictConfig, accelerator):
+    """Rank 0 decides the run directory and holds it for the whole run (genprior/rundir.py);
+    every rank gets its path, or the one-line reason it was refused.
+
+    Yields (path, the RunDirectory on rank 0 else None). A ConfigError inside (a component
+    that turns out not to fit the data) gives the directory back as it was found."""
     from accelerate.utils import broadcast_object_list
-    from tqdm import tqdm
 
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    run_dir = [str(cfg.run_dir or default_run_dir(cfg)) if main else None]
-    broadcast_object_list(run_dir)  # rank 0 decides, so `${now:}`-style names agree across ranks
-    run_dir = Path(run_dir[0])
-    ckpt_path = run_dir / "checkpoint.pt"
-    state = check_checkpoint(ckpt_path, cfg)  # before anything is written
-    if cfg.eval.enabled:
-        from genprior.evaluate import baseline_names, check_protocol
-
-        check_protocol(cfg.protocol)  # a typo in the protocol should not wait for the end of distillation
-        baseline_names(cfg.eval.baselines)
-    if cfg.eval.images.enabled:
-        from genprior.metrics.features import inception_path
-
-        inception_path()  # nor should a missing FID network
-
-    t_setup = time.time()
-    d = cfg.dataset
-    real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
-    check_ipc(cfg.ipc, real)
-    device = accelerator.device
-    synset = build_synset(cfg, real).to(device)
-    optimizer = torch.optim.SGD(synset.param_groups(OmegaConf.to_container(cfg.synset.optim, resolve=True)))
-    objective = build_objective(cfg, real, accelerator)
-    start = 0
-    if state is not None:
-        synset.load_state_dict(state["synset"])
-        optimizer.load_state_dict(state["optimizer"])
-        objective.load_state_dict(state["objective"])
-        start = state["step"]
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    log = _Log(run_dir, main)
-    if start:
-        log.drop_curve_after(start)  # steps past the checkpoint were lost with the process; they are redone
-    log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
-        f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}"
-        f"{f', {torch.get_num_threads()} threads' if device.type == 'cpu' else ''}); "
-        f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
-        f"{' (includes building missing experts)' if cfg.objective.kind == 'mtt' else ''}")
-
-    # This rank's share of each step's work. What every rank needs whole (DC's network
-    # following the set between steps) each rank computes alike from identical inputs.
-    units = list(range(objective.units()))[rank::world]
-    params = [p for p in synset.parameters() if p.requires_grad]
-    last_saved = completed = start
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not main,
-               desc=f"{cfg.synset.kind}+{cfg.objective.kind}", dynamic_ncols=True)
-    t0 = time.time()
+    claim, outcome = None, [None, None]
+    if accelerator.is_main_process:
+        path = str(cfg.run_dir or default_run_dir(cfg))
+        try:
+            claim = RunDirectory.claim(path, OmegaConf.to_container(cfg, resolve=True))
+            outcome = [path, None]
+        except ConfigError as e:
+            outcome = [path, str(e)]
+    broadcast_object_list(outcome)  # rank 0 decides, so `${now:}`-style names agree across ranks
+    if outcome[1]:
+        raise ConfigError(outcome[1])
     try:
-        for step in bar:
-            loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast)
-            loss, finite = _sum_over_ranks(loss, params, world)
-            if not finite:
-                raise Diverged(f"loss {loss:.4g} or its gradient is not finite at step {step}: the synset's lr is "
-                               f"too large or an expert trajectory is degenerate; last good checkpoint: "
-                               f"{ckpt_path} (step {last_saved})")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            completed = step + 1
-            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-            if (step + 1) % cfg.log_every == 0 or step == start:
-                log(f"step {step + 1} loss {loss:.6g} {(time.time() - t0) / (step + 1 - start):.3f}s/it",
-                    curve={"step": step + 1, "loss": loss})
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
-                if main:
-                    save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
-                last_saved = step + 1
-            if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
-                log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **_curve_point(cfg, synset, device)})
-    except KeyboardInterrupt:  # keep every finished step
-        if main and completed > last_saved:
-            save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective)
-        log(f"interrupted after steps {start}-{completed} ({time.time() - t0:.1f}s); checkpoint at step {completed} "
-            f"in {ckpt_path}: rerun to resume")
+        yield Path(outcome[0]), claim
+    except ConfigError:
+        if claim:
+            claim.abandon()
         raise
     finally:
-        bar.close()
-    log(f"distilled steps {start}-{cfg.iterations} ({cfg.iterations - start} steps) in {time.time() - t0:.1f}s")
-    if main:
-        export(cfg, synset, run_dir, log)
-    accelerator.wait_for_everyone()
+        if claim:
+            claim.release()
+
+
+def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
+    from tqdm import tqdm
+
+    from genprior.data import cache_dir
+
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    with claimed_run_dir(cfg, accelerator) as (run_dir, claim):
+        ckpt_path = run_dir / "checkpoint.pt"
+        state = check_checkpoint(ckpt_path, cfg)
+
+        t_setup = time.time()
+        d = plan.dataset
+        real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
+        check_ipc(cfg.ipc, real)
+        device = accelerator.device
+        ctx = RunContext(real, cfg.ipc, cfg.seed, d, rank, world, device, cache_dir(), accelerator.wait_for_everyone)
+        synset, objective = build(plan, ctx)
+        synset.to(device)
+        optimizer = torch.optim.SGD(synset.param_groups(OmegaConf.to_container(cfg.synset.optim, resolve=True)))
+        start = 0
+        if state is not None:
+            synset.load_state_dict(state["synset"])
+            optimizer.load_state_dict(state["optimizer"])
+            objective.load_state_dict(state["objective"])
+            start = state["step"]
+        if main:
+            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        log = _Log(run_dir, main)
+        log.drop_curve_after(start)  # steps past the checkpoint were lost with the process; they are redone
+        log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
+            f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}"
+            f"{f', {torch.get_num_threads()} threads' if device.type == 'cpu' else ''}); "
+            f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s")
+
+        # This rank's share of each step's work. What every rank needs whole (DC's network
+        # following the set between steps) each rank computes alike from identical inputs.
+        units = list(range(objective.units()))[rank::world]
+        params = [p for p in synset.parameters() if p.requires_grad]
+        last_saved = completed = start
+        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not main,
+                   desc=f"{cfg.synset.kind}+{cfg.objective.kind}", dynamic_ncols=True)
+        t0 = time.time()
+
+        def saved() -> str:
+            return (f"checkpoint at step {last_saved} in {ckpt_path}" if last_saved else
+                    f"no checkpoint yet (the first is written at step {min(cfg.checkpoint_every, cfg.iterations)})")
+
+        try:
+            for step in bar:
+                loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast)
+                loss, finite = _sum_over_ranks(loss, params, world)
+                if not finite:
+                    reason = (f"loss {loss:.4g} or its gradient is not finite at step {step + 1}: the synset's lr is "
+                              f"too large or an expert trajectory is degenerate; last good {saved()}")
+                    log(f"diverged: {reason}", echo=False)  # main prints it; log.txt keeps it
+                    raise Diverged(reason)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                completed = step + 1
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                if (step + 1) % cfg.log_every == 0 or step == start:
+                    log(f"step {step + 1} loss {loss:.6g} {(time.time() - t0) / (step + 1 - start):.3f}s/it",
+                        curve={"step": step + 1, "loss": loss})
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
+                    if main:
+                        save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
+                    last_saved = step + 1
+                if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
+                    log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **_curve_point(cfg, synset, device)})
+        except (KeyboardInterrupt, Terminated) as stop:  # keep every finished step
+            if main and completed > last_saved:
+                save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective)
+                last_saved = completed
+            log(f"stopped by {'SIGTERM' if isinstance(stop, Terminated) else 'SIGINT'} after step {completed} "
+                f"(this session ran {start}-{completed} in {time.time() - t0:.1f}s); {saved()}: "
+                f"{'rerun to resume' if last_saved else 'a rerun starts over'}")
+            raise
+        finally:
+            bar.close()
+        log(f"distilled steps {start}-{cfg.iterations} ({cfg.iterations - start} steps) in {time.time() - t0:.1f}s")
+        if main:
+            export(cfg, synset, run_dir, log)
+        accelerator.wait_for_everyone()
     return run_dir
 
 
@@ -332,10 +397,9 @@ def _curve_point(cfg, synset, device) -> dict:
 
 def export(cfg, synset, run_dir: Path, log) -> None:
     """The set (safetensors, and the latents for latent synsets), PNGs, grid.png, metrics.json."""
-    from safetensors.torch import save_file
-
     from genprior.data import dataset_info
-    from genprior.evaluate import check_protocol, evaluate_set
+    from genprior.evaluate import evaluate_set
+    from genprior.files import save_safetensors
     from genprior.export import save_grid, save_image_folder
     from genprior.setfile import load_set, save_set
 
@@ -347,9 +411,9 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     set_path = save_set(run_dir / "synset.safetensors", images, labels, d.name, d.space, lr,
                         meta={"synset": cfg.synset.kind, "objective": cfg.objective.kind, "ipc": cfg.ipc,
                               "iterations": cfg.iterations, "storage": synset.storage()})
-    if cfg.synset.kind != "pixel":
-        save_file({k: v.detach().cpu().contiguous() for k, v in synset.state_dict().items()},
-                  str(run_dir / "latents.safetensors"))
+    state = synset.state_dict()
+    if set(state) - {"images", "lr"}:  # a set stored as more than its images: keep what it is stored as
+        save_safetensors(state, run_dir / "latents.safetensors")
     info = dataset_info(d.name)
     unit = to_unit(images, d.name, d.space, d.root)
     save_image_folder(unit, labels, info.class_names, run_dir / "images")
@@ -359,7 +423,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     metrics = {}
     if cfg.eval.enabled:
         t0 = time.time()
-        protocol = check_protocol(cfg.protocol)
+        protocol = cfg.protocol  # checked at the start (check)
         metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
         def acc(rows: dict) -> str:
             return ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in rows.items()) + " %"
@@ -388,12 +452,13 @@ class _Log:
     def __init__(self, run_dir: Path, main: bool):
         self.run_dir, self.main = run_dir, main
 
-    def __call__(self, line: str, curve: dict | None = None) -> None:
+    def __call__(self, line: str, curve: dict | None = None, echo: bool = True) -> None:
         if not self.main:
             return
         from tqdm import tqdm
 
-        tqdm.write(line)
+        if echo:
+            tqdm.write(line)
         with open(self.run_dir / "log.txt", "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
         if curve is not None:
@@ -401,6 +466,7 @@ class _Log:
                 f.write(json.dumps(curve) + "\n")
 
     def drop_curve_after(self, step: int) -> None:
+        """Keep the curve up to `step` (all of it gone on a fresh start, step 0)."""
         path = self.run_dir / "curve.jsonl"
         if not self.main or not path.is_file():
             return
@@ -420,14 +486,19 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
 
     retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # schedulers, docker stop and kill send it
     try:
         cfg = compose(argv)
-        cpu_threads(cfg.get("threads"))  # accelerate launch would leave a CPU run on one thread
+        plan = check(cfg)
+        cpu_threads(cfg.threads)  # accelerate launch would leave a CPU run on one thread
         # Accelerate picks gloo (MULTI_CPU) for several ranks only when told cpu=True;
         # without it, ranks launched on a GPU-less machine would each run alone.
         cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu_ranks or None)
-        distill(cfg, accelerator)
+        try:
+            accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu_ranks or None)
+        except ValueError as e:  # e.g. fp8 without its backend: Accelerate's reason, on one line
+            raise ConfigError(f"accelerate: {str(e).strip().splitlines()[0]}") from None
+        distill(cfg, plan, accelerator)
     except ConfigError as e:
         print(f"genprior.run: error: {e}", file=sys.stderr)
         return 2
@@ -435,8 +506,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genprior.run: diverged: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("genprior.run: stopped by SIGINT (exit 130); rerun the same command to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print("genprior.run: stopped by SIGTERM (exit 143); rerun the same command to resume", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, safe_open
+from safetensors.torch import load_file, safe_open
 
 from genprior.data import SPACES
 from genprior.errors import ConfigError
+from genprior.files import save_safetensors
 
 FORMAT = "genprior.set/1"
 
@@ -45,7 +46,7 @@ class SavedSet:
 
 def save_set(path: str | Path, images: torch.Tensor, labels: torch.Tensor, dataset: str,
              space: str = "normalized", lr: float | None = None, meta: dict | None = None) -> Path:
-    """Write atomically (tmp + rename) so an interrupted run never leaves half a set."""
+    """Write atomically (an interrupted run never leaves half a set); the same set gives the same bytes."""
     _check_tensors(images, labels, str(path))
     if space not in SPACES:
         raise ConfigError(f"unknown set space {space!r}; valid: {', '.join(SPACES)}")
@@ -55,12 +56,7 @@ def save_set(path: str | Path, images: torch.Tensor, labels: torch.Tensor, datas
         tensors["lr"] = torch.tensor([float(lr)])
     header = {"format": FORMAT, "dataset": dataset, "space": space,
               "extra": json.dumps(meta or {}, sort_keys=True)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.replace(path)
-    return path
+    return save_safetensors(tensors, path, header)
 
 
 def load_set(path: str | Path, dataset: str | None = None, space: str | None = None) -> SavedSet:
@@ -96,9 +92,13 @@ def load_set(path: str | Path, dataset: str | None = None, space: str | None = N
     if space not in SPACES:
         raise ConfigError(f"{path}: unknown space {space!r}; valid: {', '.join(SPACES)}")
     lr = tensors.get("lr")
+    try:
+        extra = json.loads(header.get("extra", "{}"))
+    except json.JSONDecodeError:
+        raise ConfigError(f"{path}: its 'extra' metadata is not valid JSON; rewrite the file with "
+                          f"genprior.setfile.save_set") from None
     return SavedSet(images.float(), labels.long(), dataset, space,
-                    None if lr is None else float(lr.reshape(-1)[0]),
-                    json.loads(header.get("extra", "{}")))
+                    None if lr is None else float(lr.reshape(-1)[0]), extra if isinstance(extra, dict) else {})
 
 
 def check_against(saved: SavedSet, channels: int, resolution: int, num_classes: int, source: str) -> None:

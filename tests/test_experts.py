@@ -67,5 +67,5 @@ def test_fp16_storage_and_cli(tmp_path, capsys):
 
     assert load_file(str(tmp_path / "b" / "expert_000.safetensors"))["trajectory"].dtype == torch.float16
     assert main(["dataset=mnist", "epochz=2", f"data_root={tmp_path}"]) == 2
-    assert "unknown expert option(s) epochz" in capsys.readouterr().err
+    assert "unknown key epochz; valid: batch, data_root" in capsys.readouterr().err
     assert spec_from({"epochs": "4", "net_kwargs": {"width": 8}}).epochs == 4

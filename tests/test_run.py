@@ -141,7 +141,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     (["dataset=imagenet"], "unknown dataset choice 'imagenet'; valid: cifar10"),
     (["pixel=dm", "ipc=7000"], "ipc 7000 is larger than the smallest class"),
     (["pixel=dm", "ipc=0"], "ipc must be an integer >= 1"),
-    (["pixel=dm", "protocol.models=[resnet99]"], "unknown network 'resnet99'"),
+    (["pixel=dm", "protocol.models=[resnet99]"], "protocol.models has unknown 'resnet99'; valid: alexnet"),
 ])
 def test_bad_input_is_one_line_exit_2(args, match, tmp_path, capsys):
     assert run.main(args + [f"run_dir={tmp_path / 'r'}"]) == 2

@@ -1,13 +1,28 @@
-"""Pieces the objectives share: seeded fresh networks and siamese-augmented class batches."""
+"""Pieces the objectives share: their common options, seeded fresh networks and
+siamese-augmented class batches."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from genprior.augment import DSA
 from genprior.data import Split
-from genprior.nets import build_net
+from genprior.nets import NETS, build_net
+from genprior.options import option
 from genprior.rng import derive_seed, generator
+
+
+@dataclass
+class ObjectiveOptions:
+    """Keys every objective's config section has (configs/objective/); each objective adds its own."""
+    net: str = option(choices=tuple(sorted(NETS)))
+    net_kwargs: dict | None = option()
+    dsa: str = option()
+
+    def __post_init__(self):
+        DSA(self.dsa)  # an unknown op is one line naming the valid ones, before anything runs
 
 
 def fresh_net(name: str, real: Split, seed: int, device, **net_kwargs) -> nn.Module:

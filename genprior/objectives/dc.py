@@ -15,13 +15,16 @@ set. One call of this objective is one image update, so the loop stays uniform.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from genprior.augment import DSA
 from genprior.data import Split
 from genprior.errors import ConfigError
-from genprior.objectives.common import class_batches, fresh_net
+from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
+from genprior.options import option
 from genprior.rng import derive_seed, generator
 from genprior.training import train_epoch
 
@@ -48,6 +51,19 @@ def layerwise_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor]) ->
 
 class DC:
     name = "dc"
+    init_lr = None  # the set learns no training lr
+
+    @dataclass
+    class Options(ObjectiveOptions):
+        batch_real: int = option(min=1)
+        outer_loop: int | None = option(min=1)
+        inner_loop: int | None = option(min=0)
+        lr_net: float = option(above=0)
+        batch_train: int = option(min=1)
+
+    @classmethod
+    def from_config(cls, o: Options, ctx) -> "DC":
+        return cls(ctx.real, ctx.ipc, seed=ctx.seed, **vars(o))
 
     def __init__(self, real: Split, ipc: int, net: str = "convnet", batch_real: int = 256,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, outer_loop: int | None = None,

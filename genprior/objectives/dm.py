@@ -11,16 +11,30 @@ chunks of ~64 images ran 1.3x faster than one batch of all 2560 and than one cla
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from genprior.augment import DSA
 from genprior.data import Split
-from genprior.objectives.common import class_batches, fresh_net
+from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
+from genprior.options import option
 from genprior.rng import derive_seed
 
 
 class DM:
     name = "dm"
+    init_lr = None  # the set learns no training lr
+
+    @dataclass
+    class Options(ObjectiveOptions):
+        batch_real: int = option(min=1)
+        compile: bool = option()
+        chunk_real: int = option(min=1)
+
+    @classmethod
+    def from_config(cls, o: Options, ctx) -> "DM":
+        return cls(ctx.real, seed=ctx.seed, **vars(o))
 
     def __init__(self, real: Split, net: str = "convnet", batch_real: int = 256,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None,

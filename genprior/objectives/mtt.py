@@ -20,6 +20,9 @@ Two ways to get dL/dimages:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -28,28 +31,75 @@ from genprior.augment import DSA
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.nets import build_net
+from genprior.objectives.common import ObjectiveOptions
+from genprior.options import option
 from genprior.rng import derive_seed, generator
 
 MODES = ("exact", "constant_memory")
 
 
+def _check_segment(max_start_epoch: int, expert_epochs: int, epochs: int) -> None:
+    """Every segment the student may be asked to match must lie inside the trajectories."""
+    if max_start_epoch < 1 or expert_epochs < 1 or max_start_epoch - 1 + expert_epochs > epochs:
+        raise ConfigError(f"MTT needs 1 <= max_start_epoch and max_start_epoch - 1 + expert_epochs <= "
+                          f"expert epochs; got max_start_epoch={max_start_epoch}, "
+                          f"expert_epochs={expert_epochs}, experts have {epochs} epochs")
+
+
 class MTT:
     name = "mtt"
+
+    @dataclass
+    class Options(ObjectiveOptions):
+        syn_steps: int = option(min=1)
+        expert_epochs: int = option(min=1)
+        max_start_epoch: int = option(min=1)
+        batch_syn: int | None = option(min=1)
+        mode: str = option(choices=MODES)
+        trajectories_per_step: int = option(min=1)
+        init_lr: float = option(above=0)  # the set's learned training lr starts here
+        experts: dict = option()          # genprior.experts.ExpertSpec keys, plus dir
+
+        def __post_init__(self):  # everything checked before any expert is built
+            super().__post_init__()
+            if not isinstance(self.experts.get("dir"), (str, type(None))):
+                raise ConfigError(f"objective.experts.dir must be a path (or null), got {self.experts['dir']!r}")
+            _check_segment(self.max_start_epoch, self.expert_epochs, self.expert_spec().epochs)
+
+        def expert_spec(self, dataset=None):
+            """The expert buffer these options ask for: the trajectories of this objective's network."""
+            from genprior.experts import spec_from
+
+            given = {k: v for k, v in self.experts.items() if k != "dir"}
+            run = {"net": self.net, "net_kwargs": self.net_kwargs or {}, "dsa": self.dsa}
+            if dataset is not None:  # the run's DatasetOptions: experts see what the set will be
+                run.update(dataset=dataset.name, space=dataset.space)
+            return spec_from(dict(given, **run), "objective.experts", strings=False)
+
+    @classmethod
+    def from_config(cls, o: Options, ctx) -> "MTT":
+        """Builds the expert trajectories first if they are missing (each rank a share; cached)."""
+        from genprior.experts import ensure_experts, load_experts
+
+        spec = o.expert_spec(ctx.dataset)
+        directory = Path(o.experts["dir"]) if o.experts.get("dir") else spec.default_dir(ctx.cache_dir)
+        ensure_experts(spec, ctx.real, directory, ctx.rank, ctx.world, ctx.device)
+        ctx.barrier()
+        return cls(ctx.real, load_experts(directory, spec), net=o.net, net_kwargs=o.net_kwargs,
+                   syn_steps=o.syn_steps, expert_epochs=o.expert_epochs, max_start_epoch=o.max_start_epoch,
+                   batch_syn=o.batch_syn, dsa=o.dsa, seed=ctx.seed, mode=o.mode,
+                   trajectories_per_step=o.trajectories_per_step, init_lr=o.init_lr)
 
     def __init__(self, real: Split, trajectories: list[torch.Tensor], net: str = "convnet",
                  net_kwargs: dict | None = None, syn_steps: int = 20, expert_epochs: int = 2,
                  max_start_epoch: int = 5, batch_syn: int | None = None,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, mode: str = "exact",
-                 trajectories_per_step: int = 1):
+                 trajectories_per_step: int = 1, init_lr: float = 0.01):
         if mode not in MODES:
             raise ConfigError(f"unknown MTT mode {mode!r}; valid: {', '.join(MODES)}")
         if not trajectories:
             raise ConfigError("MTT needs at least one expert trajectory")
-        epochs = trajectories[0].shape[0] - 1
-        if max_start_epoch < 1 or expert_epochs < 1 or max_start_epoch - 1 + expert_epochs > epochs:
-            raise ConfigError(f"MTT needs 1 <= max_start_epoch and max_start_epoch - 1 + expert_epochs <= "
-                              f"expert epochs; got max_start_epoch={max_start_epoch}, "
-                              f"expert_epochs={expert_epochs}, experts have {epochs} epochs")
+        _check_segment(max_start_epoch, expert_epochs, trajectories[0].shape[0] - 1)
         info = real.info
         self.template = build_net(net, info.channels, info.num_classes, real.images.shape[-1], **(net_kwargs or {}))
         self.names = [n for n, _ in self.template.named_parameters()]
@@ -60,7 +110,7 @@ class MTT:
                               f"but {net} {net_kwargs or ''} has {n_params}: experts of another network")
         self.trajectories, self.syn_steps, self.expert_epochs = trajectories, syn_steps, expert_epochs
         self.max_start_epoch, self.batch_syn, self.seed, self.mode = max_start_epoch, batch_syn, seed, mode
-        self.per_step = trajectories_per_step
+        self.per_step, self.init_lr = trajectories_per_step, init_lr
         self.dsa = DSA(dsa, flip=info.flip_ok) if dsa not in (None, "", "none") else None
 
     def units(self) -> int:

@@ -15,14 +15,33 @@ Items are class-major: item i has label i // ipc.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from genprior.errors import ConfigError
+from genprior.options import option, spec_from
+
+
+@dataclass
+class OptimGroup:
+    """SGD settings of one learnable group (`synset.optim.<group>`)."""
+    lr: float = option(min=0)
+    momentum: float = option(0.0, min=0, below=1)
 
 
 class Synset(nn.Module):
     kind = "base"
+
+    @dataclass
+    class Options:
+        """The keys of this synset's config section besides `kind` and `optim`; each synset states its own."""
+
+    @classmethod
+    def from_config(cls, options, ctx) -> "Synset":
+        """The set for a run (genprior/context.py), from options already checked against cls.Options."""
+        return cls(ctx.real, ctx.ipc, seed=ctx.seed, **vars(options))
 
     def __init__(self, num_classes: int, ipc: int):
         super().__init__()
@@ -71,8 +90,9 @@ class Synset(nn.Module):
         if missing:
             raise ConfigError(f"no optimizer settings for synset group(s) {', '.join(missing)} "
                               f"(this synset has: {', '.join(groups)})")
-        return [{"params": params, "name": name, "lr": float(settings[name]["lr"]),
-                 "momentum": float(settings[name].get("momentum", 0.0))} for name, params in groups.items()]
+        checked = {name: spec_from(OptimGroup, settings[name], f"synset.optim.{name}", strings=False) for name in groups}
+        return [{"params": params, "name": name, "lr": checked[name].lr, "momentum": checked[name].momentum}
+                for name, params in groups.items()]
 
     def _chunks(self, chunk: int):
         if chunk < 1:

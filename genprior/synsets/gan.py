@@ -16,11 +16,14 @@ latents, so the generator's activations are alive for one chunk only.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from genprior.data import Split, from_unit
 from genprior.errors import ConfigError
+from genprior.options import option
 from genprior.rng import generator as seeded
 from genprior.synsets.base import Synset
 
@@ -29,6 +32,24 @@ SPACES = ("z", "w", "w+", "f")
 
 class GanSynset(Synset):
     kind = "gan"
+
+    @dataclass
+    class Options:  # configs/synset/gan.yaml says what each one means
+        generator: str = option()
+        code_dir: str | None = option()
+        allow_pickle: bool = option()  # a real boolean: no string ("no", "false") is ever consent
+        space: str = option(choices=SPACES)
+        layer: int | None = option(min=1)
+        truncation: float = option(min=0)
+        finetune: bool = option()
+
+    @classmethod
+    def from_config(cls, o: Options, ctx) -> "GanSynset":
+        from generators.io import open_generator
+
+        g = open_generator(o.generator, o.code_dir, o.allow_pickle)  # on CPU; synset.to(device) moves it
+        return cls(ctx.real, ctx.ipc, g, space=o.space, layer=o.layer, truncation=o.truncation, finetune=o.finetune,
+                   seed=ctx.seed, data_space=ctx.dataset.space, data_root=ctx.dataset.root)
 
     def __init__(self, real: Split, ipc: int, generator, space: str = "w+", layer: int | None = None,
                  truncation: float = 0.7, finetune: bool = False, seed: int = 0, data_space: str = "normalized",

@@ -1,11 +1,14 @@
 """Pixel space: the images themselves are the parameters. The baseline every prior must beat."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from genprior.data import Split
 from genprior.errors import ConfigError
+from genprior.options import option
 from genprior.rng import generator
 from genprior.synsets.base import Synset
 
@@ -14,6 +17,10 @@ INITS = ("real", "noise")
 
 class PixelSynset(Synset):
     kind = "pixel"
+
+    @dataclass
+    class Options:
+        init: str = option(choices=INITS)
 
     def __init__(self, real: Split, ipc: int, init: str = "real", seed: int = 0):
         super().__init__(real.info.num_classes, ipc)

@@ -1,0 +1,35 @@
+"""Writing files so that a kill never leaves half of one and the same content gives the same bytes.
+
+safetensors' writer keeps the metadata in a hash map whose order changes from process
+to process, so two identical sets would differ in their header bytes and no checksum
+could verify a set. `save_safetensors` writes the header with its metadata keys sorted
+(the same length, so every offset stays valid) and renames the file into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Atomically write `tensors` to `path` with a canonical header; returns the path."""
+    data = safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:  # first, then the tensors in the writer's (offset) order
+        header = {"__metadata__": dict(sorted(header["__metadata__"].items())),
+                  **{k: v for k, v in header.items() if k != "__metadata__"}}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+    tmp.replace(path)
+    return path

@@ -1,0 +1,132 @@
+"""A run directory belongs to one run and is held by one process at a time.
+
+- **Which run**: `config.yaml`, the resolved config, says. Every start compares it with
+  the config asked for (less the keys that may change on resumption, RESUMABLE_KEYS) and
+  refuses another one, whether or not a checkpoint exists. A directory that holds files
+  but no config.yaml is not taken either: those files are somebody else's.
+- **Which process**: an exclusive `flock` on `run.lock`. The kernel drops it when the
+  holder exits, however it exits (kill -9 included), so a dead run never blocks its own
+  resumption; a second live run on the same directory is refused with one line naming
+  the holder written into the lock file.
+
+Everything is checked before anything in the directory changes; a directory created
+for a run that is then refused (or whose components turn out invalid) is removed again.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from genprior.errors import ConfigError
+
+LOCK = "run.lock"
+CONFIG = "config.yaml"
+# Keys that may change between a run and its resumption without changing what it computes.
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads")
+
+
+def fingerprint(config: dict) -> dict:
+    """The part of a resolved config that decides the result (what a resumption must agree with)."""
+    return {k: v for k, v in config.items() if k not in RESUMABLE_KEYS}
+
+
+def config_diff(have: dict, want: dict) -> str:
+    """'' if the two configs decide the same result, else the differing keys as `key=old->new, ...`."""
+    have, want = _flat(fingerprint(have)), _flat(fingerprint(want))
+    diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    shown = ", ".join(f"{k}={have.get(k)!r}->{want.get(k)!r}" for k in diff[:4])
+    return shown + (" ..." if len(diff) > 4 else "")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+class RunDirectory:
+    """A claimed run directory: locked by this process until `release` (or its exit)."""
+
+    def __init__(self, path: Path, lock_file, created: bool):
+        self.path, self._lock_file, self.created = path, lock_file, created
+
+    @classmethod
+    def claim(cls, path: str | Path, config: dict) -> "RunDirectory":
+        """Lock `path` for a run of `config` (resolved, plain dict), or raise ConfigError saying why not."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"run_dir {path} is a file, not a directory; pass another run_dir=")
+        created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            lock_file = open(path / LOCK, "a+")
+        except OSError as e:
+            raise ConfigError(f"run_dir {path} cannot be written ({e.strerror or type(e).__name__}); "
+                              f"pass another run_dir=") from None
+        claimed = cls(path, lock_file, created)
+        try:
+            claimed._lock()
+            claimed._check_owner(config)
+        except ConfigError:
+            claimed.abandon()
+            raise
+        return claimed
+
+    def _lock(self) -> None:
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            self._lock_file = None
+            raise ConfigError(f"run_dir {self.path} is in use by {holder}; wait for it to end, "
+                              f"or pass another run_dir=") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)})\n")
+        self._lock_file.flush()
+
+    def _check_owner(self, config: dict) -> None:
+        saved = self.path / CONFIG
+        if saved.is_file():
+            try:
+                have = yaml.safe_load(saved.read_text())
+            except (OSError, yaml.YAMLError) as e:
+                raise ConfigError(f"{saved} is not readable ({type(e).__name__}); pass another run_dir= "
+                                  f"or remove it") from None
+            diff = config_diff(have if isinstance(have, dict) else {}, config)
+            if diff:
+                raise ConfigError(f"{self.path} holds a run with another config ({diff}); "
+                                  f"pass another run_dir= or remove it")
+            return
+        others = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+        if others:
+            shown = ", ".join(others[:4]) + (" ..." if len(others) > 4 else "")
+            raise ConfigError(f"run_dir {self.path} holds files ({shown}) but no {CONFIG}: not a run of this "
+                              f"config; pass another run_dir= or empty it")
+
+    def write_config(self, text: str) -> None:
+        tmp = self.path / f"{CONFIG}.tmp"
+        tmp.write_text(text)
+        tmp.replace(self.path / CONFIG)
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor drops the flock
+            self._lock_file = None
+
+    def abandon(self) -> None:
+        """Release, and remove the directory if this claim created it and nothing else was written."""
+        self.release()
+        if self.created and all(p.name == LOCK for p in self.path.iterdir()):
+            shutil.rmtree(self.path, ignore_errors=True)
