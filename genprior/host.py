@@ -20,10 +20,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_MMAP_MAX = -4
+_PR_SET_PDEATHSIG = 1  # prctl option, from linux/prctl.h
 
 
 def retain_freed_memory() -> bool:
@@ -38,6 +40,22 @@ def retain_freed_memory() -> bool:
     # no mmap'd blocks: large buffers come from the heap and go back to it, not to the OS
     # trim threshold -1: never hand the heap top back (mallopt(3): "-1 disables trimming completely")
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
+
+
+def end_with_launcher() -> bool:
+    """Under `accelerate launch`, receive SIGTERM when the launcher dies; True if arranged.
+
+    Accelerate's single-process launcher does not pass SIGTERM on: `kill <launcher>`
+    would end the launcher and leave the run going, still holding its run directory.
+    Linux's parent-death signal (prctl PR_SET_PDEATHSIG) turns the launcher's death into
+    a SIGTERM here, which the run handles like any other (every finished step saved)."""
+    if "ACCELERATE_DYNAMO_BACKEND" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def cpu_threads(requested: int | None) -> int:

@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
 from genprior.errors import ConfigError
-from genprior.host import cpu_threads, retain_freed_memory
+from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
 
@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
 
     retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
     previous = signal.signal(signal.SIGTERM, _terminate)  # schedulers, docker stop and kill send it
+    end_with_launcher()  # and `kill <accelerate launch>`, which the launcher itself does not pass on
     try:
         cfg = compose(argv)
         plan = check(cfg)

@@ -55,8 +55,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
 class RunDirectory:
     """A claimed run directory: locked by this process until `release` (or its exit)."""
 
-    def __init__(self, path: Path, lock_file, created: bool):
-        self.path, self._lock_file, self.created = path, lock_file, created
+    def __init__(self, path: Path, lock_file, created: bool, lock_created: bool):
+        self.path, self._lock_file, self.created, self.lock_created = path, lock_file, created, lock_created
 
     @classmethod
     def claim(cls, path: str | Path, config: dict) -> "RunDirectory":
@@ -64,20 +64,21 @@ class RunDirectory:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"run_dir {path} is a file, not a directory; pass another run_dir=")
-        created = not path.exists()
+        created, lock_created = not path.exists(), not (path / LOCK).exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
             lock_file = open(path / LOCK, "a+")
         except OSError as e:
             raise ConfigError(f"run_dir {path} cannot be written ({e.strerror or type(e).__name__}); "
                               f"pass another run_dir=") from None
-        claimed = cls(path, lock_file, created)
+        claimed = cls(path, lock_file, created, lock_created)
         try:
             claimed._lock()
             claimed._check_owner(config)
         except ConfigError:
             claimed.abandon()
             raise
+        claimed._name_holder()  # only now: a refused claim leaves every file as it found it
         return claimed
 
     def _lock(self) -> None:
@@ -90,6 +91,8 @@ class RunDirectory:
             self._lock_file = None
             raise ConfigError(f"run_dir {self.path} is in use by {holder}; wait for it to end, "
                               f"or pass another run_dir=") from None
+
+    def _name_holder(self) -> None:
         self._lock_file.seek(0)
         self._lock_file.truncate()
         self._lock_file.write(f"pid {os.getpid()} on {socket.gethostname()} since "
@@ -126,7 +129,11 @@ class RunDirectory:
             self._lock_file = None
 
     def abandon(self) -> None:
-        """Release, and remove the directory if this claim created it and nothing else was written."""
+        """Release, and take back what this claim added: the directory if it created it and
+        nothing else was written, else the lock file if it created that."""
+        held = self._lock_file is not None
         self.release()
         if self.created and all(p.name == LOCK for p in self.path.iterdir()):
             shutil.rmtree(self.path, ignore_errors=True)
+        elif self.lock_created and held:
+            (self.path / LOCK).unlink(missing_ok=True)

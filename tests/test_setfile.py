@@ -68,3 +68,33 @@ def test_check_against_the_data_set(tmp_path):
         check_against(s, 1, 28, 10, "a")
     with pytest.raises(ConfigError, match="labels span 0..12"):
         check_against(s, 3, 32, 10, "a")
+
+
+def test_metadata_that_is_not_json_is_one_line_in_the_cli(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from genprior.evaluate import main
+
+    path = tmp_path / "bad.safetensors"
+    save_file({"images": torch.randn(2, 1, 28, 28), "labels": torch.arange(2)}, str(path),
+              metadata={"format": "genprior.set/1", "dataset": "mnist", "space": "unit", "extra": "{not json"})
+    with pytest.raises(ConfigError, match="'extra' metadata is not valid JSON"):
+        load_set(path)
+    assert main([str(path), "protocol=fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid JSON" in err and "Traceback" not in err
+
+
+def test_the_same_set_is_the_same_bytes_and_its_header_is_sorted(tmp_path):
+    import json
+    import struct
+
+    images, labels = torch.randn(3, 1, 4, 4), torch.arange(3)
+    a = save_set(tmp_path / "a.safetensors", images, labels, "mnist", lr=0.1, meta={"z": 1, "a": 2})
+    b = save_set(tmp_path / "b.safetensors", images.clone(), labels.clone(), "mnist", lr=0.1, meta={"a": 2, "z": 1})
+    assert a.read_bytes() == b.read_bytes()
+    raw = a.read_bytes()
+    header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    s = load_set(a)
+    assert torch.equal(s.images, images) and s.meta == {"a": 2, "z": 1} and s.lr == pytest.approx(0.1)

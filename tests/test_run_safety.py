@@ -1,0 +1,232 @@
+"""run.py under bad input, an attacker's pickle, a second run, SIGKILL and SIGTERM.
+
+Every refusal is one line, exit code 2, no traceback, and leaves the run directory
+byte for byte as it was."""
+import hashlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from genprior import run
+from tests.conftest import needs_fashion_mnist
+
+pytestmark = needs_fashion_mnist
+RUN_PY = str(Path(run.__file__))
+BASE = ["pixel=dm", "ipc=1", "iterations=2", "objective.batch_real=16", "objective.net_kwargs={width:16,depth:3}",
+        "eval.enabled=false"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def checksums(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def start(args, run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, RUN_PY, *args, f"run_dir={run_dir}"], env=ENV, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for(run_dir: Path, text: str, proc: subprocess.Popen, what: str = "log.txt", timeout: float = 300):
+    deadline = time.time() + timeout
+    path = run_dir / what
+    while time.time() < deadline and proc.poll() is None:
+        if path.is_file() and text in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path} (exit {proc.poll()})")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished run, written by its own process (the set's bytes come from a fresh interpreter)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={out}"], env=ENV, check=True, capture_output=True)
+    return out
+
+
+def refused(args, capsys) -> str:
+    assert run.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genprior.run: error: ") and "Traceback" not in err, err
+    return err
+
+
+# ---------------------------------------------------------------- bad values, on a directory holding a run
+
+@pytest.mark.parametrize("bad, message", [
+    (["objective.batch_real=0"], "objective.batch_real must be an integer >= 1, got 0"),
+    (["synset.optim.images.lr=abc"], "synset.optim.images.lr must be a number >= 0, got 'abc'"),
+    (["synset.optim.images.lr=-1"], "synset.optim.images.lr must be a number >= 0, got -1.0"),
+    (["synset.optim.images.momentum=1.5"], "synset.optim.images.momentum must be a number >= 0 and < 1"),
+    (["threads=0"], "threads must be an integer >= 1 (or null), got 0"),
+    (["threads=abc"], "threads must be an integer >= 1 (or null), got 'abc'"),
+    (["mixed_precision=fp8"], "mixed_precision=fp8 needs a CUDA GPU" if not torch.cuda.is_available() else "fp8"),
+    (["mixed_precision=fp4"], "mixed_precision must be one of no, bf16, fp16, fp8 (or null), got 'fp4'"),
+    (["protocol.runs=0"], "protocol.runs must be an integer >= 1, got 0"),
+    (["protocol.epochs=0"], "protocol.epochs must be an integer >= 1, got 0"),
+    (["protocol.lr=-0.01"], "protocol.lr must be a number > 0, got -0.01"),
+    (["eval.enabled=maybe"], "eval.enabled must be true or false, got 'maybe'"),
+    (["eval.every=-1"], "eval.every must be an integer >= 0, got -1"),
+    (["objective.compile=yes"], "objective.compile must be true or false, got 'yes'"),
+    (["objective.net=resnet99"], "objective.net must be one of alexnet"),
+    (["dataset.space=unit"], "dataset.space must be one of normalized, zca, got 'unit'"),
+    (["+objective.batch_rael=3"], "unknown key objective.batch_rael; valid:"),
+    (["glad=dm"], "one preset at a time, got pixel=dm and glad=dm"),
+    (["seed=-1"], "seed must be an integer >= 0, got -1"),
+    (["synset.optim.images.lr=3.0"], "holds a run with another config (synset.optim.images.lr=5.0->3.0)"),
+])
+def test_bad_value_is_one_line_and_changes_nothing(bad, message, finished, capsys):
+    before = checksums(finished)
+    err = refused([*BASE, *bad, f"run_dir={finished}"], capsys)
+    assert message in err, err
+    assert checksums(finished) == before
+
+
+@pytest.mark.parametrize("value", ["no", "off", "'false'", "0", "1", "''", "false"])
+def test_no_value_but_true_unpickles(value, tmp_path, capsys):
+    # a payload that would create `marker` when unpickled, behind every spelling of "no" (and 1, truthy)
+    marker = tmp_path / "pwned"
+    payload = tmp_path / "net.pkl"
+    payload.write_bytes(pickle.dumps(_Payload(str(marker))))
+    checkout = tmp_path / "checkout"
+    for d in ("dnnlib", "torch_utils"):
+        (checkout / d).mkdir(parents=True)
+    out = tmp_path / "run"
+    args = ["glad=dm", "eval.enabled=false", f"synset.generator={payload}", f"synset.code_dir={checkout}",
+            f"synset.allow_pickle={value}", f"run_dir={out}"]
+    err = refused(args, capsys)
+    assert ("synset.allow_pickle must be true or false" in err) or ("refusing to load" in err), err
+    assert not marker.exists() and not out.exists()
+    # the control: consent does unpickle (the marker appears), so the refusals above were real
+    assert run.main(args[:-2] + ["synset.allow_pickle=true", f"run_dir={out}"]) == 2
+    assert marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+# ---------------------------------------------------------------- the run directory itself
+
+def test_run_dir_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
+    f = tmp_path / "f"
+    f.write_text("mine")
+    assert "is a file, not a directory" in refused([*BASE, f"run_dir={f}"], capsys)
+    assert "cannot be written" in refused([*BASE, f"run_dir={f / 'sub'}"], capsys)
+    assert f.read_text() == "mine"
+
+
+def test_outputs_of_another_run_are_not_overwritten_without_a_checkpoint(finished, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(finished, other)
+    (other / "checkpoint.pt").unlink()  # the identity is config.yaml, not the checkpoint
+    before = checksums(other)
+    assert "another config" in refused([*BASE, "seed=1", f"run_dir={other}"], capsys)
+    (other / "config.yaml").unlink()  # files, but no config: not this run's
+    before = checksums(other)
+    assert "holds files (curve.jsonl, grid.png, images, log.txt ...) but no config.yaml" in \
+        refused([*BASE, f"run_dir={other}"], capsys)
+    assert checksums(other) == before
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*BASE[:2], "iterations=10000", *BASE[3:], "checkpoint_every=2", "log_every=1"]
+    first = start(args, out)
+    try:
+        wait_for(out, "step 3", first)
+        err = refused([*args, f"run_dir={out}"], capsys)
+        assert f"is in use by pid {first.pid} on" in err
+        first.send_signal(signal.SIGKILL)  # the kernel drops a dead holder's lock
+        first.wait()
+    finally:
+        first.kill()
+    at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert run.main([*BASE[:2], f"iterations={at + 1}", *BASE[3:], "checkpoint_every=2", "log_every=1",
+                     f"run_dir={out}"]) == 0
+    assert f"resuming at step {at}/{at + 1}" in (out / "log.txt").read_text()
+
+
+def test_sigterm_saves_the_finished_steps_and_a_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = [*BASE[:2], "iterations=10000", *BASE[3:], "checkpoint_every=10000", "log_every=1"]
+    proc = start(args, out)
+    wait_for(out, "step 3 ", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("genprior.run: stopped by SIGTERM (exit 143); "
+                                            "rerun the same command to resume"), err[-2000:]
+    at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]  # no checkpoint but the one SIGTERM wrote
+    assert at >= 3 and f"stopped by SIGTERM after step {at} " in (out / "log.txt").read_text()
+    assert run.main([*BASE[:2], f"iterations={at + 2}", *BASE[3:], "log_every=1", f"run_dir={out}"]) == 0
+    assert f"resuming at step {at}/{at + 2}" in (out / "log.txt").read_text()
+    steps = [json.loads(line)["step"] for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, at + 3))
+
+
+def test_killing_the_accelerate_launcher_stops_the_run_as_sigterm_does(tmp_path):
+    # accelerate's single-process launcher does not pass SIGTERM on; the run asks Linux for it (genprior/host.py)
+    out = tmp_path / "run"
+    args = [*BASE[:2], "iterations=10000", *BASE[3:], "checkpoint_every=10000", "log_every=1"]
+    launcher = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+                                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                                 RUN_PY, *args, f"run_dir={out}"], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    wait_for(out, "step 2 ", launcher)
+    worker = int((out / "run.lock").read_text().split()[1])  # "pid N on host ...": the run, not the launcher
+    try:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        deadline = time.time() + 60
+        while "stopped by SIGTERM" not in (out / "log.txt").read_text() and time.time() < deadline:
+            time.sleep(0.1)
+        at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+        assert at >= 2 and f"stopped by SIGTERM after step {at} " in (out / "log.txt").read_text()
+    finally:
+        try:
+            os.kill(worker, signal.SIGKILL)  # an orphan, if the run did not end
+        except ProcessLookupError:
+            pass
+
+
+def test_a_fresh_start_clears_the_curve_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert run.main([*BASE, "log_every=1", f"run_dir={out}"]) == 0
+    (out / "checkpoint.pt").unlink()  # as if killed before its first checkpoint: the curve is there, no state
+    assert run.main([*BASE, "log_every=1", f"run_dir={out}"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+
+
+def test_divergence_before_the_first_checkpoint_says_there_is_none(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*BASE[:2], "iterations=30", *BASE[3:], "checkpoint_every=100", "synset.optim.images.lr=1e25",
+            f"run_dir={out}"]
+    assert run.main(args) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("genprior.run: diverged:") and "no checkpoint yet" in last, last
+    assert not (out / "checkpoint.pt").exists()
+    assert "diverged: loss" in (out / "log.txt").read_text()
+
+
+def test_the_same_command_gives_the_same_bytes(finished, tmp_path):
+    again = tmp_path / "again"
+    subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={again}"], env=ENV, check=True, capture_output=True)
+    digest = [hashlib.sha256((d / "synset.safetensors").read_bytes()).hexdigest() for d in (finished, again)]
+    assert digest[0] == digest[1]
