@@ -1,6 +1,7 @@
 """Generator zoo: train, load and sample the generators whose latents parameterize synthetic sets.
 
-    base       the protocol (latent kinds z / w / w+ / f, sample_latents, decode, to_f / from_f)
+    base       the protocol (latent spec, sample_latents, decode); StyleGenerator adds w / w+ / f
+    diffusion  diffusers models (pixel UNet, DiT + VAE, Stable Diffusion): z_T -> a differentiable DDIM sampler
     stylegan2  native class-conditional StyleGAN2 + discriminator
     dcgan      class-conditional DCGAN + discriminator
     foreign    gan-face-generate's DCGAN, NVlabs network pickles (opt-in)

@@ -4,6 +4,7 @@ A generator maps latents to images in [-1, 1], shape [N, channels, resolution, r
 Latent kinds (which ones a generator has is its `latent_spec`):
 
     z    [N, z_dim]          the input noise; class-conditional generators also take labels
+                             (a diffusion model's z is its sampler's initial noise z_T, [N, C, H, W])
     w    [N, w_dim]          style-based only: z (+ class) through the mapping network
     w+   [N, num_ws, w_dim]  style-based only: one w per synthesis layer (GLaD's W+)
     f    F_n                 style-based only: the synthesis state after block n (GLaD's F_n);
@@ -33,15 +34,14 @@ STYLE_KINDS = ("z", "w", "w+")
 
 
 class Generator(nn.Module):
-    """Subclasses set resolution, channels, num_classes (0 = unconditional), num_layers
-    (0 = no F_n split) and implement latent_spec / sample_latents / decode; style-based
-    ones derive from StyleGenerator (map_w) and add to_f / from_f / f_shape."""
+    """Any family of generators (GANs, diffusion models): subclasses set resolution,
+    channels, num_classes (0 = unconditional) and implement latent_spec / sample_latents /
+    decode. Style-based GANs derive from StyleGenerator, which adds W, W+, F_n and truncation."""
 
     arch = "base"  # the name GENERATORS knows it by (generators.io)
     resolution: int
     channels: int
     num_classes: int
-    num_layers: int = 0  # synthesis blocks; F_n exists for n in 1..num_layers-1
 
     # ---- what every generator defines
     @property
@@ -49,29 +49,12 @@ class Generator(nn.Module):
         """Kind -> latent shape per image (without the batch dimension); "f" maps n -> shape."""
         raise NotImplementedError  # abstract
 
-    def sample_latents(self, labels: torch.Tensor, kind: str = "z", generator: torch.Generator | None = None,
-                       truncation: float = 1.0) -> torch.Tensor:
+    def sample_latents(self, labels: torch.Tensor, kind: str = "z",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError  # abstract
 
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None, kind: str = "z") -> torch.Tensor:
         raise NotImplementedError  # abstract
-
-    # ---- style-based generators override these; the defaults say what is missing
-    def mean_w(self, labels: torch.Tensor, n: int = 1000) -> torch.Tensor:
-        self.check_kind("w")
-        raise NotImplementedError  # unreachable: a generator with "w" overrides mean_w
-
-    def to_f(self, ws: torch.Tensor, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_layer(n)
-        raise NotImplementedError
-
-    def from_f(self, f: torch.Tensor, ws: torch.Tensor, n: int) -> torch.Tensor:
-        self.check_layer(n)
-        raise NotImplementedError
-
-    def f_shape(self, n: int) -> tuple[int, ...]:
-        self.check_layer(n)
-        raise NotImplementedError
 
     # ---- shared checks: one line naming what is valid
     @property
@@ -82,14 +65,6 @@ class Generator(nn.Module):
         if kind not in self.latent_spec:
             raise ConfigError(f"{self.arch} generator has no latent kind {kind!r}; "
                               f"valid: {', '.join(self.latent_kinds)}")
-
-    def check_layer(self, n: int) -> None:
-        if self.num_layers < 2:
-            raise ConfigError(f"{self.arch} generator has no F_n latents (no synthesis blocks to split); "
-                              f"valid latent kinds: {', '.join(self.latent_kinds)}")
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n < self.num_layers:
-            raise ConfigError(f"{self.arch} generator: F layer n={n!r} out of range; "
-                              f"valid: 1..{self.num_layers - 1}")
 
     def check_labels(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
         """Labels for n images: required (and in range) for conditional generators, ignored otherwise."""
@@ -118,16 +93,38 @@ class Generator(nn.Module):
 
 class StyleGenerator(Generator):
     """Style-based generators (native StyleGAN2, NVlabs pickles): z -> w through a
-    class-conditional mapping network, one w per synthesis layer. Subclasses set z_dim,
-    w_dim, num_ws and implement `map_w`; sampling and class means are the same for all."""
+    class-conditional mapping network, one w per synthesis layer, and a synthesis network
+    of `num_layers` blocks that can be split after block n (GLaD's F_n). Subclasses set
+    z_dim, w_dim, num_ws, num_layers and implement `map_w`, `to_f`, `from_f`, `f_shape`;
+    sampling, truncation and class means are the same for all."""
 
     z_dim: int
     w_dim: int
     num_ws: int
+    num_layers: int  # synthesis blocks; F_n exists for n in 1..num_layers-1
 
     def map_w(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """z [N, z_dim] (+ checked labels) -> w [N, w_dim]."""
         raise NotImplementedError  # abstract
+
+    def to_f(self, ws: torch.Tensor, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """F_n: the synthesis state after block n for w+ latents ws."""
+        raise NotImplementedError  # abstract
+
+    def from_f(self, f: torch.Tensor, ws: torch.Tensor, n: int) -> torch.Tensor:
+        """Images from F_n and the w+ rows of the blocks after n."""
+        raise NotImplementedError  # abstract
+
+    def f_shape(self, n: int) -> tuple[int, ...]:
+        raise NotImplementedError  # abstract
+
+    def check_layer(self, n: int) -> None:
+        if self.num_layers < 2:
+            raise ConfigError(f"{self.arch} generator has no F_n latents (no synthesis blocks to split); "
+                              f"valid latent kinds: {', '.join(self.latent_kinds)}")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n < self.num_layers:
+            raise ConfigError(f"{self.arch} generator: F layer n={n!r} out of range; "
+                              f"valid: 1..{self.num_layers - 1}")
 
     @torch.no_grad()  # initial values, not part of any graph
     def sample_latents(self, labels, kind="z", generator=None, truncation=1.0):

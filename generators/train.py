@@ -2,8 +2,13 @@
 
     python -m generators.train arch=stylegan2 dataset=fashion_mnist steps=20000 batch=64 \
         out=assets/generators/fashion_mnist_stylegan2
+    python -m generators.train arch=unet dataset=fashion_mnist steps=8000 out=assets/generators/fashion_mnist_unet
 
-Non-saturating logistic GAN loss, lazy R1 on reals (every r1_every steps, weighted by
+One loop (`train`) for every family; a family brings its spec and its trainer (the
+training state as named parts, and one step). The GANs are here; diffusion models
+(arch=unet) are generators/train_diffusion.py.
+
+GANs: non-saturating logistic GAN loss, lazy R1 on reals (every r1_every steps, weighted by
 r1_every, with Adam's lr/betas adjusted for the skipped steps as StyleGAN2 does), Adam
 (betas (0, 0.99) for StyleGAN2, (0.5, 0.999) for DCGAN), and an EMA of the generator's
 weights, which is the generator that gets saved. StyleGAN2 batches come in groups of 4 images
@@ -16,8 +21,9 @@ step, wall time) is written atomically every checkpoint_every steps to ckpt=PATH
 runs/generators/<out name>.ckpt.pt); rerunning the same command resumes from it, and a
 larger steps= extends a finished run.
 
-At the end: <out>.safetensors + <out>.json (generators.io: arch, kwargs, command, steps,
-wall time, FID if computed) and <out>.png, a sample grid with one row per class.
+At the end: the EMA generator in its family's format (GANs: <out>.safetensors + <out>.json,
+generators.io; diffusion: a diffusers folder <out>/), with the command, steps, wall time and
+FID if computed, and <out>.png, a sample grid with one row per class.
 FID/KID (fid_images=N > 0) come from genprior.metrics, against the data set's test split.
 """
 from __future__ import annotations
@@ -96,6 +102,11 @@ class TrainSpec:
         d.pop("steps")
         d["format"] = FORMAT
         return d
+
+    @property
+    def trainer(self):
+        """The family's training state and step (GANs: G, D, the EMA, two optimizers)."""
+        return GanTrainer
 
 
 def build(spec: TrainSpec, real: Split):
@@ -195,33 +206,30 @@ def update_ema(G_ema, G, spec: TrainSpec, images_seen: int) -> None:
 
 # ---------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: Path, spec: TrainSpec, step: int, wall: float, G, D, G_ema, opt_G, opt_D) -> None:
+def save_checkpoint(path: Path, identity: dict, step: int, wall: float, parts: dict) -> None:
+    """Every named part's state (modules, optimizers) with the run's identity, step and wall time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"identity": json.dumps(spec.identity(), sort_keys=True), "step": step, "wall": wall,
-             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict()}
+    state = {"identity": json.dumps(identity, sort_keys=True), "step": step, "wall": wall,
+             **{name: part.state_dict() for name, part in parts.items()}}
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # a run killed mid-write keeps its previous checkpoint
 
 
-def load_checkpoint(path: Path, spec: TrainSpec, G, D, G_ema, opt_G, opt_D) -> tuple[int, float]:
-    """(step, wall seconds so far); (0, 0) without a checkpoint."""
+def load_checkpoint(path: Path, identity: dict, parts: dict) -> tuple[int, float]:
+    """Restore every named part; (step, wall seconds so far), or (0, 0) without a checkpoint."""
     if not path.is_file():
         return 0, 0.0
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ConfigError(f"checkpoint {path} does not load ({type(e).__name__}); delete it to start over") from None
-    have, want = json.loads(state["identity"]), spec.identity()
-    diff = [f"{k}: checkpoint {have.get(k)!r}, now {want[k]!r}" for k in want if have.get(k) != want[k]]
+    have = json.loads(state["identity"])
+    diff = [f"{k}: checkpoint {have.get(k)!r}, now {identity[k]!r}" for k in identity if have.get(k) != identity[k]]
     if diff:
         raise ConfigError(f"checkpoint {path} is another run ({'; '.join(diff)}); pass ckpt=OTHER_PATH or delete it")
-    G.load_state_dict(state["G"])
-    D.load_state_dict(state["D"])
-    G_ema.load_state_dict(state["G_ema"])
-    opt_G.load_state_dict(state["opt_G"])
-    opt_D.load_state_dict(state["opt_D"])
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
     return int(state["step"]), float(state["wall"])
 
 
@@ -268,46 +276,68 @@ def fid_of(G: Generator, dataset: str, n: int, data_root: str | None = None) -> 
 
 # ---------------------------------------------------------------- the run
 
-def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real: Split | None = None,
+class GanTrainer:
+    """A GAN's training state (G, D, the EMA generator, two optimizers) and its step."""
+
+    def __init__(self, spec: TrainSpec, real: Split, device):
+        if spec.r1_every < 1 or spec.class_groups < 1:
+            raise ConfigError(f"need r1_every >= 1, class_groups >= 1 (got {spec.r1_every}, {spec.class_groups})")
+        if spec.batch % spec.class_groups:
+            raise ConfigError(f"batch {spec.batch} is not a multiple of class_groups {spec.class_groups}")
+        self.spec = spec
+        # the generators' tanh range: [-1, 1] pixels
+        self.images = (to_unit(real.images, real.info.name, space="normalized") * 2 - 1).to(device)
+        self.labels = real.labels.to(device)
+        self.table = class_table(self.labels)  # for class-grouped batches, computed once
+        torch.manual_seed(derive_seed(spec.seed, 2 ** 31))  # the initial weights
+        G, D = build(spec, real)
+        self.G, self.D = G.to(device).train(), D.to(device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_G, self.opt_D = optimizers(spec, self.G, self.D)
+        self.parts = {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_G": self.opt_G, "opt_D": self.opt_D}
+        self.generator = self.G_ema  # what gets saved and sampled
+        self.describe = (f"G {self.G.num_params():,} params, D {sum(p.numel() for p in self.D.parameters()):,} "
+                         f"params")
+
+    def step(self, step: int) -> dict:
+        return train_step(step, self.spec, self.G, self.D, self.G_ema, self.opt_G, self.opt_D, self.images,
+                          self.labels, self.table)
+
+    def save(self, out: Path, info: dict) -> Path:
+        return save_generator(self.G_ema.cpu(), out, info)
+
+
+def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | None = None,
           device: str = "cpu", data_root: str | None = None, log_every: int = 100, checkpoint_every: int = 500,
           fid_images: int = 0, command: str | None = None, progress: bool = True) -> Path:
-    """Train (or resume) and write the EMA generator to <out>.safetensors/.json and <out>.png."""
+    """Train (or resume) and write the EMA generator to `out` (its family's format) and <out>.png.
+
+    `spec` is a TrainSpec (GANs) or a generators.train_diffusion.DiffusionSpec; its family
+    builds the trainer, the loop is the same for all."""
     spec = spec.resolved()
-    if spec.batch < 1 or spec.steps < 0 or spec.r1_every < 1 or spec.class_groups < 1:
-        raise ConfigError(f"need batch >= 1, steps >= 0, r1_every >= 1, class_groups >= 1 (got {spec.batch}, "
-                          f"{spec.steps}, {spec.r1_every}, {spec.class_groups})")
-    if spec.batch % spec.class_groups:
-        raise ConfigError(f"batch {spec.batch} is not a multiple of class_groups {spec.class_groups}")
+    if spec.batch < 1 or spec.steps < 0:
+        raise ConfigError(f"need batch >= 1 and steps >= 0 (got {spec.batch}, {spec.steps})")
     out = Path(out)
     ckpt = Path(ckpt) if ckpt else Path("runs") / "generators" / f"{out.name}.ckpt.pt"
     if real is None:
         real = load_split(spec.dataset, "train", data_root, resolution=spec.resolution)
-    # the generators' tanh range: [-1, 1] pixels
-    images = (to_unit(real.images, real.info.name, space="normalized") * 2 - 1).to(device)
-    labels = real.labels.to(device)
-    table = class_table(labels)  # for class-grouped batches, computed once
-
-    torch.manual_seed(derive_seed(spec.seed, 2 ** 31))  # the initial weights
-    G, D = build(spec, real)
-    G, D = G.to(device).train(), D.to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_G, opt_D = optimizers(spec, G, D)
-    start, wall = load_checkpoint(ckpt, spec, G, D, G_ema, opt_G, opt_D)
+    trainer = spec.trainer(spec, real, device)
+    start, wall = load_checkpoint(ckpt, spec.identity(), trainer.parts)
     if start:
         print(f"resuming {ckpt} at step {start}/{spec.steps}", flush=True)
-    print(f"{spec.arch} on {spec.dataset} {tuple(images.shape[1:])}: G {G.num_params():,} params, "
-          f"D {sum(p.numel() for p in D.parameters()):,} params, batch {spec.batch}, {spec.steps} steps", flush=True)
+    print(f"{spec.arch} on {spec.dataset} {tuple(real.images.shape[1:])}: {trainer.describe}, batch {spec.batch}, "
+          f"{spec.steps} steps", flush=True)
 
     t0 = t_log = time.perf_counter()
     last_logged = start
     with tqdm(total=spec.steps, initial=min(start, spec.steps), desc=f"train {spec.arch}",
               disable=None if progress else True) as bar:
         for step in range(start, spec.steps):
-            logs = train_step(step, spec, G, D, G_ema, opt_G, opt_D, images, labels, table)
+            logs = trainer.step(step)
             if not all(math.isfinite(v) for v in logs.values()):
-                raise RuntimeError(f"training diverged at step {step} ({logs}); lower lr or raise r1_gamma")
+                raise RuntimeError(f"training diverged at step {step} ({logs}); lower lr")
             bar.update(1)
-            bar.set_postfix(d=f"{logs['d']:.3f}", g=f"{logs['g']:.3f}", refresh=False)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in sorted(logs.items())[:2]}, refresh=False)
             done = step + 1
             if done % log_every == 0 or done == spec.steps:
                 now = time.perf_counter()
@@ -316,23 +346,23 @@ def train(spec: TrainSpec, out: str | Path, ckpt: str | Path | None = None, real
                       + f" {per_step:.3f} s/step", flush=True)
                 t_log, last_logged = now, done
             if done % checkpoint_every == 0 or done == spec.steps:
-                save_checkpoint(ckpt, spec, done, wall + time.perf_counter() - t0, G, D, G_ema, opt_G, opt_D)
+                save_checkpoint(ckpt, spec.identity(), done, wall + time.perf_counter() - t0, trainer.parts)
     wall += time.perf_counter() - t0
     steps_done = max(start, spec.steps)
 
-    G_ema.eval()
+    G = trainer.generator.eval()
     info = {"command": command, "dataset": spec.dataset, "steps": steps_done, "images_seen": steps_done * spec.batch,
             "wall_seconds": round(wall, 1), "train": spec.identity(), "torch": torch.__version__,
             "device": str(device), "threads": torch.get_num_threads()}
     if fid_images > 0:
-        scores = fid_of(G_ema, spec.dataset, fid_images, data_root)
+        scores = fid_of(G, spec.dataset, fid_images, data_root)
         if scores:
             info["fid"] = scores
             print(f"FID {scores.get('fid')} KID {scores.get('kid')} on {scores.get('n', fid_images)} images", flush=True)
-    weights = save_generator(G_ema.cpu(), out, info)
-    grid = sample_grid(G_ema, Path(str(out) + ".png"))
-    print(f"wrote {weights}, {generator_files(out)[1]} and {grid} ({steps_done} steps, {wall:.0f} s)", flush=True)
-    return weights
+    saved = trainer.save(out, info)
+    grid = sample_grid(G, Path(str(out) + ".png"))
+    print(f"wrote {saved} and {grid} ({steps_done} steps, {wall:.0f} s)", flush=True)
+    return saved
 
 
 # ---------------------------------------------------------------- CLI
@@ -341,17 +371,30 @@ RUN_OPTIONS = {"out": None, "ckpt": None, "device": None, "data_root": None, "lo
                "checkpoint_every": 500, "fid_images": 0}
 
 
-def spec_from(items: dict) -> TrainSpec:
-    """A TrainSpec from key=value strings, with one-line errors."""
-    return options.spec_from(TrainSpec, items, also_valid=tuple(RUN_OPTIONS))
+def spec_classes() -> dict:
+    """arch -> the spec of its family (GANs here, diffusion models in generators/train_diffusion.py)."""
+    from generators.train_diffusion import DIFFUSION_ARCHS, DiffusionSpec
+
+    return {**{arch: TrainSpec for arch in ARCHS}, **{arch: DiffusionSpec for arch in DIFFUSION_ARCHS}}
+
+
+def spec_from(items: dict):
+    """The spec of `arch`'s family from key=value strings, with one-line errors."""
+    classes = spec_classes()
+    arch = items.get("arch", "stylegan2")
+    if arch not in classes:
+        raise ConfigError(f"unknown generator architecture {arch!r}; valid: {', '.join(classes)}")
+    return options.spec_from(classes[arch], items, also_valid=tuple(RUN_OPTIONS))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-        listed = [f"{f.name}={getattr(TrainSpec(), f.name)!r}" for f in fields(TrainSpec)]
-        print("options:", ", ".join(listed + [f"{k}={v!r}" for k, v in RUN_OPTIONS.items()]))
+        for arch, cls in spec_classes().items():
+            listed = [f"{f.name}={getattr(cls(arch=arch), f.name)!r}" for f in fields(cls) if f.name != "arch"]
+            print(f"arch={arch}:", ", ".join(listed))
+        print("all:", ", ".join(f"{k}={v!r}" for k, v in RUN_OPTIONS.items()))
         return 0
     retain_freed_memory()
     try:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from generators.base import frozen
+from generators.base import StyleGenerator, frozen
 from generators.dcgan import DCGAN, DCGANDiscriminator
 from genprior.errors import ConfigError
 
@@ -23,16 +23,12 @@ def test_shapes_and_range(resolution, channels):
 def test_only_z_latents():
     g = DCGAN(28, 1, 3, **TINY)
     y = torch.arange(3)
-    assert g.latent_spec == {"z": (8,)} and g.num_layers == 0
+    # not style-based: no W, W+ or F_n, and no methods for them (generators/base.py)
+    assert g.latent_spec == {"z": (8,)} and not isinstance(g, StyleGenerator)
+    assert not any(hasattr(g, m) for m in ("to_f", "from_f", "mean_w", "num_layers"))
     for kind in ("w", "w+", "f"):
         with pytest.raises(ConfigError, match="valid: z$"):
             g.sample_latents(y, kind)
-    with pytest.raises(ConfigError, match="no F_n latents.*valid latent kinds: z"):
-        g.to_f(torch.zeros(3, 8), 1, y)
-    with pytest.raises(ConfigError, match="no F_n"):
-        g.from_f(torch.zeros(3, 8), torch.zeros(3, 8), 1)
-    with pytest.raises(ConfigError, match="valid: z"):
-        g.mean_w(y)
     with pytest.raises(ConfigError, match="truncation"):
         g.sample_latents(y, "z", truncation=0.5)
 

@@ -116,3 +116,37 @@ def test_cli_on_fashion_mnist(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "fm.json").read_text())["info"]
     assert info["command"].startswith("python -m generators.train arch=stylegan2") and info["steps"] == 1
     assert (tmp_path / "fm.png").is_file() and (tmp_path / "fm.ckpt").is_file()
+
+
+TINY_UNET = dict(block_out_channels=[8, 16], norm_num_groups=4, down_block_types=["DownBlock2D", "AttnDownBlock2D"],
+                 up_block_types=["AttnUpBlock2D", "UpBlock2D"], attention_head_dim=8, layers_per_block=1)
+
+
+def test_diffusion_model_resumes_to_the_same_weights_and_loads(tmp_path, capsys):
+    from generators.diffusion import load_diffusion
+    from generators.train_diffusion import DiffusionSpec
+
+    real = toy_split()
+
+    def spec(steps):
+        return DiffusionSpec(steps=steps, batch=4, unet_kwargs=TINY_UNET, sample_steps=2)
+
+    train(spec(4), tmp_path / "a", tmp_path / "a.ckpt", real=real, checkpoint_every=2, progress=False)
+    train(spec(2), tmp_path / "b", tmp_path / "b.ckpt", real=real, progress=False)  # "killed" at step 2
+    train(spec(4), tmp_path / "b", tmp_path / "b.ckpt", real=real, progress=False)
+    assert "resuming" in capsys.readouterr().out
+    a, b = (load_file(str(tmp_path / d / "unet" / "diffusion_pytorch_model.safetensors")) for d in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    g = load_diffusion(tmp_path / "b", steps=2)
+    assert g.info["steps"] == 4 and g.info["train"]["arch"] == "unet" and g.null_label == 10
+    assert (tmp_path / "b.png").stat().st_size > 0
+    with pytest.raises(ConfigError, match="another run"):  # another recipe on the same checkpoint
+        train(DiffusionSpec(steps=6, batch=4, unet_kwargs=TINY_UNET, lr=1e-3), tmp_path / "b", tmp_path / "b.ckpt",
+              real=real, progress=False)
+
+
+def test_cli_picks_the_family_by_arch(capsys):
+    assert main(["arch=unet", "r1_gamma=1", "out=x"]) == 2  # a GAN key is not a diffusion key
+    assert "unknown key r1_gamma; valid: arch, batch, beta_schedule" in capsys.readouterr().err
+    assert main(["arch=vae", "out=x"]) == 2
+    assert "valid: stylegan2, dcgan, unet" in capsys.readouterr().err
