@@ -58,6 +58,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     flip_ok: bool  # False for digits: a mirrored 2 is not a 2, so DSA drops its flip
     resolutions: tuple[int, ...] = ()  # allowed resolutions where the source has no native one
+    imagenet_classes: tuple[int, ...] = ()  # ImageNet subsets: each class's ImageNet-1k index (for ImageNet models)
 
     @property
     def num_classes(self) -> int:
@@ -84,12 +85,14 @@ DATASETS: dict[str, DatasetInfo] = {
         "imagenette", 3, 128,
         ("tench", "English springer", "cassette player", "chain saw", "church",
          "French horn", "garbage truck", "gas pump", "golf ball", "parachute"),
-        IMAGENET_MEAN, IMAGENET_STD, flip_ok=True, resolutions=(32, 64, 128)),
+        IMAGENET_MEAN, IMAGENET_STD, flip_ok=True, resolutions=(32, 64, 128),
+        imagenet_classes=(0, 217, 482, 491, 497, 566, 569, 571, 574, 701)),
     "imagewoof": DatasetInfo(
         "imagewoof", 3, 128,
         ("Shih-Tzu", "Rhodesian ridgeback", "beagle", "English foxhound", "Border terrier",
          "Australian terrier", "golden retriever", "Old English sheepdog", "Samoyed", "dingo"),
-        IMAGENET_MEAN, IMAGENET_STD, flip_ok=True, resolutions=(32, 64, 128)),
+        IMAGENET_MEAN, IMAGENET_STD, flip_ok=True, resolutions=(32, 64, 128),
+        imagenet_classes=(155, 159, 162, 167, 182, 193, 207, 229, 258, 273)),
 }
 SPLITS = ("train", "test")
 SPACES = ("normalized", "unit", "zca")  # value spaces a split (and a saved set) can be in

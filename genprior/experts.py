@@ -18,10 +18,7 @@ instead of hours on a CPU. It is part of the manifest.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from genprior import options
+from genprior import artifacts, options
 from genprior.augment import DSA
 from genprior.data import Split, cache_dir, load_split
 from genprior.errors import ConfigError
@@ -69,8 +66,7 @@ class ExpertSpec:
         return d
 
     def default_dir(self, root: Path) -> Path:
-        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
-        return root / "experts" / f"{self.dataset}-{self.net}-{digest}"
+        return artifacts.default_dir(root, "experts", f"{self.dataset}-{self.net}", self.identity())
 
 
 def flat_params(net: torch.nn.Module) -> torch.Tensor:
@@ -100,31 +96,19 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
     return torch.stack(snapshots)
 
 
-def check_manifest(directory: Path, spec: ExpertSpec) -> None:
-    path = directory / "manifest.json"
-    if not path.is_file():
-        return
-    have = json.loads(path.read_text())
-    want = spec.identity()
-    diff = [f"{k}: buffer has {have.get(k)!r}, run needs {want[k]!r}" for k in want if have.get(k) != want[k]]
-    if diff:
-        raise ConfigError(f"expert buffer {directory} does not match this run ({'; '.join(diff)}); "
-                          f"point experts.dir elsewhere or delete it")
-
-
 def expert_path(directory: Path, index: int) -> Path:
     return directory / f"expert_{index:03d}.safetensors"
 
 
 def ensure_experts(spec: ExpertSpec, real: Split, directory: Path, rank: int = 0, world: int = 1,
-                   device="cpu") -> None:
-    """Build the experts that are missing; rank r builds every world-th one. Call a barrier after."""
-    directory.mkdir(parents=True, exist_ok=True)
-    check_manifest(directory, spec)
-    manifest = dict(spec.identity(), num_experts=spec.num_experts)
-    tmp = directory / f"manifest.json.{os.getpid()}.tmp"  # same content from every rank: last rename wins
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(directory / "manifest.json")
+                   device="cpu") -> int:
+    """Build the experts that are missing (how many: the return value); rank r builds every
+    world-th one. Call a barrier after.
+
+    A buffer is an artifact built piece by piece (genprior/artifacts.py): each expert is
+    written atomically, so a killed build keeps the experts it finished."""
+    # the same manifest from every rank: the last atomic rename wins
+    artifacts.open_manifest(directory, spec.identity(), "expert buffer", {"num_experts": spec.num_experts})
     missing = [i for i in range(spec.num_experts) if not expert_path(directory, i).is_file()]
     mine = missing[rank::world]
     for i in tqdm(mine, desc=f"building experts in {directory}", disable=None if mine else True):
@@ -132,14 +116,15 @@ def ensure_experts(spec: ExpertSpec, real: Split, directory: Path, rank: int = 0
         # atomic: a killed build never leaves a half-written expert behind
         save_safetensors({"trajectory": trajectory.to(STORAGE_DTYPES[spec.storage])}, expert_path(directory, i),
                          {"format": FORMAT, "index": str(i)})
+    return len(missing)
 
 
 def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
     """Trajectories [epochs + 1, P] as float32, after checking they are what the run needs."""
-    if not (directory / "manifest.json").is_file():
+    if not (directory / artifacts.MANIFEST).is_file():
         raise ConfigError(f"no expert buffer in {directory} (no manifest.json); build it with "
                           f"python -m genprior.experts or let the run build it")
-    check_manifest(directory, spec)
+    artifacts.check_manifest(directory, spec.identity(), "expert buffer")
     out = []
     for i in range(spec.num_experts):
         path = expert_path(directory, i)

@@ -67,6 +67,7 @@ class RunOptions:
     log_every: int = option(min=1)
     mixed_precision: str | None = option(choices=MIXED_PRECISIONS)
     threads: int | None = option(min=1)
+    name: str | None = option()
     run_dir: str | None = option()
 
 
@@ -197,7 +198,10 @@ def _missing_choice(message: str) -> str:
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
-    return Path("runs") / cfg.dataset.name / f"{cfg.synset.kind}-{cfg.objective.kind}-ipc{cfg.ipc}-seed{cfg.seed}"
+    """runs/<dataset>/<name>-ipc<ipc>-seed<seed>: presets name their runs, so two presets that share a
+    synset kind and an objective (minimax=dm, diffusion=dm) never share a directory."""
+    name = cfg.name or f"{cfg.synset.kind}-{cfg.objective.kind}"
+    return Path("runs") / cfg.dataset.name / f"{name}-ipc{cfg.ipc}-seed{cfg.seed}"
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -298,7 +302,8 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
         log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
             f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}"
             f"{f', {torch.get_num_threads()} threads' if device.type == 'cpu' else ''}); "
-            f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s")
+            f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
+            + "".join(f"; {note}" for note in (synset.setup, objective.setup) if note))
 
         # This rank's share of each step's work. What every rank needs whole (DC's network
         # following the set between steps) each rank computes alike from identical inputs.

@@ -29,7 +29,7 @@ from genprior.errors import ConfigError
 LOCK = "run.lock"
 CONFIG = "config.yaml"
 # Keys that may change between a run and its resumption without changing what it computes.
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads")
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads", "name")
 
 
 def fingerprint(config: dict) -> dict:

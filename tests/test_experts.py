@@ -43,9 +43,9 @@ def test_manifest_mismatch_and_degenerate_buffers_are_refused(mnist, tmp_path):
     spec = tiny_spec()
     ensure_experts(spec, mnist, tmp_path / "buf")
     other = tiny_spec(lr=0.05)
-    with pytest.raises(ConfigError, match="lr: buffer has 0.01, run needs 0.05"):
+    with pytest.raises(ConfigError, match="lr: built with 0.01, run needs 0.05"):
         load_experts(tmp_path / "buf", other)
-    with pytest.raises(ConfigError, match="lr: buffer has 0.01"):
+    with pytest.raises(ConfigError, match="lr: built with 0.01"):
         ensure_experts(other, mnist, tmp_path / "buf")
     # aliased snapshots (the original MTT CPU bug) make every epoch identical
     from safetensors.torch import save_file

@@ -52,6 +52,7 @@ def layerwise_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor]) ->
 class DC:
     name = "dc"
     init_lr = None  # the set learns no training lr
+    setup = None  # nothing built beyond the objective itself (the run's start line)
 
     @dataclass
     class Options(ObjectiveOptions):

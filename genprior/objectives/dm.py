@@ -25,6 +25,7 @@ from genprior.rng import derive_seed
 class DM:
     name = "dm"
     init_lr = None  # the set learns no training lr
+    setup = None  # nothing built beyond the objective itself (the run's start line)
 
     @dataclass
     class Options(ObjectiveOptions):

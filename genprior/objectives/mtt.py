@@ -20,6 +20,7 @@ Two ways to get dL/dimages:
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +84,16 @@ class MTT:
 
         spec = o.expert_spec(ctx.dataset)
         directory = Path(o.experts["dir"]) if o.experts.get("dir") else spec.default_dir(ctx.cache_dir)
-        ensure_experts(spec, ctx.real, directory, ctx.rank, ctx.world, ctx.device)
+        t0 = time.time()
+        built = ensure_experts(spec, ctx.real, directory, ctx.rank, ctx.world, ctx.device)
         ctx.barrier()
-        return cls(ctx.real, load_experts(directory, spec), net=o.net, net_kwargs=o.net_kwargs,
+        objective = cls(ctx.real, load_experts(directory, spec), net=o.net, net_kwargs=o.net_kwargs,
                    syn_steps=o.syn_steps, expert_epochs=o.expert_epochs, max_start_epoch=o.max_start_epoch,
                    batch_syn=o.batch_syn, dsa=o.dsa, seed=ctx.seed, mode=o.mode,
                    trajectories_per_step=o.trajectories_per_step, init_lr=o.init_lr)
+        objective.setup = (f"built {built} of {spec.num_experts} experts in {time.time() - t0:.0f}s" if built
+                           else f"{spec.num_experts} cached experts") + f" ({directory})"
+        return objective
 
     def __init__(self, real: Split, trajectories: list[torch.Tensor], net: str = "convnet",
                  net_kwargs: dict | None = None, syn_steps: int = 20, expert_epochs: int = 2,
@@ -111,6 +116,7 @@ class MTT:
         self.trajectories, self.syn_steps, self.expert_epochs = trajectories, syn_steps, expert_epochs
         self.max_start_epoch, self.batch_syn, self.seed, self.mode = max_start_epoch, batch_syn, seed, mode
         self.per_step, self.init_lr = trajectories_per_step, init_lr
+        self.setup: str | None = None  # from_config: how the experts came to be (the run's start line)
         self.dsa = DSA(dsa, flip=info.flip_ok) if dsa not in (None, "", "none") else None
 
     def units(self) -> int:

@@ -1,8 +1,9 @@
 """Synthetic-set parameterizations. SYNSETS maps a config's `synset.kind` to its class."""
 from genprior.synsets.base import Synset
+from genprior.synsets.diffusion import DiffusionSynset
 from genprior.synsets.gan import GanSynset
 from genprior.synsets.pixel import PixelSynset
 
-SYNSETS = {"pixel": PixelSynset, "gan": GanSynset}
+SYNSETS = {"pixel": PixelSynset, "gan": GanSynset, "diffusion": DiffusionSynset}
 
-__all__ = ["SYNSETS", "Synset", "PixelSynset", "GanSynset"]
+__all__ = ["SYNSETS", "Synset", "PixelSynset", "GanSynset", "DiffusionSynset"]

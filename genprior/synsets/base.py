@@ -50,6 +50,7 @@ class Synset(nn.Module):
         self.num_classes, self.ipc = num_classes, ipc
         self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(ipc), persistent=False)
         self.lr: nn.Parameter | None = None  # a learned training lr (MTT), part of the set
+        self.setup: str | None = None  # what building it did beyond the obvious (the run's start line says it)
 
     def __len__(self) -> int:
         return self.num_classes * self.ipc

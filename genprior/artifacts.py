@@ -1,0 +1,107 @@
+"""Built once, reused while the spec matches: expert trajectories, a Minimax fine-tune, ...
+
+An artifact is a folder. `manifest.json` in it holds the identity that decided its
+contents (data set, network, schedule, seed, the files it was built from); every use
+checks it, so a folder never silently serves a run that asked for something else.
+Default folders are named by a digest of the identity, so different specs never meet.
+
+Two ways to fill one:
+- whole (`build_once`): built in a temporary sibling folder, manifest included, then
+  renamed into place: a kill leaves no half-built artifact, and two processes racing to
+  build the same one both end with a complete folder;
+- piece by piece (the experts): `open_manifest` checks or writes the manifest, and the
+  caller writes each piece atomically (genprior/files.py), so a killed build keeps the
+  pieces it finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from genprior.errors import ConfigError
+
+MANIFEST = "manifest.json"
+
+
+def digest(identity: dict) -> str:
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_dir(root: Path, kind: str, name: str, identity: dict) -> Path:
+    """root/kind/name-<digest of identity>."""
+    return Path(root) / kind / f"{name}-{digest(identity)}"
+
+
+def files_digest(folder: str | Path) -> str:
+    """A digest of every file under `folder` (names and bytes): an input's identity, e.g. a model."""
+    h = hashlib.sha256()
+    folder = Path(folder)
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(folder)).encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def check_manifest(directory: Path, identity: dict, what: str, required: bool = False) -> None:
+    """Refuse a folder whose manifest says it was built for something else (one line per key)."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        if required:
+            raise ConfigError(f"no {what} in {directory} (no {MANIFEST})")
+        return
+    try:
+        have = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not readable ({type(e).__name__}); delete {directory} to rebuild it") from None
+    diff = [f"{k}: built with {have.get(k)!r}, run needs {identity[k]!r}" for k in identity if have.get(k) != identity[k]]
+    if diff:
+        raise ConfigError(f"{what} {directory} does not match this run ({'; '.join(diff)}); "
+                          f"point it elsewhere or delete it")
+
+
+def open_manifest(directory: Path, identity: dict, what: str, extra: dict | None = None) -> None:
+    """Create `directory` if needed, check its manifest, and (re)write it atomically with `extra`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    check_manifest(directory, identity, what)
+    _write_json(directory / MANIFEST, dict(identity, **(extra or {})))
+
+
+def build_once(directory: Path, identity: dict, build: Callable[[Path], None], what: str) -> Path:
+    """`directory` holding what `build(folder)` writes for `identity`: reused if it exists and
+    matches, else built in a temporary sibling and renamed into place."""
+    directory = Path(directory)
+    if (directory / MANIFEST).is_file():
+        check_manifest(directory, identity, what)
+        return directory
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(f"{what} {directory} holds files but no {MANIFEST}; delete it to rebuild")
+    tmp = directory.with_name(f"{directory.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        _write_json(tmp / MANIFEST, identity)  # last: a folder with a manifest is complete
+        if directory.exists():
+            directory.rmdir()  # empty (checked above)
+        try:
+            tmp.replace(directory)
+        except OSError:  # another process finished the same artifact first: keep its folder
+            if not (directory / MANIFEST).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    check_manifest(directory, identity, what, required=True)
+    return directory
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,101 @@
+"""The diffusion synset: z_T latents through the sampler, the chunked path, the cached Minimax fine-tune."""
+import pytest
+import torch
+
+from generators.diffusion import DiffusionGenerator, PixelUNet, load_diffusion, save_diffusion
+from genprior.context import DatasetOptions, RunContext
+from genprior.data import DatasetInfo, Split
+from genprior.errors import ConfigError
+from genprior.synsets.diffusion import DiffusionSynset, minimax_model
+
+
+def split(num_classes=3, per_class=4, resolution=8):
+    info = DatasetInfo("toy", 1, resolution, tuple(str(c) for c in range(num_classes)), (0.5,), (0.25,), True)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    return Split(torch.randn(len(labels), 1, resolution, resolution, generator=torch.Generator().manual_seed(0)),
+                 labels, info, "train")
+
+
+@pytest.fixture(autouse=True)
+def toy_dataset(monkeypatch):
+    from genprior import data
+
+    monkeypatch.setitem(data.DATASETS, "toy", split().info)
+
+
+def unet_folder(tmp_path, num_classes=3):
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4, num_class_embeds=num_classes + 1)
+    sched = DDIMScheduler(clip_sample=False, timestep_spacing="trailing", prediction_type="v_prediction")
+    return save_diffusion(unet, sched, tmp_path / "unet", num_classes, num_classes, {"command": "test"})
+
+
+def synset(tmp_path, ipc=2, **kw):
+    return DiffusionSynset(split(), ipc, load_diffusion(unet_folder(tmp_path), steps=2, **kw), data_space="unit")
+
+
+def test_chunked_latent_gradient_equals_plain_autograd(tmp_path):
+    s = synset(tmp_path, guidance=2.0)
+    weights = torch.randn(len(s), 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def loss_of(images):
+        return ((images * weights).sum() ** 2) / 1e4 + (images ** 3 * weights).mean()
+
+    loss_of(s.render(torch.arange(len(s)))).backward()
+    plain = s.latents.grad.clone()
+    s.zero_grad()
+    images = s.render_all(chunk=4).requires_grad_(True)
+    loss_of(images).backward()
+    s.push_grad(images.grad, chunk=4)
+    assert plain.abs().sum() > 0
+    torch.testing.assert_close(s.latents.grad, plain, rtol=1e-4, atol=1e-6)
+
+
+def test_the_start_is_plain_sampling_of_seeded_noise_and_storage_is_one_image_each(tmp_path):
+    s = synset(tmp_path)
+    g = s.generator
+    z = g.sample_latents(s.labels, "z", __import__("genprior.rng").rng.generator(0, 0xD1F))
+    assert torch.equal(s.latents, z)
+    torch.testing.assert_close(s.render_all(), (g.decode(z, s.labels) + 1) / 2)  # unit space: the sample itself
+    assert s.storage()["floats"] == len(s) * 64 and "z_T" in s.storage()["counted"]
+    assert [n for n, _ in s.named_parameters()] == ["latents"]  # the frozen model is not the set's state
+    assert not torch.equal(synset(tmp_path).latents, DiffusionSynset(split(), 2, g, seed=1, data_space="unit").latents)
+
+
+def test_a_model_that_does_not_fit_is_one_line(tmp_path):
+    g = load_diffusion(unet_folder(tmp_path, num_classes=4))
+    with pytest.raises(ConfigError, match="has 4 classes; toy has 3"):
+        DiffusionSynset(split(), 1, g)
+    with pytest.raises(ConfigError, match="makes 1x8x8 images; toy is 1x16x16"):
+        DiffusionSynset(split(resolution=16), 1, load_diffusion(unet_folder(tmp_path / "b")))
+
+
+def context(tmp_path):
+    real = split(per_class=8)
+    return RunContext(real, 1, 0, DatasetOptions("toy", None, None, "normalized"), cache_dir=tmp_path / "cache")
+
+
+def test_the_minimax_fine_tune_is_cached_and_reused(tmp_path, monkeypatch):
+    from generators import minimax
+    from generators.minimax import MinimaxSpec
+
+    calls = []
+    real_finetune = minimax.minimax_finetune
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return real_finetune(*a, **kw)
+
+    monkeypatch.setattr(minimax, "minimax_finetune", counted)
+    base, ctx = unet_folder(tmp_path), context(tmp_path)
+    spec = MinimaxSpec(steps=3, batch=6)
+    first, built = minimax_model(base, spec, ctx)
+    assert built and calls == [1] and (first / "unet").is_dir()
+    assert minimax_model(base, spec, ctx) == (first, False) and calls == [1]  # reused, not fine-tuned again
+    assert minimax_model(base, MinimaxSpec(steps=4, batch=6), ctx)[0] != first and calls == [1, 1]  # another spec
+    tuned = load_diffusion(first)
+    assert tuned.info["minimax"]["spec"]["steps"] == 3 and tuned.null_label == 3
