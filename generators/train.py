@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from generators.base import Generator, randn
 from generators.dcgan import DCGANDiscriminator
-from generators.io import GENERATORS, build_generator, generator_files, save_generator
+from generators.io import GENERATORS, build_generator, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
 from genprior.data import Split, load_split, to_unit
