@@ -49,15 +49,17 @@ def run_parts(parts: list[tuple[str, Callable[[], dict]]], out: Path, meta: dict
 def rows_in_subprocesses(script: str, configs: list[list[str]], out: Path, show: Callable[[dict], str]) -> list[dict]:
     """One fresh process per configuration (`python script --one ARGS...`, which prints its row
     as the last line of JSON), so each peak memory is its own; `out` is rewritten after every
-    row, so an interrupted bench keeps what it measured. A failing configuration is reported
-    and skipped."""
-    rows = []
+    row, so an interrupted bench keeps what it measured. Rows of other configurations already
+    in `out` stay (each row records its `args` and command): several invocations fill one
+    file. A failing configuration is reported and skipped."""
+    earlier = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
+    rows = [r for r in earlier if r.get("args") not in configs]
     for args in configs:
         r = subprocess.run([sys.executable, script, "--one", *args], capture_output=True, text=True)
         if r.returncode != 0:
             print(f"{' '.join(args)}: failed\n{r.stderr[-1500:]}", file=sys.stderr)
             continue
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        rows.append(dict(json.loads(r.stdout.strip().splitlines()[-1]), args=args, command=command()))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"command": command(), **machine(), "rows": rows}, indent=2) + "\n")
         print(show(rows[-1]), flush=True)

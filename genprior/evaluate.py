@@ -31,7 +31,7 @@ from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError
 from genprior.host import check_device, retain_freed_memory
-from genprior.nets import NETS, build_net
+from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.training import train_epoch
@@ -191,8 +191,10 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
               root: str | None = None, resolution: int | None = None) -> dict:
     """The full train split under the protocol's large-set schedule; cached by everything that decides it."""
     schedule = OmegaConf.merge(protocol, protocol.full_data)
+    info = dataset_info(dataset)
     key = {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
-           "schedule": OmegaConf.to_container(protocol.full_data, resolve=True)}
+           "schedule": OmegaConf.to_container(protocol.full_data, resolve=True),
+           "net_digest": net_digest(model, info.channels, info.num_classes, resolution or info.resolution)}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "full_data" / f"{dataset}-{model}-{digest}.json"
     if path.is_file():

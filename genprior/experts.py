@@ -29,10 +29,11 @@ from tqdm import tqdm
 
 from genprior import artifacts, options
 from genprior.augment import DSA
-from genprior.data import Split, cache_dir, load_split
+from genprior.data import DATASETS, Split, cache_dir, load_split
 from genprior.errors import ConfigError
 from genprior.files import save_safetensors
 from genprior.host import check_device, retain_freed_memory
+from genprior.nets import net_digest
 from genprior.objectives.common import fresh_net
 from genprior.options import option
 from genprior.rng import derive_seed, generator
@@ -59,10 +60,14 @@ class ExpertSpec:
     storage: str = option("fp32", choices=tuple(STORAGE_DTYPES))  # on disk
 
     def identity(self) -> dict:
-        """What must match for two buffers to be interchangeable."""
+        """What must match for two buffers to be interchangeable: the fields, and the network's
+        architecture itself (genprior.nets.net_digest), so a change of the network is a new buffer."""
         d = asdict(self)
         d.pop("num_experts")
         d["format"] = FORMAT
+        if self.dataset in DATASETS:  # a registered data set: its channels and resolution build the net
+            info = DATASETS[self.dataset]
+            d["net_digest"] = net_digest(self.net, info.channels, info.num_classes, info.resolution, **self.net_kwargs)
         return d
 
     def default_dir(self, root: Path) -> Path:

@@ -66,16 +66,25 @@ class _Net(nn.Module):
 
 
 class ConvNet(_Net):
-    """depth x [conv3x3 -> norm -> act -> pool2x2]; the workhorse of DC/DM/MTT."""
+    """depth x [conv3x3 -> norm -> act -> pool2x2]; the workhorse of DC/DM/MTT.
+
+    As in the DC/DSA/DM/MTT reference code, the first convolution pads single-channel
+    images by 3, not 1: 28 px MNIST/FashionMNIST maps go 32 -> 16 -> 8 -> 4 and the
+    embedding is 2048-dim (1152 with padding 1). Every published figure on those data
+    sets used that network. `first_padding` overrides the rule (convnet_p1: padding 1,
+    the network genprior used before it matched the reference)."""
 
     def __init__(self, channels: int, num_classes: int, resolution: int, width: int = 128,
-                 depth: int = 3, norm: str = "instance", pooling: str = "avg", act: str = "relu"):
+                 depth: int = 3, norm: str = "instance", pooling: str = "avg", act: str = "relu",
+                 first_padding: int | None = None):
         super().__init__()
         make_norm, make_act = _choose("norm", norm, _NORMS), _choose("act", act, _ACTS)
         make_pool = _choose("pooling", pooling, _POOLS)
-        layers, c, size = [], channels, resolution
+        if first_padding is None:
+            first_padding = 3 if channels == 1 else 1
+        layers, c, size = [], channels, resolution + 2 * (first_padding - 1)
         for d in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1), make_norm(width), make_act()]
+            layers += [nn.Conv2d(c, width, 3, padding=first_padding if d == 0 else 1), make_norm(width), make_act()]
             if make_pool is not None and _pool_here(size, last=d == depth - 1):
                 layers.append(make_pool())
                 size //= 2
@@ -260,6 +269,7 @@ class LeNet(_Net):
 
 NETS: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
+    "convnet_p1": partial(ConvNet, first_padding=1),  # genprior's ConvNet before it matched the reference on 1-channel data
     "convnet_d4": partial(ConvNet, depth=4),  # 64 px
     "convnet_d5": partial(ConvNet, depth=5),  # 128 px
     "convnet_bn": partial(ConvNet, norm="batch"),
@@ -274,6 +284,17 @@ NETS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "lenet": LeNet,
 }
+
+
+def net_digest(name: str, channels: int, num_classes: int, resolution: int, **overrides) -> str:
+    """A digest of the architecture `build_net` makes (its module tree, paddings and feature sizes
+    included): the key of anything cached per network, so a change of the network is a new key.
+    Built without touching the global RNG."""
+    import hashlib
+
+    with torch.random.fork_rng(devices=[]):
+        text = repr(build_net(name, channels, num_classes, resolution, **overrides))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def build_net(name: str, channels: int, num_classes: int, resolution: int, **overrides) -> nn.Module:

@@ -83,10 +83,36 @@ def test_bad_choice_names_valid_options():
         ViT(3, 10, 30)
 
 
-def test_convnet_28px_feature_size():
-    # 28 -> 14 -> 7 -> 3 after three 2x2 pools
-    assert ConvNet(1, 10, 28).embed(torch.zeros(1, 1, 28, 28)).shape == (1, 128 * 3 * 3)
-    assert ConvNet(1, 10, 28).classifier.in_features == 128 * 3 * 3
+def test_convnet_matches_the_reference_layer_shapes_on_28px_single_channel():
+    # the DC/DSA/DM/MTT reference pads a single-channel input's first conv by 3: 28 -> 32 -> 16 -> 8 -> 4
+    net = ConvNet(1, 10, 28)
+    x = torch.zeros(2, 1, 28, 28)
+    sizes = [m(x).shape[1:] for m in [net.features[: i + 1] for i in range(len(net.features))]]
+    assert [tuple(s) for s in sizes] == [
+        (128, 32, 32), (128, 32, 32), (128, 32, 32), (128, 16, 16),   # conv(pad 3), norm, relu, avgpool
+        (128, 16, 16), (128, 16, 16), (128, 16, 16), (128, 8, 8),
+        (128, 8, 8), (128, 8, 8), (128, 8, 8), (128, 4, 4)]
+    assert net.features[0].padding == (3, 3) and net.features[4].padding == (1, 1)
+    assert net.embed(x).shape == (2, 2048) and net.classifier.in_features == 2048
+    # the reference's parameter shapes: conv weights [128, c, 3, 3] + bias, GroupNorm(128, 128), Linear(2048, 10)
+    assert [tuple(p.shape) for p in net.parameters()] == [
+        (128, 1, 3, 3), (128,), (128,), (128,), (128, 128, 3, 3), (128,), (128,), (128,),
+        (128, 128, 3, 3), (128,), (128,), (128,), (10, 2048), (10,)]
+    assert sum(p.numel() for p in net.parameters()) == 317_706  # 1536 + 2 x 147840 + 20490
+    # RGB 32 px keeps padding 1 (32 -> 16 -> 8 -> 4); the old 28 px network stays available by name
+    assert ConvNet(3, 10, 32).features[0].padding == (1, 1) and ConvNet(3, 10, 32).classifier.in_features == 2048
+    assert build_net("convnet_p1", 1, 10, 28).classifier.in_features == 128 * 3 * 3
+
+
+def test_net_digest_names_the_architecture_and_leaves_the_rng_alone():
+    from genprior.nets import net_digest
+
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    a = net_digest("convnet", 1, 10, 28)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert a == net_digest("convnet", 1, 10, 28) != net_digest("convnet_p1", 1, 10, 28)
+    assert a != net_digest("convnet", 1, 10, 28, width=64)
 
 
 def test_construction_leaves_batchnorm_stats_alone():
