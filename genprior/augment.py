@@ -126,7 +126,8 @@ assert tuple(_OPS) == DSA_OPS
 
 
 class DSA:
-    """Seeded, differentiable augmentation; one op group per call (the paper's "M" mode).
+    """Seeded, differentiable augmentation; one op group per call (the reference code's "S" mode:
+    one randomly chosen op per call; its "M" mode applies every op).
 
     dsa(x, seed) draws everything from a CPU torch.Generator seeded with `seed` and
     never touches the global RNG. Per-sample parameters come out of the stream in
