@@ -1,6 +1,7 @@
-"""Latent learning rates for the glad presets, derived from the pixel presets' image lrs.
+"""Latent learning rates for the generative-prior presets, derived from the pixel presets' image lrs.
 
-    python bench/glad_lr_probe.py [--objectives dc dm mtt] [--ipc 1]
+    python bench/lr_probe.py [--prior glad] [--objectives dc dm mtt] [--ipc 1]
+    python bench/lr_probe.py --prior diffusion --objectives dm
 
 A latent lr is only meaningful relative to how far a step moves the images. For one
 distillation step of each objective, at the glad preset's initial latents:
@@ -14,8 +15,8 @@ so `matched_lr = lr_pixel |g_x| / |J g_t|` is the latent lr whose first SGD step
 images as far as the pixel preset's first step (both without momentum). The ratio
 |J g_t| / |g_x| is a property of the generator around the latents (how strongly it
 amplifies a latent step into pixels), so the same probe tells the lr for any objective.
-Each group (latents for z/w/w+; f and w for F_n) is probed on its own.
-Writes bench/results/glad_lr_probe.json.
+Each group (latents for z/w/w+ and for diffusion's z_T; f and w for F_n) is probed on its
+own. Writes bench/results/<prior>_lr_probe.json.
 """
 from __future__ import annotations
 
@@ -26,16 +27,18 @@ import torch
 
 from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
-SPACES = [("w+", None), ("f", 1), ("f", 2), ("w", None)]
+# the latent spaces probed per prior (overrides of its preset)
+SPACES = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["synset.space=f", "synset.layer=2"],
+                   ["synset.space=w"]],
+          "diffusion": [[]], "minimax": [[]]}
 
 
-def probe(objective: str, ipc: int, space: str, layer: int | None) -> dict:
+def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     from genprior.data import cache_dir, load_split
     from genprior.context import RunContext
     from genprior.run import build, check, compose
 
-    over = [f"ipc={ipc}", f"synset.space={space}"] + ([f"synset.layer={layer}"] if layer else [])
-    cfg = compose([f"glad={objective}", *over])
+    cfg = compose([f"{prior}={objective}", f"ipc={ipc}", *over])
     pixel_lr = float(compose([f"pixel={objective}"]).synset.optim.images.lr)
     d = cfg.dataset
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
@@ -68,18 +71,22 @@ def probe(objective: str, ipc: int, space: str, layer: int | None) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prior", default="glad", choices=sorted(SPACES))
     p.add_argument("--objectives", nargs="+", default=["dm", "dc", "mtt"])
     p.add_argument("--ipc", type=int, default=1)
     a = p.parse_args()
     torch.manual_seed(0)
-    parts = [(f"{o}_ipc{a.ipc}_{s}{layer or ''}", lambda o=o, s=s, layer=layer: probe(o, a.ipc, s, layer))
-             for o in a.objectives for s, layer in SPACES]
+
+    def name(o, over):  # glad's keys as before the script served other priors: dm_ipc1_w+, dm_ipc1_f1
+        return f"{o}_ipc{a.ipc}_" + "".join(x.split("=")[1] for x in over) if over else f"{o}_ipc{a.ipc}"
+    parts = [(name(o, over), lambda o=o, over=over: probe(a.prior, o, a.ipc, over))
+             for o in a.objectives for over in SPACES[a.prior]]
 
     def show(figures):
         return ", ".join(f"{k}: matched lr {v['matched_lr']:.3g} (preset {v['preset_lr']:.3g})"
                          for k, v in figures["groups"].items())
     t0 = time.time()
-    run_parts(parts, RESULTS / "glad_lr_probe.json", {"machine": machine()}, show)
+    run_parts(parts, RESULTS / f"{a.prior}_lr_probe.json", {"machine": machine()}, show)
     print(f"{time.time() - t0:.0f} s")
 
 
