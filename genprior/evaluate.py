@@ -34,7 +34,7 @@ from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
 from genprior.setfile import SavedSet, check_against, load_set
-from genprior.training import train_epoch
+from genprior.training import compiled_forward, train_epoch
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml")))
@@ -58,6 +58,7 @@ class Schedule:
     lr_decay_epoch: int | None = option(min=1)  # null: x0.1 after epoch epochs // 2
     dsa: str = option()
     precision: str = option("fp32", choices=PRECISIONS)
+    compile: bool = option(False)  # torch.compile the training forward (same math, float rounding aside)
 
     def __post_init__(self):
         DSA(self.dsa)  # an unknown op is one line naming the valid ones
@@ -114,6 +115,7 @@ def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test:
     autocast = _autocast(schedule.precision, device)
     x_all, y_all = images.to(device), labels.to(device)
     n, batch = len(y_all), schedule.batch
+    forward = compiled_forward(net) if schedule.get("compile", False) else None
     steps = schedule.epochs * math.ceil(n / batch)
     net.train()
     with tqdm(total=steps, desc=desc or model, leave=False, disable=None, mininterval=1.0) as bar:
@@ -123,7 +125,8 @@ def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test:
                     group["lr"] = lr * 0.1
             perm = torch.randperm(n, generator=g).to(device)
             loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
-                               lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update)
+                               lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update,
+                               forward)
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"{model} diverged at epoch {epoch} (loss {loss.item()}); lr {lr} is too large")
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)

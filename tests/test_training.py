@@ -21,3 +21,22 @@ def test_train_epoch_learns_a_separable_toy_and_seeds_augmentation_per_batch():
         last = train_epoch(net, opt, images, labels, order, batch=8)
     assert last < first and last < 0.1
     assert (net(images).argmax(1) == labels).all()
+
+
+def test_compiled_forward_trains_like_eager_and_serves_every_network_of_the_architecture():
+    from genprior.training import _COMPILED, compiled_forward
+
+    images, labels = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(24) % 3
+    order = torch.arange(24)
+    trained = []
+    for compiled in (False, True, True):  # the second compiled network reuses the first one's graph
+        torch.manual_seed(1)
+        net = build_net("convnet", 1, 3, 8, width=8, depth=2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        forward = compiled_forward(net) if compiled else None
+        for _ in range(3):
+            train_epoch(net, opt, images, labels, order, batch=8, forward=forward)
+        trained.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    torch.testing.assert_close(trained[1], trained[0], rtol=1e-4, atol=1e-5)
+    assert torch.equal(trained[1], trained[2])
+    assert len([k for k in _COMPILED if "Conv2d(1, 8" in k]) == 1
