@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -59,6 +60,7 @@ class Schedule:
     dsa: str = option()
     precision: str = option("fp32", choices=PRECISIONS)
     compile: bool = option(False)  # torch.compile the training forward (same math, float rounding aside)
+    batched: bool = option(False)  # train all runs of a model together (vmap): independent runs, one stream
 
     def __post_init__(self):
         DSA(self.dsa)  # an unknown op is one line naming the valid ones
@@ -104,33 +106,132 @@ def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test:
                    dataset: str, schedule: DictConfig, seed: int, lr: float | None = None,
                    device: str = "cpu", desc: str = "") -> float:
     """Train a fresh `model` on (images, labels) with `schedule`; return final-epoch test accuracy."""
+    net = train_network(model, images, labels, dataset, schedule, seed, lr, device, desc)
+    return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
+                         autocast=_autocast(schedule.precision, device))
+
+
+def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, dataset: str, schedule: DictConfig,
+                  seed: int, lr: float | None = None, device: str = "cpu", desc: str = "") -> torch.nn.Module:
+    """A fresh `model` trained on (images, labels) with `schedule`: init, shuffling and augmentation from `seed`."""
     info = dataset_info(dataset)
     torch.manual_seed(seed)  # network init
     g = torch.Generator().manual_seed(seed)  # shuffling and augmentation parameters
     net = build_net(model, info.channels, info.num_classes, images.shape[-1]).to(device)
     lr = schedule.lr if lr is None else lr
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
-    decay_at = schedule.lr_decay_epoch or schedule.epochs // 2 + 1
-    dsa = DSA(schedule.dsa, flip=info.flip_ok) if schedule.dsa not in (None, "none", "") else None
-    autocast = _autocast(schedule.precision, device)
+    dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
     x_all, y_all = images.to(device), labels.to(device)
     n, batch = len(y_all), schedule.batch
     forward = compiled_forward(net) if schedule.get("compile", False) else None
-    steps = schedule.epochs * math.ceil(n / batch)
     net.train()
-    with tqdm(total=steps, desc=desc or model, leave=False, disable=None, mininterval=1.0) as bar:
+    with tqdm(total=schedule.epochs * math.ceil(n / batch), desc=desc or model, leave=False, disable=None,
+              mininterval=1.0) as bar:
         for epoch in range(schedule.epochs):
-            if epoch == decay_at:
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.1
+            _decay(opt, lr, epoch, schedule)
             perm = torch.randperm(n, generator=g).to(device)
             loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
                                lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update,
                                forward)
-            if not math.isfinite(loss.item()):
-                raise RuntimeError(f"{model} diverged at epoch {epoch} (loss {loss.item()}); lr {lr} is too large")
+            _check_finite(loss, model, epoch, lr)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device, autocast=autocast)
+    return net
+
+
+def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: tuple[torch.Tensor, torch.Tensor],
+               dataset: str, schedule: DictConfig, seeds: list[int], lr: float | None = None, device: str = "cpu",
+               desc: str = "") -> list[float]:
+    """Final test accuracies of len(seeds) fresh networks, run r trained on sets[r] from seeds[r].
+
+    With `schedule.batched`, the runs train together as one vmapped network (torch.func:
+    stack_module_state + vmap + functional_call), each keeping its own init, shuffling and
+    augmentation, so the result is that of independent runs (a test checks it against
+    sequential runs). SGD, momentum and weight decay act elementwise, so one optimizer over
+    the stacked parameters is the runs' optimizers side by side. On a GPU this turns a
+    launch-bound loop into one stream; on a compute-bound 2-core CPU it was slower
+    (bench/results/protocol_speed_cpu.json). Networks with BatchNorm (running statistics
+    that vmap cannot update) train one after the other."""
+    info = dataset_info(dataset)
+    with torch.random.fork_rng(devices=[]):  # a look at the architecture draws nothing from the runs' RNG
+        template = build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1])
+    if schedule.get("batched", False) and not _has_batchnorm(template) and len(seeds) > 1:
+        nets = _train_together(model, sets, dataset, schedule, seeds, lr, device, desc)
+    else:
+        nets = [train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}")
+                for r, ((x, y), seed) in enumerate(zip(sets, seeds))]
+    return [test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
+                          autocast=_autocast(schedule.precision, device)) for net in nets]
+
+
+def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc) -> list[torch.nn.Module]:
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    info = dataset_info(dataset)
+    nets, gens = [], []
+    for seed in seeds:  # each run: its init and its generator, drawn exactly as train_network draws them
+        torch.manual_seed(seed)
+        nets.append(build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1]).to(device).train())
+        gens.append(torch.Generator().manual_seed(seed))
+    params, buffers = stack_module_state(nets)
+    template = copy.deepcopy(nets[0]).to("meta")
+    forward = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))
+    lr = schedule.lr if lr is None else lr
+    opt = torch.optim.SGD(list(params.values()), lr=lr, momentum=schedule.momentum,
+                          weight_decay=schedule.weight_decay)
+    dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
+    xs, ys = [x.to(device) for x, _ in sets], [y.to(device) for _, y in sets]
+    n, batch, runs = len(ys[0]), schedule.batch, len(seeds)
+    with tqdm(total=schedule.epochs * math.ceil(n / batch), desc=f"{desc or model} x{runs} together", leave=False,
+              disable=None, mininterval=1.0) as bar:
+        for epoch in range(schedule.epochs):
+            _decay(opt, lr, epoch, schedule)
+            perms = [torch.randperm(n, generator=g).to(device) for g in gens]
+            for start in range(0, n, batch):
+                xb, yb = [], []
+                for x, y, perm, g in zip(xs, ys, perms, gens):
+                    idx = perm[start:start + batch]
+                    xi = x[idx]
+                    if dsa is not None:
+                        xi = dsa(xi, int(torch.randint(2**31 - 1, (1,), generator=g)))
+                    xb.append(xi)
+                    yb.append(y[idx])
+                with autocast:
+                    logits = forward(params, buffers, torch.stack(xb))
+                    # each run's mean loss; their sum has each run's own gradient in its own parameters
+                    loss = F.cross_entropy(logits.flatten(0, 1), torch.cat(yb), reduction="none").view(runs, -1)
+                    loss = loss.mean(1).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update()
+            _check_finite(loss.detach(), model, epoch, lr)
+    with torch.no_grad():
+        for r, net in enumerate(nets):
+            for name, p in net.named_parameters():
+                p.copy_(params[name][r])
+    return nets
+
+
+def _dsa(schedule: DictConfig, info) -> DSA | None:
+    return DSA(schedule.dsa, flip=info.flip_ok) if schedule.dsa not in (None, "none", "") else None
+
+
+def _decay(opt, lr: float, epoch: int, schedule: DictConfig) -> None:
+    """x0.1 from epoch `lr_decay_epoch` (default epochs // 2 + 1, the DC schedule)."""
+    if epoch == (schedule.lr_decay_epoch or schedule.epochs // 2 + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.1
+
+
+def _check_finite(loss: torch.Tensor, model: str, epoch: int, lr: float) -> None:
+    if not math.isfinite(loss.item()):
+        raise RuntimeError(f"{model} diverged at epoch {epoch} (loss {loss.item()}); lr {lr} is too large")
+
+
+def _has_batchnorm(net: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 @torch.no_grad()
@@ -166,9 +267,9 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, pr
     """The protocol on one set: {model: stats}. `lr` (a learned one) replaces the protocol's."""
     test = load_split(dataset, "test", root, images.shape[-1], space=space)
     test = (test.images, test.labels)
-    return {model: stats([train_and_test(model, images, labels, test, dataset, protocol, protocol.seed + r, lr,
-                                         device, desc=f"{label} {model} {r + 1}/{protocol.runs}")
-                          for r in range(protocol.runs)])
+    seeds = [protocol.seed + r for r in range(protocol.runs)]
+    return {model: stats(train_runs(model, [(images, labels)] * protocol.runs, test, dataset, protocol, seeds, lr,
+                                    device, desc=f"{label} {model}"))
             for model in protocol.models}
 
 
@@ -179,15 +280,11 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
     check_ipc(ipc, pool)
     test = load_split(dataset, "test", root, resolution, space=space)
     test = (test.images, test.labels)
-    out = {}
-    for model in protocol.models:
-        accs = []
-        for r in range(protocol.runs):
-            x, y = pool.random_subset(ipc, torch.Generator().manual_seed(protocol.seed + r))
-            accs.append(train_and_test(model, x, y, test, dataset, protocol, protocol.seed + r, None, device,
-                                       desc=f"random ipc{ipc} {model} {r + 1}/{protocol.runs}"))
-        out[model] = stats(accs)
-    return out
+    seeds = [protocol.seed + r for r in range(protocol.runs)]
+    subsets = [pool.random_subset(ipc, torch.Generator().manual_seed(seed)) for seed in seeds]
+    return {model: stats(train_runs(model, subsets, test, dataset, protocol, seeds, None, device,
+                                    desc=f"random ipc{ipc} {model}"))
+            for model in protocol.models}
 
 
 def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "normalized", device: str = "cpu",

@@ -154,3 +154,28 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0 and "valid:" in r.stderr
+
+
+@pytest.mark.parametrize("model", ["convnet", "vit"])
+def test_runs_trained_together_equal_runs_trained_one_by_one(model, monkeypatch):
+    from omegaconf import OmegaConf
+
+    schedule = OmegaConf.merge(ev.load_protocol("fast"), {"epochs": 3, "batch": 8, "dsa": "color_crop_cutout_flip_scale_rotate"})
+    sets = [(torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(r)), torch.arange(12) % 10)
+            for r in range(3)]
+    small = {"convnet": {"width": 8, "depth": 2}, "vit": {"dim": 16, "depth": 1, "heads": 2, "mlp_dim": 16}}[model]
+    real_build = ev.build_net
+    monkeypatch.setattr(ev, "build_net", lambda name, *a, **kw: real_build(name, *a, **{**small, **kw}))
+    one_by_one = [ev.train_network(model, x, y, "fashion_mnist", schedule, 7 + r) for r, (x, y) in enumerate(sets)]
+    together = ev._train_together(model, sets, "fashion_mnist", schedule, [7, 8, 9], None, "cpu", "")
+    for a, b in zip(one_by_one, together):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+    assert not torch.equal(next(together[0].parameters()), next(together[1].parameters()))  # runs differ
+
+
+def test_a_protocol_with_three_runs_reports_three_different_accuracies(tmp_path):
+    fake_mnist(tmp_path, n_train=60, n_test=40)
+    p = ev.load_protocol("fast", ["runs=3", "epochs=2", "models=[mlp]", "batched=true"])
+    out = ev.random_real("mnist", 2, p, root=str(tmp_path))
+    assert len(set(out["mlp"]["runs"])) == 3, out

@@ -1,0 +1,70 @@
+"""Seconds of the accuracy protocol, one network after the other vs compiled vs all runs together.
+
+    python bench/protocol_speed.py [--set runs/.../synset.safetensors] [--epochs 50] [--runs 5] [--models convnet]
+
+Trains `runs` networks per model on one set (default: 10 random real images per class of
+FashionMNIST, an IPC-10 set) for `epochs` epochs of the dc_convnet schedule, three ways:
+  sequential  one network after the other, eager (the published protocol's way)
+  compiled    the same, the training forward through torch.compile (protocol.compile=true)
+  batched     all runs as one vmapped network (protocol.batched=true)
+and reports the wall time, the seconds per 1000-epoch run they extrapolate to, and the
+final test accuracy of each run (short schedules: the accuracies only show that the
+three ways train alike). The ratio to sequential is the figure to read; compare ratios
+measured in one invocation, on an otherwise idle machine. Writes
+bench/results/protocol_speed_<device>.json; rerunning skips finished parts.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
+
+
+def timed(how: str, model: str, sets, test, schedule, seeds, device) -> dict:
+    from omegaconf import OmegaConf
+
+    from genprior.evaluate import train_runs
+
+    schedule = OmegaConf.merge(schedule, {"compile": how == "compiled", "batched": how == "batched"})
+    t0 = time.perf_counter()
+    accs = train_runs(model, sets, test, "fashion_mnist", schedule, seeds, None, device)
+    wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 1), "s_per_1000_epoch_run": round(wall / len(seeds) * 1000 / schedule.epochs, 1),
+            "accuracies": [round(a * 100, 2) for a in accs]}
+
+
+def main() -> None:
+    from genprior.data import load_split
+    from genprior.evaluate import load_protocol
+    from genprior.setfile import load_set
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", help="a saved set (default: 10 random real FashionMNIST images per class)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--models", nargs="+", default=["convnet"])
+    p.add_argument("--ways", nargs="+", default=["sequential", "compiled", "batched"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = p.parse_args()
+    if a.set:
+        s = load_set(a.set)
+        images, labels = s.images, s.labels
+    else:
+        images, labels = load_split("fashion_mnist", "train").random_subset(10, torch.Generator().manual_seed(0))
+    test = load_split("fashion_mnist", "test")
+    schedule = load_protocol("dc_convnet", [f"epochs={a.epochs}"])
+    seeds = list(range(a.runs))
+    sets = [(images, labels)] * a.runs
+    parts = [(f"{model}_{how}_{a.runs}x{a.epochs}", lambda m=model, h=how: timed(h, m, sets, (test.images, test.labels),
+                                                                                  schedule, seeds, a.device))
+             for model in a.models for how in a.ways]
+    run_parts(parts, RESULTS / f"protocol_speed_{a.device}.json",
+              {"set": a.set or "random real ipc10 seed 0", "machine": machine()},
+              lambda r: f"{r['wall_s']} s, {r['s_per_1000_epoch_run']} s per 1000-epoch run, {r['accuracies']}")
+
+
+if __name__ == "__main__":
+    main()
