@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from generators.train import update_ema
 from genprior.options import option
+from genprior.progress import progress as progress_bar
 from genprior.rng import generator
 
 DIFFFIT = ("bias", "norm", "class_embedding")
@@ -120,7 +120,7 @@ def minimax_finetune(unet, alphas_cumprod: torch.Tensor, prediction: str, images
     device, alphas = images.device, alphas_cumprod.to(images.device)
     real_bank, fake_bank = Banks(spec.bank), Banks(spec.bank)
     logs = {}
-    for step in tqdm(range(spec.steps), desc="minimax fine-tune", disable=None if progress else True):
+    for step in progress_bar(range(spec.steps), desc="minimax fine-tune", enabled=progress):
         g = generator(spec.seed, step)  # the whole batch's draws, the same on every process
         idx = torch.randint(len(labels), (spec.batch,), generator=g).to(device)
         classes = labels[idx]

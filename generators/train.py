@@ -40,7 +40,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from generators.base import Generator, randn
 from generators.dcgan import DCGANDiscriminator
@@ -50,6 +49,7 @@ from genprior import options
 from genprior.data import Split, load_split, to_unit
 from genprior.errors import ConfigError
 from genprior.host import check_device, retain_freed_memory
+from genprior.progress import progress as progress_bar
 from genprior.rng import derive_seed, generator
 
 FORMAT = "genprior.generator-train/1"
@@ -330,8 +330,8 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
 
     t0 = t_log = time.perf_counter()
     last_logged = start
-    with tqdm(total=spec.steps, initial=min(start, spec.steps), desc=f"train {spec.arch}",
-              disable=None if progress else True) as bar:
+    with progress_bar(total=spec.steps, initial=min(start, spec.steps), desc=f"train {spec.arch}",
+                      enabled=progress) as bar:
         for step in range(start, spec.steps):
             logs = trainer.step(step)
             if not all(math.isfinite(v) for v in logs.values()):

@@ -412,7 +412,7 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 
 def _read_image_folder(info, split, root, resolution, download, wnids, folders):
     from PIL import Image
-    from tqdm import tqdm
+    from genprior.progress import progress
     import torchvision.transforms.functional as TF
 
     sub = "train" if split == "train" else "val"
@@ -424,7 +424,7 @@ def _read_image_folder(info, split, root, resolution, download, wnids, folders):
     items = [(p, c) for c, w in enumerate(wnids) for p in sorted((found / w).iterdir())
              if p.suffix.lower() in IMAGE_SUFFIXES]
     images = torch.empty(len(items), 3, resolution, resolution, dtype=torch.uint8)
-    for i, (p, _) in enumerate(tqdm(items, desc=f"{info.name}/{split} @{resolution}px", leave=False)):
+    for i, (p, _) in enumerate(progress(items, desc=f"{info.name}/{split} @{resolution}px", leave=False)):
         with Image.open(p) as im:
             im = TF.center_crop(TF.resize(im.convert("RGB"), resolution, antialias=True), resolution)
             images[i] = TF.pil_to_tensor(im)

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
@@ -34,6 +33,7 @@ from genprior.errors import ArgumentParser, ConfigError
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
+from genprior.progress import progress
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.training import compiled_forward, train_epoch
 
@@ -125,8 +125,8 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
     n, batch = len(y_all), schedule.batch
     forward = compiled_forward(net) if schedule.get("compile", False) else None
     net.train()
-    with tqdm(total=schedule.epochs * math.ceil(n / batch), desc=desc or model, leave=False, disable=None,
-              mininterval=1.0) as bar:
+    with progress(total=schedule.epochs * math.ceil(n / batch), desc=desc or model, leave=False,
+                  mininterval=1.0) as bar:
         for epoch in range(schedule.epochs):
             _decay(opt, lr, epoch, schedule)
             perm = torch.randperm(n, generator=g).to(device)
@@ -183,8 +183,8 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc) -> 
     dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
     xs, ys = [x.to(device) for x, _ in sets], [y.to(device) for _, y in sets]
     n, batch, runs = len(ys[0]), schedule.batch, len(seeds)
-    with tqdm(total=schedule.epochs * math.ceil(n / batch), desc=f"{desc or model} x{runs} together", leave=False,
-              disable=None, mininterval=1.0) as bar:
+    with progress(total=schedule.epochs * math.ceil(n / batch), desc=f"{desc or model} x{runs} together",
+                  leave=False, mininterval=1.0) as bar:
         for epoch in range(schedule.epochs):
             _decay(opt, lr, epoch, schedule)
             perms = [torch.randperm(n, generator=g).to(device) for g in gens]

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from tqdm import tqdm
 
 from genprior import artifacts, options
 from genprior.augment import DSA
@@ -36,6 +35,7 @@ from genprior.host import check_device, retain_freed_memory
 from genprior.nets import net_digest
 from genprior.objectives.common import fresh_net
 from genprior.options import option
+from genprior.progress import progress as progress_bar
 from genprior.rng import derive_seed, generator
 from genprior.training import train_epoch
 
@@ -88,7 +88,7 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
     autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=spec.precision == "bf16")
     snapshots = [flat_params(net)]
     steps = spec.epochs * math.ceil(per_epoch / spec.batch)
-    with tqdm(total=steps, desc=f"expert {index}", leave=False, disable=None if progress else True) as bar:
+    with progress_bar(total=steps, desc=f"expert {index}", leave=False, enabled=progress) as bar:
         for epoch in range(spec.epochs):
             g = generator(spec.seed, index, epoch)
             order = torch.randperm(len(real), generator=g)[:per_epoch]
@@ -116,7 +116,7 @@ def ensure_experts(spec: ExpertSpec, real: Split, directory: Path, rank: int = 0
     artifacts.open_manifest(directory, spec.identity(), "expert buffer", {"num_experts": spec.num_experts})
     missing = [i for i in range(spec.num_experts) if not expert_path(directory, i).is_file()]
     mine = missing[rank::world]
-    for i in tqdm(mine, desc=f"building experts in {directory}", disable=None if mine else True):
+    for i in progress_bar(mine, desc=f"building experts in {directory}", enabled=bool(mine)):
         trajectory = train_expert(spec, real, i, device)
         # atomic: a killed build never leaves a half-written expert behind
         save_safetensors({"trajectory": trajectory.to(STORAGE_DTYPES[spec.storage])}, expert_path(directory, i),

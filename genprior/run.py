@@ -271,7 +271,7 @@ def claimed_run_dir(cfg: DictConfig, accelerator):
 
 
 def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
-    from tqdm import tqdm
+    from genprior.progress import progress
 
     from genprior.data import cache_dir
 
@@ -310,8 +310,8 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
         units = list(range(objective.units()))[rank::world]
         params = [p for p in synset.parameters() if p.requires_grad]
         last_saved = completed = start
-        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not main,
-                   desc=f"{cfg.synset.kind}+{cfg.objective.kind}", dynamic_ncols=True)
+        bar = progress(range(start, cfg.iterations), initial=start, total=cfg.iterations, enabled=main,
+                       desc=f"{cfg.synset.kind}+{cfg.objective.kind}", dynamic_ncols=True)
         t0 = time.time()
 
         def saved() -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from genprior.progress import progress
 
 from genprior.data import cache_dir, load_split, to_unit
 from genprior.errors import ConfigError
@@ -53,7 +53,7 @@ def reference_features(space, dataset: str, split: str = "test", root: str | Non
     done = [np.load(partial)["features"]] if partial.is_file() else []
     start = len(done[0]) if done else 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(index), initial=start, desc=f"{space.name} features of {dataset} {split}",
+    with progress(total=len(index), initial=start, desc=f"{space.name} features of {dataset} {split}",
               unit="img", leave=False) as bar:
         for i in range(start, len(index), BLOCK):
             unit = to_unit(images[i:i + BLOCK], dataset, "normalized", root)
