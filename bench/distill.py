@@ -40,9 +40,11 @@ def main() -> None:
     wall = time.time() - t0
     log = (run_dir / "log.txt").read_text()
     # one "distilled steps A-B (N steps) in Ts" line per session that finished; a session
-    # that was interrupted logs "interrupted after steps A-B (Ts)", one that was killed nothing
+    # stopped by a signal logs "stopped by SIGINT|SIGTERM after step N (this session ran A-B in Ts)"
+    # (earlier versions: "interrupted after steps A-B (Ts)"), one that was killed nothing
     distill_s = [float(m) for m in re.findall(r"distilled (?:steps \d+-\d+ \()?\d+ steps\)? in ([\d.]+)s", log)]
-    interrupted_s = [float(m) for m in re.findall(r"interrupted after steps \d+-\d+ \(([\d.]+)s\)", log)]
+    interrupted_s = [float(m) for m in re.findall(r"(?:interrupted after steps \d+-\d+ \(|this session ran "
+                                                  r"\d+-\d+ in )([\d.]+)s\)", log)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     curve = [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
     losses = [c["loss"] for c in curve if "loss" in c]
@@ -57,6 +59,7 @@ def main() -> None:
         "full_data": metrics.get("full_data"), "summary": metrics.get("summary"),
         "protocol": metrics["protocol"], "protocol_config": metrics["protocol_config"],
         "storage": metrics.get("storage"), "loss_first_last": [losses[0], losses[-1]] if losses else None,
+        "images": metrics.get("images"),
         "config": (run_dir / "config.yaml").read_text(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,100 @@
+"""Presets side by side at one budget: accuracy across architectures, FID/KID and diversity, with noise.
+
+    python bench/presets_table.py --presets diffusion=sample minimax=sample minimax=dm pixel=dm --ipc 10 1 \
+        -- protocol=cross_arch protocol.runs=2 protocol.epochs=300
+
+Each (preset, IPC) is distilled with its own defaults plus the overrides after `--` (the
+same for every row: name a reduced protocol there) through bench/distill.py, so every
+run resumes and lands in bench/results/distill_<name>.json. The first preset of an IPC
+also judges a random real subset of that IPC under the same protocol (one row, per
+IPC); every row gets FID/KID against the test split and the within-class distance of
+Inception features (eval.images). bench/results/presets_table.json gets per row: ConvNet
+mean +- std, the mean over the protocol's other architectures with its std (over runs:
+run r's mean across them), each architecture's mean +- std, FID, KID, the within-class
+distance, distill and judge seconds, and the commands. Rerunning skips finished runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def accuracy_row(syn: dict) -> dict:
+    others = [m for m in syn if m != "convnet"]
+    row = {"per_model": {m: f"{s['mean']:.2f} +- {s['std']:.2f}" for m, s in syn.items()}}
+    if "convnet" in syn:
+        row["convnet"], row["convnet_std"] = syn["convnet"]["mean"], syn["convnet"]["std"]
+    if others:
+        per_run = [statistics.fmean(r) for r in zip(*(syn[m]["runs"] for m in others))]
+        row["cross_arch_mean"] = round(statistics.fmean(syn[m]["mean"] for m in others), 2)
+        row["cross_arch_std"] = round(statistics.pstdev(per_run), 2) if len(per_run) > 1 else None
+    return row
+
+
+def image_row(images: dict | None) -> dict:
+    if not images or "inception" not in images:
+        return {}
+    inc = images["inception"]
+    return {"fid": inc["overall"]["fid"], "kid": inc["overall"]["kid"], "within_class_distance": inc["diversity"]["mean"],
+            "real_within_class_distance": inc["reference_diversity"]["mean"]}
+
+
+def random_real_images(ipc: int) -> dict:
+    """Image metrics of the protocol's first random real subset (seed 0) of `ipc` images per class."""
+    import torch
+
+    from genprior.data import load_split, to_unit
+    from genprior.metrics import image_metrics
+
+    x, y = load_split("fashion_mnist", "train").random_subset(ipc, torch.Generator().manual_seed(0))
+    return image_metrics(to_unit(x, "fashion_mnist", "normalized"), y, "fashion_mnist", "test")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", nargs="+", default=["diffusion=sample", "minimax=sample", "minimax=dm", "pixel=dm"])
+    p.add_argument("--ipc", type=int, nargs="+", default=[10, 1])
+    p.add_argument("--iterations", type=int, default=None, help="every run (default: each preset's own)")
+    p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
+    a = p.parse_args()
+    out = RESULTS / "presets_table.json"
+    command = "python bench/presets_table.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
+    for ipc in a.ipc:
+        for i, preset in enumerate(a.presets):
+            name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}" + (f"_it{a.iterations}" if a.iterations else "")
+            baselines = "[random_real]" if i == 0 else "false"
+            overrides = [preset, f"ipc={ipc}", f"eval.baselines={baselines}", "eval.images.enabled=true",
+                         *([f"iterations={a.iterations}"] if a.iterations else []), *a.overrides]
+            subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
+                           check=True, cwd=ROOT)
+            result = json.loads((RESULTS / f"distill_{name}.json").read_text())
+            table = json.loads(out.read_text()) if out.is_file() else {}
+            table[f"{preset}_ipc{ipc}{tag}"] = {
+                "preset": preset, "ipc": ipc, "overrides": a.overrides, **accuracy_row(result["synthetic"]),
+                **image_row(result.get("images")), "distill_s": sum(result["distill_s"]), "eval_s": result["eval_s"],
+                "storage": result.get("storage"), "result": f"bench/results/distill_{name}.json", "command": command}
+            if result.get("random_real"):
+                table[f"random_real_ipc{ipc}{tag}"] = {"preset": "random real", "ipc": ipc, "overrides": a.overrides,
+                                                      **accuracy_row(result["random_real"]),
+                                                      **image_row(random_real_images(ipc)),
+                                                      "result": f"bench/results/distill_{name}.json",
+                                                      "command": command}
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(table, indent=2) + "\n")
+            row = table[f"{preset}_ipc{ipc}{tag}"]
+            print(f"{preset} ipc {ipc}: ConvNet {row.get('convnet')} +- {row.get('convnet_std')}, cross-arch "
+                  f"{row.get('cross_arch_mean')} +- {row.get('cross_arch_std')}, FID {row.get('fid')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
