@@ -1,4 +1,6 @@
-"""Peak memory of one step through a generative prior: the chunked backward (DESIGN.md section 2) vs plain autograd.
+"""Peak memory of one step through a generative prior: the chunked backward vs plain autograd.
+
+(The chunked backward: docs/design.md, "The constant-memory backward".)
 
     python bench/prior_memory.py [--preset glad=dm] [--ipc 1 10 50] [--chunk 50] [extra key=value ...]
     python bench/prior_memory.py --preset diffusion=dm --chunk 10 --ipc 1 10

@@ -19,9 +19,9 @@ values slightly outside occur; clamp for display, and decide in the synset wheth
 before an objective (a clamp stops gradients to out-of-range pixels).
 
 Decoding must be a pure function of (latents, labels): synsets re-render the same
-latents twice per step (no-grad pass, then the chunked backward pass of DESIGN.md
-section 2), so per-layer noise is read from stored buffers ("const" noise) and
-BatchNorm runs on its running statistics. `frozen(g)` puts a generator in that state.
+latents twice per step (no-grad pass, then the chunked backward pass: docs/design.md,
+"The constant-memory backward"), so per-layer noise is read from stored buffers ("const"
+noise) and BatchNorm runs on its running statistics. `frozen(g)` puts a generator in that state.
 """
 from __future__ import annotations
 

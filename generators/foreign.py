@@ -212,7 +212,8 @@ def load_nvlabs_pickle(path: str | Path, code_dir: str | Path, allow_pickle: boo
     wrote it (stylegan2-ada-pytorch, stylegan3 or stylegan-xl), holding dnnlib/ and torch_utils/."""
     if allow_pickle is not True:  # only a real boolean consents: "no", "false" and 1 are truthy, not consent
         raise ConfigError(f"refusing to load {path}: network pickles run arbitrary code when loaded; "
-                          f"if you trust the file, pass allow_pickle=True (run.py: synset.allow_pickle=true; got {allow_pickle!r})")
+                          f"if you trust the file, pass allow_pickle=True (run.py: synset.allow_pickle=true; "
+                          f"got {allow_pickle!r})")
     path, code_dir = Path(path), Path(code_dir)
     if not path.is_file():
         raise ConfigError(f"network pickle not found: {path}")

@@ -59,7 +59,8 @@ def check_manifest(directory: Path, identity: dict, what: str, required: bool = 
         have = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path} is not readable ({type(e).__name__}); delete {directory} to rebuild it") from None
-    diff = [f"{k}: built with {have.get(k)!r}, run needs {identity[k]!r}" for k in identity if have.get(k) != identity[k]]
+    diff = [f"{k}: built with {have.get(k)!r}, run needs {identity[k]!r}"
+            for k in identity if have.get(k) != identity[k]]
     if diff:
         raise ConfigError(f"{what} {directory} does not match this run ({'; '.join(diff)}); "
                           f"point it elsewhere or delete it")

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 
-def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                     metadata: dict[str, str] | None = None) -> Path:
     """Atomically write `tensors` to `path` with a canonical header; returns the path."""
     data = safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     (n,) = struct.unpack("<Q", data[:8])

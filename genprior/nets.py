@@ -269,7 +269,7 @@ class LeNet(_Net):
 
 NETS: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
-    "convnet_p1": partial(ConvNet, first_padding=1),  # genprior's ConvNet before it matched the reference on 1-channel data
+    "convnet_p1": partial(ConvNet, first_padding=1),  # genprior's ConvNet before it matched the reference (1 channel)
     "convnet_d4": partial(ConvNet, depth=4),  # 64 px
     "convnet_d5": partial(ConvNet, depth=5),  # 128 px
     "convnet_bn": partial(ConvNet, norm="batch"),

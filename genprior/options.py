@@ -65,8 +65,8 @@ def spec_from(cls, items: Mapping, what: str = "", also_valid: tuple[str, ...] =
     if unknown:
         raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(_key(what, k) for k in unknown)}; "
                           f"valid: {', '.join(sorted([*names, *also_valid]))}")
-    missing = [f.name for f in fields(cls) if f.name not in items
-               and f.default is MISSING and f.default_factory is MISSING and not dataclasses.is_dataclass(hints[f.name])]
+    missing = [f.name for f in fields(cls) if f.name not in items and f.default is MISSING
+               and f.default_factory is MISSING and not dataclasses.is_dataclass(hints[f.name])]
     if missing:
         raise ConfigError(f"missing key{'s' if len(missing) > 1 else ''} {', '.join(_key(what, k) for k in missing)}")
     kwargs = {}

@@ -5,7 +5,7 @@
     OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 genprior/run.py pixel=dc ipc=1
 
 The loop, per step:  render (no grad) -> objective loss on a leaf copy of the images ->
-dL/dimages -> synset.push_grad (chunked re-render, DESIGN.md section 2) -> sum the
+dL/dimages -> synset.push_grad (chunked re-render, docs/design.md) -> sum the
 synset's gradients over ranks -> SGD step -> log, checkpoint.
 
 Processes split each step's work units (classes for DC/DM, trajectory segments for
@@ -221,7 +221,8 @@ def check_checkpoint(path: Path, cfg) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}); remove it to start over") from None
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
+                          f"remove it to start over") from None
     diff = config_diff(state["config"], OmegaConf.to_container(cfg, resolve=True))
     if diff:
         raise ConfigError(f"{path.parent} holds a run with another config ({diff}); pass another run_dir= or remove it")
@@ -339,7 +340,8 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
                         save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
                     last_saved = step + 1
                 if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
-                    log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **_curve_point(cfg, synset, device)})
+                    point = _curve_point(cfg, synset, device)
+                    log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **point})
         except (KeyboardInterrupt, Terminated) as stop:  # keep every finished step
             if main and completed > last_saved:
                 save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective)
@@ -361,7 +363,7 @@ def distill_step(synset, objective, step: int, units: list[int], chunk: int, aut
     """One step's gradients into the synset (not yet summed over ranks); returns this rank's loss.
 
     The images the objective sees are a leaf tensor rendered without a graph; its
-    gradient goes back into the synset chunk by chunk (DESIGN.md section 2)."""
+    gradient goes back into the synset chunk by chunk (docs/design.md, "The constant-memory backward")."""
     images = synset.render_all(chunk).requires_grad_(True)
     with autocast():
         loss = objective(images, synset.labels, step, units, synset.lr) if units else images.new_zeros(())

@@ -7,9 +7,9 @@ Synset. The distillation loop only ever does three things with one:
     ... objective -> dL/dimages ...
     synset.push_grad(dL_dimages, chunk)   # re-render each chunk with grad, backprop it
 
-This is GLaD's constant-memory trick (DESIGN.md section 2): a generator's activations
-are only ever alive for one chunk, so memory does not grow with IPC x classes. Pixels
-take the same path (their "render" is the identity), so the loop has one code path.
+This is GLaD's constant-memory trick (docs/design.md, "The constant-memory backward"): a
+generator's activations are only ever alive for one chunk, so memory does not grow with
+IPC x classes. Pixels take the same path (their "render" is the identity), so the loop has one code path.
 
 Items are class-major: item i has label i // ipc.
 """
@@ -92,7 +92,8 @@ class Synset(nn.Module):
             raise ConfigError(f"no optimizer settings for synset group(s) {', '.join(missing)} "
                               f"(this synset has: {', '.join(groups)})")
         checked = {name: spec_from(OptimGroup, settings[name], f"synset.optim.{name}", strings=False) for name in groups}
-        return [{"params": params, "name": name, "lr": checked[name].lr, "momentum": checked[name].momentum}
+        return [{"params": params, "name": name, "lr": checked[name].lr,
+                 "momentum": checked[name].momentum}
                 for name, params in groups.items()]
 
     def _chunks(self, chunk: int):

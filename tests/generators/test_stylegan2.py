@@ -146,7 +146,7 @@ def test_unconditional():
 
 
 def test_decoding_in_chunks_matches_one_batch():
-    # the constant-memory backward (DESIGN.md section 2) re-renders chunk by chunk
+    # the constant-memory backward (docs/design.md) re-renders chunk by chunk
     g = frozen(tiny(32, 3))
     y = torch.arange(6) % 3
     ws = g.sample_latents(y, "w+", torch.Generator().manual_seed(0))
