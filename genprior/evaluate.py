@@ -44,6 +44,7 @@ PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml"
 # ---------------------------------------------------------------- protocol configs
 
 PRECISIONS = ("fp32", "bf16")
+VIEWS = ("all", "one")
 
 
 @dataclass(kw_only=True)
@@ -61,6 +62,7 @@ class Schedule:
     precision: str = option("fp32", choices=PRECISIONS)
     compile: bool = option(False)  # torch.compile the training forward (same math, float rounding aside)
     batched: bool = option(False)  # train all runs of a model together (vmap): independent runs, one stream
+    views: str = option("all", choices=VIEWS)  # sets of several views per item (HaBa): train on all, or one per epoch
 
     def __post_init__(self):
         DSA(self.dsa)  # an unknown op is one line naming the valid ones
@@ -112,8 +114,10 @@ def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test:
 
 
 def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, dataset: str, schedule: DictConfig,
-                  seed: int, lr: float | None = None, device: str = "cpu", desc: str = "") -> torch.nn.Module:
-    """A fresh `model` trained on (images, labels) with `schedule`: init, shuffling and augmentation from `seed`."""
+                  seed: int, lr: float | None = None, device: str = "cpu", desc: str = "",
+                  views: int = 1) -> torch.nn.Module:
+    """A fresh `model` trained on (images, labels) with `schedule`: init, shuffling and augmentation from `seed`.
+    `views` > 1: the items come in groups of that many views of one item (see epoch_order)."""
     info = dataset_info(dataset)
     torch.manual_seed(seed)  # network init
     g = torch.Generator().manual_seed(seed)  # shuffling and augmentation parameters
@@ -122,14 +126,14 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
     dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
     x_all, y_all = images.to(device), labels.to(device)
-    n, batch = len(y_all), schedule.batch
+    n, batch = _epoch_size(len(y_all), views, schedule), schedule.batch
     forward = compiled_forward(net) if schedule.get("compile", False) else None
     net.train()
     with progress(total=schedule.epochs * math.ceil(n / batch), desc=desc or model, leave=False,
                   mininterval=1.0) as bar:
         for epoch in range(schedule.epochs):
             _decay(opt, lr, epoch, schedule)
-            perm = torch.randperm(n, generator=g).to(device)
+            perm = epoch_order(len(y_all), views, schedule, g).to(device)
             loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
                                lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update,
                                forward)
@@ -140,7 +144,7 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
 
 def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: tuple[torch.Tensor, torch.Tensor],
                dataset: str, schedule: DictConfig, seeds: list[int], lr: float | None = None, device: str = "cpu",
-               desc: str = "") -> list[float]:
+               desc: str = "", views: int = 1) -> list[float]:
     """Final test accuracies of len(seeds) fresh networks, run r trained on sets[r] from seeds[r].
 
     With `schedule.batched`, the runs train together as one vmapped network (torch.func:
@@ -155,15 +159,15 @@ def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: 
     with torch.random.fork_rng(devices=[]):  # a look at the architecture draws nothing from the runs' RNG
         template = build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1])
     if schedule.get("batched", False) and not _has_batchnorm(template) and len(seeds) > 1:
-        nets = _train_together(model, sets, dataset, schedule, seeds, lr, device, desc)
+        nets = _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, views)
     else:
-        nets = [train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}")
+        nets = [train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}", views)
                 for r, ((x, y), seed) in enumerate(zip(sets, seeds))]
     return [test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
                           autocast=_autocast(schedule.precision, device)) for net in nets]
 
 
-def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc) -> list[torch.nn.Module]:
+def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, views=1) -> list[torch.nn.Module]:
     import copy
 
     from torch.func import functional_call, stack_module_state, vmap
@@ -182,12 +186,12 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc) -> 
                           weight_decay=schedule.weight_decay)
     dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
     xs, ys = [x.to(device) for x, _ in sets], [y.to(device) for _, y in sets]
-    n, batch, runs = len(ys[0]), schedule.batch, len(seeds)
+    n, batch, runs = _epoch_size(len(ys[0]), views, schedule), schedule.batch, len(seeds)
     with progress(total=schedule.epochs * math.ceil(n / batch), desc=f"{desc or model} x{runs} together",
                   leave=False, mininterval=1.0) as bar:
         for epoch in range(schedule.epochs):
             _decay(opt, lr, epoch, schedule)
-            perms = [torch.randperm(n, generator=g).to(device) for g in gens]
+            perms = [epoch_order(len(ys[0]), views, schedule, g).to(device) for g in gens]
             for start in range(0, n, batch):
                 xb, yb = [], []
                 for x, y, perm, g in zip(xs, ys, perms, gens):
@@ -212,6 +216,21 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc) -> 
             for name, p in net.named_parameters():
                 p.copy_(params[name][r])
     return nets
+
+
+def epoch_order(n: int, views: int, schedule: DictConfig, g: torch.Generator) -> torch.Tensor:
+    """The items of one epoch, shuffled. A set of `views` consecutive views per item (HaBa's
+    bases x hallucinators) trains on all of them (views=all), or, with schedule.views=one,
+    on one random view of each item per epoch, as the HaBa paper evaluates its sets."""
+    if views == 1 or schedule.get("views", "all") == "all":
+        return torch.randperm(n, generator=g)
+    groups = n // views
+    pick = torch.arange(groups) * views + torch.randint(views, (groups,), generator=g)
+    return pick[torch.randperm(groups, generator=g)]
+
+
+def _epoch_size(n: int, views: int, schedule: DictConfig) -> int:
+    return n if views == 1 or schedule.get("views", "all") == "all" else n // views
 
 
 def _dsa(schedule: DictConfig, info) -> DSA | None:
@@ -263,13 +282,14 @@ def stats(accs: list[float]) -> dict:
 
 def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, protocol: DictConfig,
                     space: str = "normalized", lr: float | None = None, device: str = "cpu",
-                    root: str | None = None, label: str = "set") -> dict:
-    """The protocol on one set: {model: stats}. `lr` (a learned one) replaces the protocol's."""
+                    root: str | None = None, label: str = "set", views: int = 1) -> dict:
+    """The protocol on one set: {model: stats}. `lr` (a learned one) replaces the protocol's;
+    `views`: the set's items come in groups of that many views (epoch_order)."""
     test = load_split(dataset, "test", root, images.shape[-1], space=space)
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
     return {model: stats(train_runs(model, [(images, labels)] * protocol.runs, test, dataset, protocol, seeds, lr,
-                                    device, desc=f"{label} {model}"))
+                                    device, desc=f"{label} {model}", views=views))
             for model in protocol.models}
 
 
@@ -337,14 +357,17 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
         res = info.resolution  # fixed-resolution data sets are judged at their native size
     check_against(saved, info.channels, res, info.num_classes, source)
     t0 = time.time()
-    metrics = {"protocol": protocol.name, "dataset": saved.dataset, "space": saved.space, "ipc": saved.ipc,
-               "num_images": len(saved.labels), "lr": saved.lr,
+    # a set may say what budget it was made for: a factorized one (HaBa) renders more images than
+    # its ipc, and the random real baseline must be the budget's
+    ipc, views = int(saved.meta.get("ipc", saved.ipc)), int(saved.meta.get("views", 1))
+    metrics = {"protocol": protocol.name, "dataset": saved.dataset, "space": saved.space, "ipc": ipc,
+               "num_images": len(saved.labels), "views": views, "lr": saved.lr,
                "synthetic": evaluate_images(saved.images, saved.labels, saved.dataset, protocol, saved.space,
-                                            saved.lr, device, root)}
+                                            saved.lr, device, root, views=views)}
     metrics["wall_s"] = {"synthetic": round(time.time() - t0, 1)}
     if "random_real" in baselines:
         t0 = time.time()
-        metrics["random_real"] = random_real(saved.dataset, saved.ipc, protocol, saved.space, device, root, res)
+        metrics["random_real"] = random_real(saved.dataset, ipc, protocol, saved.space, device, root, res)
         metrics["wall_s"]["random_real"] = round(time.time() - t0, 1)
     if "full_data" in baselines:
         t0 = time.time()

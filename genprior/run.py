@@ -208,6 +208,7 @@ def default_run_dir(cfg: DictConfig) -> Path:
 
 def save_checkpoint(path: Path, step: int, cfg, synset, optimizer, objective) -> None:
     state = {"step": step, "config": OmegaConf.to_container(cfg, resolve=True), "synset": synset.state_dict(),
+             "synset_aux": synset.aux_state(),
              "optimizer": optimizer.state_dict(), "objective": objective.state_dict()}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -293,6 +294,7 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
         start = 0
         if state is not None:
             synset.load_state_dict(state["synset"])
+            synset.load_aux_state(state.get("synset_aux", {}))
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
             start = state["step"]
@@ -321,7 +323,7 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
 
         try:
             for step in bar:
-                loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast)
+                loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast, world)
                 loss, finite = _sum_over_ranks(loss, params, world)
                 if not finite:
                     reason = (f"loss {loss:.4g} or its gradient is not finite at step {step + 1}: the synset's lr is "
@@ -330,6 +332,7 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
                     raise Diverged(reason)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                synset.end_step(step)
                 completed = step + 1
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if (step + 1) % cfg.log_every == 0 or step == start:
@@ -359,14 +362,19 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
     return run_dir
 
 
-def distill_step(synset, objective, step: int, units: list[int], chunk: int, autocast) -> torch.Tensor:
+def distill_step(synset, objective, step: int, units: list[int], chunk: int, autocast, world: int = 1) -> torch.Tensor:
     """One step's gradients into the synset (not yet summed over ranks); returns this rank's loss.
 
     The images the objective sees are a leaf tensor rendered without a graph; its
-    gradient goes back into the synset chunk by chunk (docs/design.md, "The constant-memory backward")."""
+    gradient goes back into the synset chunk by chunk (docs/design.md, "The constant-memory backward").
+    A synset's auxiliary term joins the loss on the same images, 1/world of it per rank."""
+    synset.begin_step(step)
     images = synset.render_all(chunk).requires_grad_(True)
     with autocast():
         loss = objective(images, synset.labels, step, units, synset.lr) if units else images.new_zeros(())
+        aux = synset.auxiliary_loss(images, step)
+        if aux is not None:
+            loss = loss + aux / world
     if loss.requires_grad:
         loss.backward()
     if images.grad is not None:
@@ -410,14 +418,13 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     from genprior.export import save_grid, save_image_folder
     from genprior.setfile import load_set, save_set
 
-    with torch.no_grad():
-        images = synset.render_all(cfg.chunk).float().cpu()
-    labels = synset.labels.cpu()
+    images, labels, item_meta = synset.export_items(cfg.chunk)
+    images, labels = images.float().cpu(), labels.cpu()
     lr = None if synset.lr is None else synset.lr.item()
     d = cfg.dataset
     set_path = save_set(run_dir / "synset.safetensors", images, labels, d.name, d.space, lr,
                         meta={"synset": cfg.synset.kind, "objective": cfg.objective.kind, "ipc": cfg.ipc,
-                              "iterations": cfg.iterations, "storage": synset.storage()})
+                              "iterations": cfg.iterations, "storage": synset.storage(), **item_meta})
     state = synset.state_dict()
     if set(state) - {"images", "lr"}:  # a set stored as more than its images: keep what it is stored as
         save_safetensors(state, run_dir / "latents.safetensors")

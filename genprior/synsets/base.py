@@ -68,6 +68,32 @@ class Synset(nn.Module):
         """What storing the set costs, in floats, and what is (not) counted."""
         raise NotImplementedError  # abstract
 
+    # ---- optional hooks: no-ops here. The loop calls them on every synset without asking
+    # which one it has; a synset with auxiliary parts (HaBa's adversary) overrides them.
+    def begin_step(self, step: int) -> None:
+        """Before a step renders the set (e.g. draw which hallucinator each basis goes through)."""
+
+    def auxiliary_loss(self, images: torch.Tensor, step: int) -> torch.Tensor | None:
+        """An extra loss term on this step's rendered images, summed with the objective's; None if none.
+        Every process computes it on the whole set; the loop divides it by the number of processes."""
+        return None
+
+    def end_step(self, step: int) -> None:
+        """After the set's update: train auxiliary state (the same on every process, never all-reduced)."""
+
+    def aux_state(self) -> dict:
+        """Auxiliary state for the checkpoint (kept out of the set's state and its export)."""
+        return {}
+
+    def load_aux_state(self, state: dict) -> None:
+        pass
+
+    def export_items(self, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(images, labels, metadata) of the set as it is saved and judged: the rendered items here;
+        a synset whose training set differs from one step's rendering (HaBa) says so."""
+        with torch.no_grad():
+            return self.render_all(chunk), self.labels, {}
+
     # ---- shared machinery
     def learn_lr(self, init: float) -> None:
         """Make the training lr part of the set (MTT); evaluation trains with it."""

@@ -1,0 +1,271 @@
+"""HaBa (Liu et al., NeurIPS 2022): a set factorized into per-class bases and shared hallucinators.
+
+Every (basis, hallucinator) pair renders an image, so one storage budget yields bases x
+hallucinators training images. A hallucinator is affine, as in the official code: a 3x3
+convolution without padding, a learnable per-pixel scale (ones) and shift (zeros) on its
+output, and a 3x3 transposed convolution back to the image size; channels in = the
+bases', out = the data set's. Its per-pixel maps make it resolution-bound: built for the
+data set's resolution (the official code fixes 32 px).
+
+During distillation each step renders one image per basis, through a hallucinator drawn
+per basis from (seed, step) (`begin_step`), and the objective (DC, DM or MTT, unchanged)
+sees those. The adversary is the synset's auxiliary term (docs/design.md, seams): a small
+feature extractor (the 3-block ConvNet) trained in alternation with the set. The set's
+side adds lambda_set * mean((cos(f(x0), f(x1)) + 1) / 2) between two hallucinations of
+each basis, pushing them apart; after the set's update, the extractor takes one SGD step
+(lr 1e-3, momentum 0.9) on cross-entropy (1) + lambda_views * mean((1 - cos) / 2) between
+the two views + lambda_contrast * SupCon (temperature 0.07), on two fresh views. Its
+weights and optimizer state are checkpointed beside the set, never part of it: not in
+its state, its export, its storage or the gradient all-reduce; every process computes it
+alike from the same images and seeds.
+
+Storage: bases + hallucinator parameters must fit the budget of `ipc` real images per
+class. `bases_per_class` null takes as many as fit; single-channel bases
+(`base_channels=1`, lifted by the hallucinator's first convolution) and bases at a lower
+resolution (`base_resolution`, upsampled bilinearly before the hallucinators) make room
+at small budgets. `storage` also states the paper's accounting (bases = IPC images per
+class, hallucinators on top).
+
+The saved set is the whole product, bases x hallucinators, in groups of `views`
+consecutive images per basis (metadata "views"): the protocol trains on all of them, or,
+with protocol.views=one, on one random view per basis each epoch, the paper's evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genprior.augment import DSA
+from genprior.data import Split
+from genprior.errors import ConfigError
+from genprior.nets import build_net
+from genprior.options import option
+from genprior.rng import derive_seed, generator
+from genprior.synsets.base import Synset
+
+INITS = ("real", "noise")
+
+
+class Hallucinator(nn.Module):
+    """basis [N, c_in, r, r] -> image [N, c_out, r, r]: conv3x3 (valid), per-pixel scale and shift, transposed conv3x3."""
+
+    def __init__(self, c_in: int, c_out: int, resolution: int):
+        super().__init__()
+        if resolution < 3:
+            raise ConfigError(f"a hallucinator needs images of at least 3 px (its 3x3 convolution has no padding); "
+                              f"got {resolution}")
+        self.encode = nn.Conv2d(c_in, c_out, 3)
+        self.scale = nn.Parameter(torch.ones(1, c_out, resolution - 2, resolution - 2))
+        self.shift = nn.Parameter(torch.zeros(1, c_out, resolution - 2, resolution - 2))
+        self.decode = nn.ConvTranspose2d(c_out, c_out, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x) * self.scale + self.shift)
+
+
+class HabaSynset(Synset):
+    kind = "haba"
+
+    @dataclass
+    class Options:  # configs/synset/haba.yaml says what each one means
+        hallucinators: int = option(min=1)
+        bases_per_class: int | None = option(min=1)
+        base_channels: int | None = option(min=1)
+        base_resolution: int | None = option(min=3)
+        init: str = option(choices=INITS)
+        adversary: bool = option()
+        lambda_set: float = option(min=0)
+        lambda_views: float = option(min=0)
+        lambda_contrast: float = option(min=0)
+        temperature: float = option(above=0)
+        adversary_lr: float = option(above=0)
+        dsa: str = option()
+
+        def __post_init__(self):
+            DSA(self.dsa)
+
+    @classmethod
+    def from_config(cls, o: Options, ctx) -> "HabaSynset":
+        return cls(ctx.real, ctx.ipc, seed=ctx.seed, **vars(o))
+
+    def __init__(self, real: Split, ipc: int, hallucinators: int = 5, bases_per_class: int | None = None,
+                 base_channels: int | None = None, base_resolution: int | None = None, init: str = "real",
+                 adversary: bool = True, lambda_set: float = 0.1, lambda_views: float = 0.1,
+                 lambda_contrast: float = 0.1, temperature: float = 0.07, adversary_lr: float = 1e-3,
+                 dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0):
+        info, (channels, resolution) = real.info, (real.images.shape[1], real.images.shape[-1])
+        c_base = base_channels or channels
+        if base_resolution is not None and base_resolution > resolution:
+            raise ConfigError(f"base_resolution {base_resolution} is above the data's {resolution} px")
+        if adversary and hallucinators < 2:
+            raise ConfigError("the adversary compares two different hallucinations of a basis: hallucinators >= 2 "
+                              "(or adversary=false)")
+        halluc_floats = hallucinators * _hallucinator_floats(c_base, channels, resolution)
+        budget = ipc * info.num_classes * channels * resolution * resolution
+
+        def fitting(r: int) -> int:  # bases per class that fit beside the hallucinators at base resolution r
+            return (budget - halluc_floats) // (info.num_classes * c_base * r * r)
+
+        r_base = base_resolution or resolution
+        while base_resolution is None and fitting(r_base) < 1 and r_base // 2 >= 3:
+            r_base //= 2  # null: the data's resolution, halved until one basis per class fits
+        fits = fitting(r_base)
+        if bases_per_class is None:
+            bases_per_class = fits
+        if bases_per_class < 1 or bases_per_class > fits:
+            hint = "fewer hallucinators" + (", base_channels=1" if c_base > 1 else "") + " or a lower base_resolution"
+            raise ConfigError(
+                f"HaBa at ipc={ipc} may store {budget} floats ({ipc} real images per class); {hallucinators} "
+                f"hallucinators take {halluc_floats} and each class's basis {c_base * r_base * r_base}, so "
+                + (f"{bases_per_class} bases per class do not fit (at most {max(fits, 0)})" if bases_per_class >= 1
+                   else "not even one basis per class fits") + f"; use {hint}")
+        super().__init__(info.num_classes, bases_per_class)  # one item per basis while distilling
+        self.budget_ipc, self.budget = ipc, budget
+        self.channels, self.resolution, self.seed = channels, resolution, seed
+        g = generator(seed, 0x4ABA)
+        if init == "real":  # random real images of each class, as the official code starts
+            bases, _ = real.random_subset(bases_per_class, g)
+            if c_base != channels:
+                bases = bases.mean(1, keepdim=True) if c_base == 1 else bases[:, :1].repeat(1, c_base, 1, 1)
+            if r_base != resolution:
+                bases = F.interpolate(bases, size=r_base, mode="bilinear", align_corners=False, antialias=True)
+        elif init == "noise":
+            bases = torch.randn(len(self), c_base, r_base, r_base, generator=g)
+        else:
+            raise ConfigError(f"unknown HaBa init {init!r}; valid: {', '.join(INITS)}")
+        self.bases = nn.Parameter(bases.clone())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, 0x4ABB))
+            self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution) for _ in range(hallucinators))
+        self.assignment = torch.zeros(len(self), dtype=torch.long)  # which hallucinator renders each basis now
+        self.dsa = DSA(dsa, flip=info.flip_ok) if dsa not in ("", "none") else None
+        self.weights = {"set": lambda_set, "views": lambda_views, "contrast": lambda_contrast, "temperature": temperature}
+        self.__dict__["adversary"] = None  # not a submodule: outside the set's state and its all-reduce
+        if adversary:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(seed, 0x4ABC))
+                self.__dict__["adversary"] = build_net("convnet", channels, info.num_classes, resolution)
+            self.__dict__["adversary_opt"] = torch.optim.SGD(self.adversary.parameters(), lr=adversary_lr,
+                                                             momentum=0.9)
+
+    # ---- rendering
+    def _views(self, index: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Basis index[i] through hallucinator which[i]."""
+        x = self.bases[index]
+        if x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=self.resolution, mode="bilinear", align_corners=False)
+        out = x.new_empty(len(index), self.channels, self.resolution, self.resolution)
+        for h, hallucinator in enumerate(self.hallucinators):
+            mask = which == h
+            if mask.any():
+                out[mask] = hallucinator(x[mask])
+        return out
+
+    def begin_step(self, step: int) -> None:
+        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=generator(self.seed, step, 1))
+
+    def render(self, index: torch.Tensor) -> torch.Tensor:
+        return self._views(index, self.assignment.to(index.device)[index])
+
+    def _two_views(self, step: int, salt: int, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two hallucinator choices per basis, different from each other (the first given, or drawn)."""
+        g = generator(self.seed, step, salt)
+        h = len(self.hallucinators)
+        first = torch.randint(h, (len(self),), generator=g) if first is None else first.cpu()
+        second = (first + 1 + torch.randint(h - 1, (len(self),), generator=g)) % h
+        return first, second
+
+    def _features(self, x: torch.Tensor, step: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dsa is not None:
+            x = self.dsa(x, derive_seed(self.seed, step, salt))
+        feats = self.adversary.embed(x)
+        return feats, self.adversary.classifier(feats)
+
+    # ---- the adversary: an auxiliary term of the set, and its own update
+    def auxiliary_loss(self, images: torch.Tensor, step: int) -> torch.Tensor | None:
+        if self.adversary is None:
+            return None
+        index = torch.arange(len(self), device=images.device)
+        _, second = self._two_views(step, 2, first=self.assignment)
+        other = self._views(index, second.to(images.device))  # with a graph: its gradient goes to the set directly
+        self.adversary.requires_grad_(False)  # the set's step never changes the extractor
+        f, _ = self._features(torch.cat([images, other]), step, 3)
+        self.adversary.requires_grad_(True)
+        f0, f1 = f.chunk(2)
+        return self.weights["set"] * ((F.cosine_similarity(f0, f1, dim=1) + 1) / 2).mean()
+
+    def end_step(self, step: int) -> None:
+        if self.adversary is None:
+            return
+        index = torch.arange(len(self), device=self.bases.device)
+        first, second = self._two_views(step, 4)
+        with torch.no_grad():  # the extractor's step never changes the set
+            x = torch.cat([self._views(index, first.to(index.device)), self._views(index, second.to(index.device))])
+        labels = torch.cat([self.labels, self.labels])
+        f, logits = self._features(x, step, 5)
+        f0, f1 = F.normalize(f, dim=1).chunk(2)
+        loss = (F.cross_entropy(logits, labels) + self.weights["views"] * ((1 - (f0 * f1).sum(1)) / 2).mean()
+                + self.weights["contrast"] * supcon(torch.stack([f0, f1], 1), self.labels, self.weights["temperature"]))
+        self.adversary_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.adversary_opt.step()
+
+    def aux_state(self) -> dict:
+        if self.adversary is None:
+            return {}
+        return {"adversary": self.adversary.state_dict(), "adversary_opt": self.adversary_opt.state_dict()}
+
+    def load_aux_state(self, state: dict) -> None:
+        if self.adversary is not None and state:
+            self.adversary.load_state_dict(state["adversary"])
+            self.adversary_opt.load_state_dict(state["adversary_opt"])
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.adversary is not None:
+            self.adversary._apply(fn, *args, **kwargs)
+        return self
+
+    # ---- what the set is
+    def groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"bases": [self.bases], "hallucinators": list(self.hallucinators.parameters())}
+
+    def storage(self) -> dict:
+        bases = self.bases.numel()
+        halluc = sum(p.numel() for p in self.hallucinators.parameters())
+        return {"floats": bases + halluc + (self.lr is not None), "budget": self.budget,
+                "counted": f"{len(self)} bases {tuple(self.bases.shape[1:])} + {len(self.hallucinators)} hallucinators",
+                "bases": bases, "hallucinator_params": halluc,
+                "paper_accounting": f"ipc {self.budget_ipc} = {self.budget_ipc} bases per class of full images; "
+                                    f"the hallucinators' {halluc} floats on top (the paper counts bases only)",
+                "not_counted": "the adversary (training only)"}
+
+    @torch.no_grad()
+    def export_items(self, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Every basis through every hallucinator, `views` consecutive images per basis, class-major."""
+        h = len(self.hallucinators)
+        index = torch.arange(len(self), device=self.bases.device).repeat_interleave(h)
+        which = torch.arange(h, device=index.device).repeat(len(self))
+        images = torch.cat([self._views(i, w) for i, w in zip(index.split(chunk), which.split(chunk))])
+        return images, self.labels.repeat_interleave(h), {"views": h, "bases_per_class": self.ipc}
+
+
+def supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over [N, views, D] L2-normalized features:
+    every other view of a same-class item is a positive, self excluded ("all" anchors)."""
+    n, v, _ = features.shape
+    f = features.transpose(0, 1).reshape(n * v, -1)  # view-major
+    y = labels.repeat(v)
+    logits = f @ f.T / temperature
+    self_mask = torch.eye(n * v, dtype=torch.bool, device=f.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive = (y[:, None] == y[None, :]) & ~self_mask
+    return -(log_prob.masked_fill(~positive, 0).sum(1) / positive.sum(1).clamp(min=1)).mean()
+
+
+def _hallucinator_floats(c_in: int, c_out: int, resolution: int) -> int:
+    return c_in * c_out * 9 + c_out + 2 * c_out * (resolution - 2) ** 2 + c_out * c_out * 9 + c_out

@@ -1,0 +1,117 @@
+"""HaBa: bases x hallucinators, the storage budget, gradients, and the adversary kept apart from the set."""
+import pytest
+import torch
+
+from genprior.data import DatasetInfo, Split
+from genprior.errors import ConfigError
+from genprior.synsets.haba import Hallucinator, HabaSynset, supcon
+
+
+def split(channels=1, resolution=28, num_classes=3, per_class=12):
+    info = DatasetInfo("toy", channels, resolution, tuple(str(c) for c in range(num_classes)),
+                       (0.5,) * channels, (0.25,) * channels, True)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    images = torch.randn(len(labels), channels, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    return Split(images, labels, info, "train")
+
+
+@pytest.mark.parametrize("channels, resolution", [(1, 28), (3, 32), (3, 64)])
+def test_rendering_shapes_counts_and_the_exported_product(channels, resolution):
+    s = HabaSynset(split(channels, resolution), ipc=10, hallucinators=3, dsa="none")
+    s.begin_step(0)
+    images = s.render_all()
+    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.ipc
+    exported, labels, meta = s.export_items(chunk=7)
+    assert exported.shape == (len(s) * 3, channels, resolution, resolution) and meta["views"] == 3
+    assert labels.tolist() == s.labels.repeat_interleave(3).tolist()
+    # item b * 3 + h is basis b through hallucinator h
+    for b, h in [(0, 0), (4, 2), (len(s) - 1, 1)]:
+        torch.testing.assert_close(exported[b * 3 + h], s._views(torch.tensor([b]), torch.tensor([h]))[0])
+    assert sum(p.numel() for p in Hallucinator(3, 3, 32).parameters()) == 5568  # the official count at 32 px RGB
+
+
+@pytest.mark.parametrize("channels, resolution", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("ipc", [1, 10])
+def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
+    s = HabaSynset(split(channels, resolution, num_classes=10, per_class=12), ipc=ipc, dsa="none", adversary=False)
+    st = s.storage()
+    assert st["floats"] <= st["budget"] == ipc * 10 * channels * resolution ** 2
+    assert st["floats"] == s.bases.numel() + sum(p.numel() for p in s.hallucinators.parameters())
+    assert "paper" in st["paper_accounting"] and s.ipc >= 1
+
+
+def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd():
+    s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none", adversary=False)
+    s.begin_step(3)
+    weights = torch.randn(len(s), 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    loss_of = lambda x: ((x * weights).sum() ** 2) / 1e4 + (x ** 3 * weights).mean()  # noqa: E731
+    loss_of(s.render(torch.arange(len(s)))).backward()
+    plain = {n: p.grad.clone() for n, p in s.named_parameters()}
+    s.zero_grad()
+    images = s.render_all(chunk=5).requires_grad_(True)
+    loss_of(images).backward()
+    s.push_grad(images.grad, chunk=5)
+    for name, p in s.named_parameters():
+        torch.testing.assert_close(p.grad, plain[name], rtol=1e-4, atol=1e-6)
+    assert s.bases.grad.abs().sum() > 0 and all(p.grad.abs().sum() > 0 for p in s.hallucinators.parameters())
+
+
+def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself():
+    s = HabaSynset(split(), ipc=4, hallucinators=3)
+    before_adv = {k: v.clone() for k, v in s.adversary.state_dict().items()}
+    s.begin_step(0)
+    images = s.render_all().requires_grad_(True)
+    aux = s.auxiliary_loss(images, 0)
+    aux.backward()
+    assert all(p.grad is None for p in s.adversary.parameters())  # no gradient reaches the extractor
+    s.push_grad(images.grad)
+    assert s.bases.grad.abs().sum() > 0 and next(iter(s.hallucinators.parameters())).grad.abs().sum() > 0
+    before_set = {k: v.clone() for k, v in s.state_dict().items()}
+    s.end_step(0)
+    assert all(torch.equal(v, s.state_dict()[k]) for k, v in before_set.items())  # the set did not move
+    assert any(not torch.equal(v, s.adversary.state_dict()[k]) for k, v in before_adv.items())  # the extractor did
+    assert not any(k.startswith("adversary") for k in s.state_dict())  # and stays out of the set's state
+    assert "adversary" in s.aux_state() and "adversary_opt" in s.aux_state()
+
+
+def test_aux_state_round_trip():
+    a, b = HabaSynset(split(), ipc=4, hallucinators=2), HabaSynset(split(), ipc=4, hallucinators=2, seed=1)
+    a.begin_step(0)
+    a.end_step(0)
+    b.load_state_dict(a.state_dict())
+    b.load_aux_state(a.aux_state())
+    assert all(torch.equal(v, b.adversary.state_dict()[k]) for k, v in a.adversary.state_dict().items())
+    assert torch.equal(a.bases, b.bases)
+
+
+def test_supcon_by_hand():
+    f = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.0], [1.0, 0.1]], [[0.0, 1.0], [0.1, 1.0]]]), dim=2)
+    labels = torch.tensor([0, 1])
+    loss = supcon(f, labels, 1.0)
+    # anchor 0 (item 0 view 0): its only positive is item 0 view 1
+    flat = torch.cat([f[:, 0], f[:, 1]])
+    sims = flat @ flat.T
+    row = torch.tensor([sims[0, 1], sims[0, 2], sims[0, 3]])
+    expected_anchor0 = -(sims[0, 2] - torch.logsumexp(row, 0))
+    per_anchor = []
+    for i in range(4):
+        others = [j for j in range(4) if j != i]
+        lse = torch.logsumexp(sims[i, others], 0)
+        pos = [j for j in others if labels.repeat(2)[j] == labels.repeat(2)[i]]
+        per_anchor.append(-(sum(sims[i, j] - lse for j in pos) / len(pos)))
+    assert torch.isclose(per_anchor[0], expected_anchor0)
+    assert torch.isclose(loss, torch.stack(per_anchor).mean())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ipc=1, base_resolution=28), "not even one basis per class fits"),
+    (dict(ipc=2, bases_per_class=5), "5 bases per class do not fit"),
+    (dict(ipc=2, hallucinators=1), "hallucinators >= 2"),
+    (dict(ipc=2, base_resolution=40), "above the data's 28 px"),
+])
+def test_bad_input_is_one_line(kwargs, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        HabaSynset(split(num_classes=10), **kwargs)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="at least 3 px"):
+        Hallucinator(1, 1, 2)
