@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from generators.diffusion import DiffusionGenerator, PixelUNet, load_diffusion, save_diffusion
+from generators.diffusion import load_diffusion, save_diffusion
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import DatasetInfo, Split
 from genprior.errors import ConfigError
