@@ -1,12 +1,8 @@
 """End-to-end runs of genprior/run.py on real FashionMNIST with tiny budgets."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +11,9 @@ from PIL import Image
 from genprior import run
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
+from tests.runs import RUN_PY, kill_after_first_checkpoint, run_two_processes
 
 pytestmark = needs_fashion_mnist
-RUN_PY = str(Path(run.__file__))
 TINY = ["ipc=1", "iterations=2", "log_every=1", "objective.net_kwargs={width:16,depth:3}", "protocol=fast",
         "protocol.runs=1", "protocol.epochs=2", "eval.baselines=false"]
 TINY_MTT = ["objective.experts.num_experts=1", "objective.experts.epochs=2",
@@ -65,12 +61,6 @@ def test_distillation_moves_the_images_and_lowers_dm_loss(tmp_path):
     assert (load_set(out / "synset.safetensors").images - start).abs().max() > 0.1
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(tmp_path):
     args = ["pixel=dm", "ipc=2", "iterations=3", "objective.batch_real=32", "eval.enabled=false",
             "objective.net_kwargs={width:16,depth:3}"]
@@ -79,10 +69,7 @@ def test_two_processes_equal_one(tmp_path):
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={one}"], check=True, env=env, timeout=600,
                    capture_output=True)
     two = tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                        "--main_process_port", str(_free_port()), RUN_PY, *args, f"run_dir={two}"],
-                       env=env, timeout=600, capture_output=True, text=True)
+    r = run_two_processes(args, two)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(2 processes" in (two / "log.txt").read_text()
     a, b = load_set(one / "synset.safetensors").images, load_set(two / "synset.safetensors").images
@@ -98,15 +85,7 @@ def test_sigkill_after_a_checkpoint_resumes_to_the_same_result(tmp_path):
             "objective.net_kwargs={width:16,depth:3}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, RUN_PY, *args, f"run_dir={killed}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
-    assert 0 < at < 8, "the run finished before it could be killed; make it longer"
+    at = kill_after_first_checkpoint(args, killed, 8)
     with open(killed / "curve.jsonl", "a") as f:  # as if the killed process had logged a step past its checkpoint
         f.write(json.dumps({"step": at + 1, "loss": -1.0}) + "\n")
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={killed}"], check=True, env=env, timeout=600)

@@ -1,30 +1,18 @@
 """haba presets end to end on real FashionMNIST: two processes equal one, a killed run resumes, bad budgets."""
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import torch
 
 from genprior import run
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
+from tests.runs import ENV, RUN_PY, kill_after_first_checkpoint, run_two_processes
 
 pytestmark = needs_fashion_mnist
-RUN_PY = str(Path(run.__file__))
 TINY = ["haba=dm", "ipc=2", "objective.batch_real=16", "objective.net_kwargs={width:16,depth:3}",
         "synset.hallucinators=3", "eval.enabled=false"]
-ENV = dict(os.environ, OMP_NUM_THREADS="1")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_exported_set_is_the_product_and_the_protocol_judges_it(tmp_path):
@@ -43,10 +31,7 @@ def test_two_processes_equal_one(tmp_path):
     one = tmp_path / "one"
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={one}"], check=True, env=ENV, capture_output=True)
     two = tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                        "--main_process_port", str(_free_port()), RUN_PY, *args, f"run_dir={two}"],
-                       env=ENV, capture_output=True, text=True)
+    r = run_two_processes(args, two)
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (one, two))
     for k in a["synset"]:
@@ -59,15 +44,7 @@ def test_two_processes_equal_one(tmp_path):
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_set(tmp_path):
     args = [*TINY, "iterations=6", "checkpoint_every=2", "log_every=1"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, RUN_PY, *args, f"run_dir={killed}"], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
-    assert 0 < at < 6, "the run finished before it could be killed; make it longer"
+    kill_after_first_checkpoint(args, killed, 6)
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={killed}"], check=True, env=ENV, capture_output=True)
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={straight}"], check=True, env=ENV, capture_output=True)

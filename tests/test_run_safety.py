@@ -17,12 +17,11 @@ import torch
 
 from genprior import run
 from tests.conftest import needs_fashion_mnist
+from tests.runs import ENV, RUN_PY
 
 pytestmark = needs_fashion_mnist
-RUN_PY = str(Path(run.__file__))
 BASE = ["pixel=dm", "ipc=1", "iterations=2", "objective.batch_real=16", "objective.net_kwargs={width:16,depth:3}",
         "eval.enabled=false"]
-ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
 def checksums(directory: Path) -> dict:

@@ -35,3 +35,13 @@ class TwoWeights(nn.Module):
 
     def forward(self, x):
         return x.mean((1, 2, 3))[:, None] * self.w[None, :]
+
+
+def image_split(num_classes: int = 3, resolution: int = 28, channels: int = 1, per_class: int = 4,
+                seed: int = 0) -> Split:
+    """A "toy" Split of random images, `per_class` of each class, class-major."""
+    info = DatasetInfo("toy", channels, resolution, tuple(str(c) for c in range(num_classes)),
+                       (0.5,) * channels, (0.25,) * channels, True)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    images = torch.randn(len(labels), channels, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    return Split(images, labels, info, "train")

@@ -4,16 +4,13 @@ import torch
 
 from generators.diffusion import load_diffusion, save_diffusion
 from genprior.context import DatasetOptions, RunContext
-from genprior.data import DatasetInfo, Split
 from genprior.errors import ConfigError
 from genprior.synsets.diffusion import DiffusionSynset, minimax_model
+from tests.toys import image_split
 
 
 def split(num_classes=3, per_class=4, resolution=8):
-    info = DatasetInfo("toy", 1, resolution, tuple(str(c) for c in range(num_classes)), (0.5,), (0.25,), True)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    return Split(torch.randn(len(labels), 1, resolution, resolution, generator=torch.Generator().manual_seed(0)),
-                 labels, info, "train")
+    return image_split(num_classes, resolution, 1, per_class)
 
 
 @pytest.fixture(autouse=True)

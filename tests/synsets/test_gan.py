@@ -4,19 +4,15 @@ import torch
 from generators.base import frozen
 from generators.dcgan import DCGAN
 from generators.stylegan2 import StyleGAN2
-from genprior.data import DatasetInfo, Split
 from genprior.errors import ConfigError
 from genprior.synsets.gan import GanSynset
+from tests.toys import image_split
 
 TINY_SG2 = dict(z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16)
 
 
 def split(num_classes=3, resolution=28, channels=1, per_class=4):
-    info = DatasetInfo("toy", channels, resolution, tuple(str(c) for c in range(num_classes)),
-                       (0.5,) * channels, (0.25,) * channels, True)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    images = torch.randn(len(labels), channels, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    return Split(images, labels, info, "train")
+    return image_split(num_classes, resolution, channels, per_class)
 
 
 def stylegan2(num_classes=3, resolution=28, channels=1):

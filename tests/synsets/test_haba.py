@@ -2,17 +2,13 @@
 import pytest
 import torch
 
-from genprior.data import DatasetInfo, Split
 from genprior.errors import ConfigError
 from genprior.synsets.haba import Hallucinator, HabaSynset, supcon
+from tests.toys import image_split
 
 
 def split(channels=1, resolution=28, num_classes=3, per_class=12):
-    info = DatasetInfo("toy", channels, resolution, tuple(str(c) for c in range(num_classes)),
-                       (0.5,) * channels, (0.25,) * channels, True)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    images = torch.randn(len(labels), channels, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    return Split(images, labels, info, "train")
+    return image_split(num_classes, resolution, channels, per_class)
 
 
 @pytest.mark.parametrize("channels, resolution", [(1, 28), (3, 32), (3, 64)])
