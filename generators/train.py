@@ -47,7 +47,7 @@ from generators.io import GENERATORS, build_generator, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
 from genprior.data import Split, load_split, to_unit
-from genprior.errors import ConfigError
+from genprior.errors import ConfigError, message
 from genprior.host import check_device, retain_freed_memory
 from genprior.progress import progress as progress_bar
 from genprior.rng import derive_seed, generator
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         train(spec, run["out"], run["ckpt"], device=check_device(run["device"] or ("cuda" if torch.cuda.is_available() else "cpu")),
               data_root=run["data_root"], command=shlex.join(["python", "-m", "generators.train", *argv]), **ints)
     except ConfigError as e:
-        print(f"generators.train: error: {e}", file=sys.stderr)
+        print(f"generators.train: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
         return 2
     return 0
 

@@ -24,6 +24,7 @@ class DatasetOptions:
     root: str | None = option()
     resolution: int | None = option(min=1)
     space: str = option(choices=tuple(s for s in SPACES if s != "unit"))  # a split is normalized, or ZCA on top
+    download: bool = option(False)  # fetch it with torchvision where none is found (CIFAR, SVHN, MNIST)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from genprior.augment import ZCA
-from genprior.errors import ConfigError
+from genprior.errors import ConfigError, DataNotFound
 
 IMAGENETTE_WNIDS = (  # fixed class lists of fast.ai's ImageNet subsets, in their canonical order
     "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
@@ -272,11 +272,6 @@ def _find(dirs: list[Path], names: list[str]) -> Path | None:
     return None
 
 
-def _not_found(info: DatasetInfo, looked: list[Path], how: str) -> ConfigError:
-    where = ", ".join(str(p) for p in dict.fromkeys(looked))
-    return ConfigError(f"{info.name} not found (looked in {where}); {how}")
-
-
 def _torchvision_download(cls_name: str, root: Path, **kwargs) -> None:
     import torchvision.datasets as tvd
 
@@ -320,8 +315,8 @@ def _read_mnist_like(info, split, root, resolution, download, tv_name: str, debi
         _torchvision_download(tv_name, dl_root, train=(split == "train"))
         found = _find([dl_root / tv_name / "raw"], names)
     if found is None:
-        how = ("install the Debian package dataset-fashion-mnist, " if debian else "")
-        raise _not_found(info, dirs, how + "pass root=DIR holding the IDX files, or download=True (torchvision)")
+        raise DataNotFound(info.name, dirs, "the IDX files",
+                           also="install the Debian package dataset-fashion-mnist, " if debian else "")
     images = read_idx(_idx_path(found, names[0]))
     labels = read_idx(_idx_path(found, names[1]))
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
@@ -368,7 +363,7 @@ def _read_cifar(info, split, root, resolution, download, folder, train_files, te
         _torchvision_download(tv_name, dl_root, train=(split == "train"))
         found = _find([dl_root / folder], files)
     if found is None:
-        raise _not_found(info, dirs, f"pass root=DIR holding {folder}/, or download=True (torchvision)")
+        raise DataNotFound(info.name, dirs, f"{folder}/")
     batches = [_load_batch(found / f) for f in files]
     data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
     labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
@@ -398,7 +393,7 @@ def _read_svhn(info, split, root, resolution, download):
         _torchvision_download("SVHN", dl_root, split=split)
         found = _find([dl_root], [name])
     if found is None:
-        raise _not_found(info, dirs, f"pass root=DIR holding {name}, or download=True (torchvision)")
+        raise DataNotFound(info.name, dirs, name)
     mat = loadmat(found / name)
     x = np.transpose(mat["X"], (3, 2, 0, 1))  # stored [H, W, C, N]
     y = mat["y"].reshape(-1).astype(np.int64) % 10  # SVHN labels the digit 0 as 10
@@ -419,8 +414,8 @@ def _read_image_folder(info, split, root, resolution, download, wnids, folders):
     dirs = [d / sub for d in _candidates(root, "", *folders)]
     found = _find(dirs, list(wnids))
     if found is None:
-        raise _not_found(info, dirs, f"download the fast.ai {info.name} archive and pass root=DIR "
-                                     f"holding {sub}/<wnid>/ folders (no automatic download)")
+        raise DataNotFound(info.name, dirs, f"{sub}/<wnid>/ folders", downloadable=False,
+                           also=f"download the fast.ai {info.name} archive and ")
     items = [(p, c) for c, w in enumerate(wnids) for p in sorted((found / w).iterdir())
              if p.suffix.lower() in IMAGE_SUFFIXES]
     images = torch.empty(len(items), 3, resolution, resolution, dtype=torch.uint8)

@@ -7,6 +7,30 @@ class ConfigError(ValueError):
     """Bad user input (unknown choice, missing file, impossible size). CLIs print it and exit 2."""
 
 
+class DataNotFound(ConfigError):
+    """A data set found nowhere. Its message names the Python arguments (root=, download=True);
+    a command line words it with `hint`, naming the keys or flags that command accepts."""
+
+    def __init__(self, dataset: str, looked: list, holding: str, downloadable: bool = True, also: str = ""):
+        self.dataset, self.holding, self.downloadable, self.also = dataset, holding, downloadable, also
+        self.where = ", ".join(str(p) for p in dict.fromkeys(looked))
+        super().__init__(self.hint("root=DIR", "download=True"))
+
+    def hint(self, root: str, download: str | None = None) -> str:
+        """The message with `root` (e.g. "dataset.root=DIR") and `download` (None: the command has none)."""
+        ways = [f"pass {root} holding {self.holding}"]
+        if self.downloadable and download:
+            ways.append(f"{download} (torchvision)")
+        elif not self.downloadable:
+            ways[0] += " (no automatic download)"
+        return f"{self.dataset} not found (looked in {self.where}); {self.also}{', or '.join(ways)}"
+
+
+def message(e: ConfigError, root: str, download: str | None = None) -> str:
+    """One line for a command line's error: a missing data set names that command's own keys."""
+    return e.hint(root, download) if isinstance(e, DataNotFound) else str(e)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line and exit 2, like every other bad input."""
 

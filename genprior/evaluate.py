@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
-from genprior.errors import ArgumentParser, ConfigError
+from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_set(saved, protocol, a.device, a.data_root, not a.no_baselines, files[0])
             out = Path(a.out) if a.out else Path(files[0]).with_name("metrics.json")
     except ConfigError as e:
-        print(f"genprior-evaluate: error: {e}", file=sys.stderr)
+        print(f"genprior-evaluate: error: {message(e, '--data-root DIR')}", file=sys.stderr)
         return 2
     text = json.dumps(metrics, indent=2)
     if out is None:

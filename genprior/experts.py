@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from genprior import artifacts, options
 from genprior.augment import DSA
 from genprior.data import DATASETS, Split, cache_dir, load_split
-from genprior.errors import ConfigError
+from genprior.errors import ConfigError, message
 from genprior.files import save_safetensors
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import net_digest
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(directory) if directory else spec.default_dir(cache_dir())
         ensure_experts(spec, real, directory, device=device)
     except ConfigError as e:
-        print(f"genprior.experts: error: {e}", file=sys.stderr)
+        print(f"genprior.experts: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
         return 2
     print(f"{spec.num_experts} experts in {directory}")
     return 0

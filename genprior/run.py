@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
-from genprior.errors import ConfigError
+from genprior.errors import ConfigError, message
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
@@ -284,7 +284,7 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
 
         t_setup = time.time()
         d = plan.dataset
-        real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
+        real = load_split(d.name, "train", d.root, d.resolution, download=d.download, space=d.space)
         check_ipc(cfg.ipc, real)
         device = accelerator.device
         ctx = RunContext(real, cfg.ipc, cfg.seed, d, rank, world, device, cache_dir(), accelerator.wait_for_everyone)
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"accelerate: {str(e).strip().splitlines()[0]}") from None
         distill(cfg, plan, accelerator)
     except ConfigError as e:
-        print(f"genprior.run: error: {e}", file=sys.stderr)
+        print(f"genprior.run: error: {message(e, 'dataset.root=DIR', 'dataset.download=true')}", file=sys.stderr)
         return 2
     except Diverged as e:
         print(f"genprior.run: diverged: {e}", file=sys.stderr)

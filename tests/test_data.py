@@ -162,3 +162,34 @@ def test_every_dataset_has_consistent_metadata():
     for info in DATASETS.values():
         assert len(info.mean) == len(info.std) == info.channels
         assert info.num_classes in (10, 100)
+
+
+def fake_cifar10(root, per_class=5):
+    rng = np.random.default_rng(1)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(10 * per_class // 5 if name != "test_batch" else 20, 3072), dtype=np.uint8)
+        labels = [i % 10 for i in range(len(data))]
+        pickle.dump({b"data": data, b"labels": labels}, open(folder / name, "wb"))
+
+
+@pytest.mark.parametrize("command, hint", [
+    (lambda root: __import__("genprior.run").run.main(["pixel=dm", "dataset=cifar10", f"dataset.root={root}",
+                                                       "ipc=1", "iterations=1", "eval.enabled=false",
+                                                       f"run_dir={root}/run"]),
+     ["dataset.root=DIR", "dataset.download=true"]),
+    (lambda root: __import__("genprior.evaluate").evaluate.main(["--random-real", "dataset=cifar10", "--data-root",
+                                                                 str(root)]),
+     ["--data-root DIR"]),
+    (lambda root: __import__("genprior.experts").experts.main(["dataset=cifar10", f"data_root={root}"]),
+     ["data_root=DIR"]),
+])
+def test_a_missing_data_set_names_the_keys_of_the_command_that_failed(command, hint, tmp_path, capsys):
+    assert command(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cifar10 not found" in err and all(h in err for h in hint), err
+    assert "download=True" not in err and " root=DIR" not in err  # the Python API's names, not this command's
+    if "dataset.root=DIR" in hint:  # and following the hint works
+        fake_cifar10(tmp_path)
+        assert command(tmp_path) == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from genprior.errors import ArgumentParser, ConfigError
+from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.metrics import MIN_FID, image_metrics, summary_lines
 from genprior.metrics.targets import load_target
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{PROG}: error: {t}: {overall['fid_unavailable']} (use --min-fid to lower it)", file=sys.stderr)
                 status = 2
     except ConfigError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {message(e, '--data-root DIR')}", file=sys.stderr)
         return 2
     return status
 
