@@ -6,19 +6,33 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from generators.diffusion import load_diffusion
 from generators.io import load_generator
 from genprior.data import load_split, to_unit
 from tests.conftest import needs_fashion_mnist
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "generators"
-SHIPPED = sorted(p.with_suffix("") for p in ASSETS.glob("*.json"))
+GANS = sorted(p.with_suffix("") for p in ASSETS.glob("*.json"))  # <stem>.safetensors + <stem>.json
+DIFFUSION = sorted(p for p in ASSETS.iterdir() if (p / "model_index.json").is_file())  # diffusers folders
+SHIPPED = GANS + DIFFUSION
+
+
+def load(stem: Path):
+    """A shipped generator as the presets sample it (diffusion: 10 DDIM steps, no guidance)."""
+    return load_diffusion(stem, steps=10) if stem in DIFFUSION else load_generator(stem)
 
 
 def test_assets_are_complete():
-    for stem in SHIPPED:
+    assert GANS and DIFFUSION
+    for stem in GANS:
         assert stem.with_suffix(".safetensors").is_file(), stem
         info = json.loads(stem.with_suffix(".json").read_text())["info"]
         assert info["command"] and info["steps"] > 0 and info["wall_seconds"] > 0, stem
+    for folder in DIFFUSION:
+        assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file(), folder
+        info = json.loads((folder / "genprior.json").read_text())["info"]
+        assert info["command"] and info["steps"] > 0 and info["wall_seconds"] > 0 and info["fid"]["fid"], folder
+        assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 20 * 2**20  # small enough for git
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +54,7 @@ def fashion_classifier():
 @needs_fashion_mnist
 @pytest.mark.parametrize("stem", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_generator_makes_its_classes(stem, fashion_classifier):
-    g = load_generator(stem)
+    g = load(stem)
     if not stem.name.startswith("fashion_mnist"):
         pytest.skip("class check written for FashionMNIST generators")
     labels = torch.arange(10).repeat_interleave(20)
@@ -62,7 +76,7 @@ def within_class_spread(x: torch.Tensor) -> float:
 def test_shipped_generator_varies_within_a_class(stem):
     """A generator that renders one image per class passes the class check but gives GLaD ten
     copies of one image at IPC 10: its samples must spread at least half as far as real ones."""
-    g = load_generator(stem)
+    g = load(stem)
     if not stem.name.startswith("fashion_mnist"):
         pytest.skip("written for FashionMNIST generators")
     s = load_split("fashion_mnist", "train")
