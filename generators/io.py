@@ -26,11 +26,11 @@ from generators.foreign import load_gan_face_generate, load_nvlabs_pickle
 from generators.stylegan2 import StyleGAN2
 from genprior.errors import ConfigError
 from genprior.files import save_safetensors
+from genprior.shipped import shipped
 
 FORMAT = "genprior.generator/1"
 GENERATORS = {"stylegan2": StyleGAN2, "dcgan": DCGAN}
 FOREIGN = {"gan_face_generate": load_gan_face_generate}
-REPOSITORY = Path(__file__).resolve().parent.parent  # the shipped generators live in its assets/
 
 
 def build_generator(arch: str, **kwargs) -> Generator:
@@ -108,22 +108,11 @@ def open_generator(path: str, code_dir: str | None = None, allow_pickle: bool = 
     """The GAN a config names, on CPU: a stem of our own format, a FOREIGN name, or an
     NVlabs network pickle (.pkl: needs code_dir, and allow_pickle=True because it runs code).
 
-    A relative stem resolves against the working directory, else the repository (`shipped`),
-    so the shipped assets/generators work from anywhere."""
+    A relative stem resolves against the working directory, else the shipped generators
+    (genprior/shipped.py), so assets/generators/... works from anywhere."""
     if str(path).endswith(".pkl"):
         if not code_dir:
             raise ConfigError(f"{path} is an NVlabs network pickle: give synset.code_dir=<checkout of the "
                               "repository that wrote it> (and synset.allow_pickle=true if you trust the file)")
         return load_nvlabs_pickle(path, code_dir, allow_pickle)
     return load_generator(shipped(path))
-
-
-def shipped(path: str | Path) -> Path:
-    """`path` as given if it exists from here (or is absolute), else the repository's file of that
-    name if there is one (assets/generators/...), else as given (a hub id, or a missing file that
-    the loader names)."""
-    p = Path(path)
-    if p.is_absolute() or p.exists() or Path(f"{p}.json").exists():
-        return p
-    repo = REPOSITORY / p
-    return repo if repo.exists() or Path(f"{repo}.json").exists() else p

@@ -35,9 +35,9 @@ from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
 from genprior.progress import progress
 from genprior.setfile import SavedSet, check_against, load_set
+from genprior.shipped import CONFIG_DIR
 from genprior.training import compiled_forward, train_epoch
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml")))
 
 
@@ -332,7 +332,7 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
     return result
 
 
-BASELINES = ("random_real", "full_data")
+BASELINES = ("random_real", "full_data", "no_augmentation")  # the last two for DD-Ranking's LRS and ARS
 
 
 def baseline_names(spec) -> tuple[str, ...]:
@@ -374,8 +374,22 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
         metrics["full_data"] = {m: full_data(saved.dataset, m, protocol, saved.space, device, root, res)
                                 for m in protocol.models}
         metrics["wall_s"]["full_data"] = round(time.time() - t0, 1)
+    if "no_augmentation" in baselines:  # DD-Ranking's ARS: set and random subsets trained without augmentation
+        t0 = time.time()
+        plain = OmegaConf.merge(protocol, {"dsa": "none"})
+        same = protocol.dsa == "none"  # nothing to switch off: the rows above are these
+        metrics["no_augmentation"] = {
+            "synthetic": metrics["synthetic"] if same else evaluate_images(
+                saved.images, saved.labels, saved.dataset, plain, saved.space, saved.lr, device, root,
+                label="set, no aug", views=views),
+            "random_real": metrics["random_real"] if same and "random_real" in metrics else random_real(
+                saved.dataset, ipc, plain, saved.space, device, root, res)}
+        metrics["wall_s"]["no_augmentation"] = round(time.time() - t0, 1)
     if "random_real" in baselines:
+        from genprior.ddranking import scores
+
         metrics["summary"] = summarize(metrics)
+        metrics["dd_ranking"] = scores(metrics)
     metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
     return metrics
 

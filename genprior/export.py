@@ -5,20 +5,25 @@ import re
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 
-def save_grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | Path,
-              max_per_class: int = 20) -> Path:
-    """One row per class, up to `max_per_class` images each; empty cells stay black."""
+def grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, max_per_class: int = 20) -> torch.Tensor:
+    """One row per class, up to `max_per_class` images each, as one (C, H, W) image in [0, 1];
+    empty cells stay black."""
     per_class = [unit_images[labels == c][:max_per_class] for c in range(num_classes)]
     cols = max(1, max(len(x) for x in per_class))
     cells = torch.zeros(num_classes * cols, *unit_images.shape[1:])
     for c, x in enumerate(per_class):
         cells[c * cols:c * cols + len(x)] = x.cpu()
+    return make_grid(cells, nrow=cols, padding=2, pad_value=1.0)
+
+
+def save_grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | Path,
+              max_per_class: int = 20) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(cells, path, nrow=cols, padding=2, pad_value=1.0)
+    save_image(grid(unit_images, labels, num_classes, max_per_class), path)
     return path
 
 

@@ -71,6 +71,13 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     return path
 
 
+def summary_table(run_dirs: list[str | Path]) -> str:
+    """The runs and accuracy tables of a report, as Markdown text (a sweep's summary, genprior/run.py)."""
+    runs = [load_run(p) for p in run_dirs]
+    _unique_names(runs)
+    return _runs_table(runs) + "\n\n" + _accuracy_section(runs)
+
+
 def _unique_names(runs: list[Run]) -> None:
     """Runs named alike (seed0 in two data sets) get their parent folder prefixed."""
     for r in runs:
@@ -136,7 +143,18 @@ def _accuracy_section(runs: list[Run]) -> str:
         lines += ["", "Gain over random real (points) and share of the random-to-full gap closed:", ""]
         lines += [f"- {name}, {m}: {s['gain_over_random']:+.2f}, gap closed {_percent(s['gap_closed'])}"
                   for name, m, s in gains]
+    ranked = [(r.name, m, s) for r in with_acc for m, s in r.metrics.get("dd_ranking", {}).items()]
+    if ranked:
+        lines += ["", "DD-Ranking scores (genprior/ddranking.py: on fractions, mean ± std over runs; "
+                      "LRS and ARS lie in [0, 1], higher is better):", "",
+                  "| run | model | HLR | IOR | LRS | ARS |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {m} | " + " | ".join(_score(s.get(k)) for k in ("hlr", "ior", "lrs", "ars")) + " |"
+                  for name, m, s in ranked]
     return "\n".join(lines)
+
+
+def _score(s: dict | None) -> str:
+    return "" if not s else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
 def _image_section(runs: list[Run]) -> str:

@@ -3,6 +3,7 @@
     python genprior/run.py pixel=dm ipc=10
     accelerate launch genprior/run.py pixel=mtt ipc=1
     OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 genprior/run.py pixel=dc ipc=1
+    python genprior/run.py -m pixel=dc,dm ipc=1,10      # a sweep: every combination, one after the other
 
 The loop, per step:  render (no grad) -> objective loss on a leaf copy of the images ->
 dL/dimages -> synset.push_grad (chunked re-render, docs/design.md) -> sum the
@@ -19,8 +20,15 @@ Hydra's compose API builds the config (config groups, presets, overrides) rather
 be one line with exit code 2. Every key is checked (`check`) before anything is
 written: the top-level keys here, each component's own keys by its `Options`.
 
-Exit codes: 0 done; 1 diverged; 2 bad input (one line, nothing written); 130 stopped by
-SIGINT (Ctrl-C) and 143 by SIGTERM, both after saving every finished step.
+A sweep (-m / --multirun, Hydra's `a=x,y` syntax) composes and checks every job before the
+first starts, runs them one after the other in this process, each in its own run directory,
+and ends with one summary table (genprior/report.py); a job that fails is reported there and
+the others still run. Hydra's own keys (hydra.run.dir, ...) are refused: genprior never
+changes directory, and `run_dir=` says where a run writes.
+
+Exit codes: 0 done; 1 diverged (a sweep: some job failed); 2 bad input (one line, nothing
+written); 130 stopped by SIGINT (Ctrl-C) and 143 by SIGTERM, both after saving every
+finished step.
 """
 from __future__ import annotations
 
@@ -42,8 +50,8 @@ from genprior.errors import ConfigError, message
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
+from genprior.shipped import CONFIG_DIR
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; fp16 and fp8 need a GPU
 SECTIONS = ("dataset", "synset", "objective", "protocol", "eval")  # config groups and nested sections
 
@@ -69,6 +77,7 @@ class RunOptions:
     threads: int | None = option(min=1)
     name: str | None = option()
     run_dir: str | None = option()
+    log_with: str | list[str] | None = option()
 
 
 @dataclass
@@ -107,6 +116,7 @@ def compose(overrides: list[str]) -> DictConfig:
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
+    _refuse_hydra_keys(overrides)
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         try:
             cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
@@ -124,6 +134,35 @@ def compose(overrides: list[str]) -> DictConfig:
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def _refuse_hydra_keys(overrides: list[str]) -> None:
+    """hydra.run.dir and friends configure @hydra.main's working directory and logging, which
+    this runner does not use (module docstring): accepting them would put outputs elsewhere."""
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ConfigError(f"{o}: Hydra's own keys are not used by genprior.run (it never changes directory); "
+                              f"pass run_dir=DIR for where a run writes (in a sweep e.g. run_dir=runs/sweep/ipc${{ipc}})")
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """Hydra's sweep syntax (`pixel=dc,dm ipc=1,10`, `range(1,4)`, `choice(...)`) as the list of
+    jobs, the last key varying fastest, as Hydra's basic sweeper orders them."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    _refuse_hydra_keys(overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"bad override: {str(e).strip().splitlines()[0]}") from None
+    # a plain override passes through as typed (interpolations such as run_dir=runs/${ipc} intact)
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+            else [o.input_line] for o in parsed]
+    return [list(job) for job in itertools.product(*axes)]
 
 
 def _groups() -> list[str]:
@@ -150,6 +189,10 @@ def check(cfg: DictConfig) -> Plan:
     run = spec_from(RunOptions, {k: v for k, v in c.items() if k not in SECTIONS}, also_valid=SECTIONS,
                     strings=False)
     _check_precision(run.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION") or "no")
+    if run.log_with:
+        from genprior.trackers import names
+
+        names(run.log_with)
     dataset = spec_from(DatasetOptions, c["dataset"], "dataset", strings=False)
     dataset_info(dataset.name)
     evaluation = spec_from(EvalOptions, c["eval"], "eval", strings=False)
@@ -242,7 +285,7 @@ def build(plan: Plan, ctx: RunContext):
 
 
 @contextmanager
-def claimed_run_dir(cfg: DictConfig, accelerator):
+def claimed_run_dir(cfg: DictConfig, state):
     """Rank 0 decides the run directory and holds it for the whole run (genprior/rundir.py);
     every rank gets its path, or the one-line reason it was refused.
 
@@ -251,7 +294,7 @@ def claimed_run_dir(cfg: DictConfig, accelerator):
     from accelerate.utils import broadcast_object_list
 
     claim, outcome = None, [None, None]
-    if accelerator.is_main_process:
+    if state.is_main_process:
         path = str(cfg.run_dir or default_run_dir(cfg))
         try:
             claim = RunDirectory.claim(path, OmegaConf.to_container(cfg, resolve=True))
@@ -272,13 +315,43 @@ def claimed_run_dir(cfg: DictConfig, accelerator):
             claim.release()
 
 
-def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
-    from genprior.progress import progress
+def make_accelerator(cfg: DictConfig, run_dir: Path | None = None):
+    """This process's Accelerator: precision, and the trackers (genprior/trackers.py) writing under run_dir."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")) if run_dir else None
+    try:
+        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=_cpu_ranks(), log_with=cfg.log_with or None,
+                           project_config=project)
+    except ValueError as e:  # e.g. fp8 without its backend: Accelerate's reason, on one line
+        raise ConfigError(f"accelerate: {str(e).strip().splitlines()[0]}") from None
+
+
+@contextmanager
+def _ending_trackers(accelerator):
+    """The accelerator, whose trackers are flushed and closed however the run ends."""
+    try:
+        yield accelerator
+    finally:
+        accelerator.end_training()
+
+
+def _cpu_ranks() -> bool:
+    # Accelerate picks gloo (MULTI_CPU) for several ranks only when told cpu=True;
+    # without it, ranks launched on a GPU-less machine would each run alone.
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def distill(cfg: DictConfig, plan: Plan) -> Path:
+    from accelerate import PartialState
 
     from genprior.data import cache_dir
+    from genprior.progress import progress
 
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    with claimed_run_dir(cfg, accelerator) as (run_dir, claim):
+    state = PartialState(cpu=_cpu_ranks())  # ranks meet before the run directory is chosen
+    rank, world, main = state.process_index, state.num_processes, state.is_main_process
+    with claimed_run_dir(cfg, state) as (run_dir, claim), _ending_trackers(make_accelerator(cfg, run_dir)) as accelerator:
         ckpt_path = run_dir / "checkpoint.pt"
         state = check_checkpoint(ckpt_path, cfg)
 
@@ -300,13 +373,18 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
             start = state["step"]
         if main:
             claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
-        log = _Log(run_dir, main)
+        log = _Log(run_dir, main, accelerator if cfg.log_with else None)
+        if cfg.log_with:
+            from genprior.trackers import start as start_trackers
+
+            start_trackers(accelerator, OmegaConf.to_container(cfg, resolve=True), run_dir)
         log.drop_curve_after(start)  # steps past the checkpoint were lost with the process; they are redone
         log(f"{'resuming at' if start else 'starting'} step {start}/{cfg.iterations} in {run_dir} "
             f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}"
             f"{f', {torch.get_num_threads()} threads' if device.type == 'cpu' else ''}); "
             f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
             + "".join(f"; {note}" for note in (synset.setup, objective.setup) if note))
+        log.track({f"storage/{k}": v for k, v in synset.storage().items() if isinstance(v, (int, float))}, start)
 
         # This rank's share of each step's work. What every rank needs whole (DC's network
         # following the set between steps) each rank computes alike from identical inputs.
@@ -343,7 +421,7 @@ def distill(cfg: DictConfig, plan: Plan, accelerator) -> Path:
                         save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
                     last_saved = step + 1
                 if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
-                    point = _curve_point(cfg, synset, device)
+                    point = _curve_point(cfg, synset, device, log, step + 1)
                     log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **point})
         except (KeyboardInterrupt, Terminated) as stop:  # keep every finished step
             if main and completed > last_saved:
@@ -398,24 +476,31 @@ def _sum_over_ranks(loss: torch.Tensor, params: list[torch.nn.Parameter], world:
     return flat[0].item(), bool(torch.isfinite(flat).all())
 
 
-def _curve_point(cfg, synset, device) -> dict:
+def _curve_point(cfg, synset, device, log, step: int) -> dict:
     from genprior.evaluate import evaluate_images, load_protocol
+    from genprior.export import grid
 
     protocol = load_protocol(cfg.eval.curve_protocol)  # a named protocol beside the final one
     with torch.no_grad():
         images = synset.render_all(cfg.chunk).cpu()
     lr = None if synset.lr is None else synset.lr.item()
-    acc = evaluate_images(images, synset.labels.cpu(), cfg.dataset.name, protocol, cfg.dataset.space, lr,
+    labels = synset.labels.cpu()
+    acc = evaluate_images(images, labels, cfg.dataset.name, protocol, cfg.dataset.space, lr,
                           str(device), cfg.dataset.root)
+    if log.trackers:
+        d = cfg.dataset
+        log.image(grid(to_unit(images, d.name, d.space, d.root), labels, dataset_info(d.name).num_classes), step)
     return {model: s["mean"] for model, s in acc.items()}
 
 
 def export(cfg, synset, run_dir: Path, log) -> None:
-    """The set (safetensors, and the latents for latent synsets), PNGs, grid.png, metrics.json."""
+    """The set (safetensors, and the latents for latent synsets), PNGs, grid.png, the set as DD-Ranking
+    reads one (dd_ranking/), metrics.json."""
+    from genprior import ddranking
     from genprior.data import dataset_info
     from genprior.evaluate import evaluate_set
     from genprior.files import save_safetensors
-    from genprior.export import save_grid, save_image_folder
+    from genprior.export import grid, save_grid, save_image_folder
     from genprior.setfile import load_set, save_set
 
     images, labels, item_meta = synset.export_items(cfg.chunk)
@@ -432,7 +517,10 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     unit = to_unit(images, d.name, d.space, d.root)
     save_image_folder(unit, labels, info.class_names, run_dir / "images")
     save_grid(unit, labels, info.num_classes, run_dir / "grid.png")
-    log(f"wrote {set_path}, {run_dir / 'grid.png'}, {run_dir / 'images'}/")
+    ddranking.export(images, labels, cfg.protocol.lr if lr is None else lr, run_dir / "dd_ranking")
+    log(f"wrote {set_path}, {run_dir / 'grid.png'}, {run_dir / 'images'}/, {run_dir / 'dd_ranking'}/")
+    if log.trackers:
+        log.image(grid(unit, labels, info.num_classes), cfg.iterations)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics = {}
     if cfg.eval.enabled:
@@ -446,6 +534,9 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         for name in ("random_real", "full_data"):
             if name in metrics:
                 log(f"  {name.replace('_', ' ')}: {acc(metrics[name])}")
+        for model, s in metrics.get("dd_ranking", {}).items():
+            log(f"  DD-Ranking {model}: " + ", ".join(f"{k.upper()} {v['mean']:.3f} +- {v['std']:.3f}"
+                                                     for k, v in s.items()))
     if cfg.eval.images.enabled:
         from genprior.metrics import image_metrics, summary_lines
 
@@ -458,13 +549,27 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         metrics["storage"] = synset.storage()
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         log(f"wrote {run_dir / 'metrics.json'}")
+        log.track(_final_scalars(metrics), cfg.iterations)
+
+
+def _final_scalars(metrics: dict) -> dict:
+    """metrics.json's headline numbers as flat tracker scalars."""
+    out = {f"accuracy/{model}": s["mean"] for model, s in metrics.get("synthetic", {}).items()}
+    for row in ("random_real", "full_data"):
+        out.update({f"{row}/{model}": s["mean"] for model, s in metrics.get(row, {}).items()})
+    for model, s in metrics.get("dd_ranking", {}).items():
+        out.update({f"dd_ranking/{k}/{model}": v["mean"] for k, v in s.items()})
+    for space, m in metrics.get("images", {}).get("spaces", {}).items():
+        out.update({f"images/{space}/{k}": v for k, v in m.items() if isinstance(v, (int, float))})
+    return out
 
 
 class _Log:
-    """log.txt (human) and curve.jsonl (machine) in the run directory, written by rank 0 only."""
+    """log.txt (human), curve.jsonl (machine) and the trackers (genprior/trackers.py) of a run,
+    written by rank 0 only: every curve point goes to all of them."""
 
-    def __init__(self, run_dir: Path, main: bool):
-        self.run_dir, self.main = run_dir, main
+    def __init__(self, run_dir: Path, main: bool, trackers=None):
+        self.run_dir, self.main, self.trackers = run_dir, main, trackers  # trackers: an Accelerator or None
 
     def __call__(self, line: str, curve: dict | None = None, echo: bool = True) -> None:
         if not self.main:
@@ -478,6 +583,18 @@ class _Log:
         if curve is not None:
             with open(self.run_dir / "curve.jsonl", "a") as f:
                 f.write(json.dumps(curve) + "\n")
+            self.track({k if k == "loss" else f"curve/{k}": v for k, v in curve.items() if k != "step"},
+                       curve["step"])
+
+    def track(self, values: dict, step: int) -> None:
+        if self.trackers is not None and self.main and values:
+            self.trackers.log(values, step=step)
+
+    def image(self, image: torch.Tensor, step: int) -> None:
+        if self.trackers is not None and self.main:
+            from genprior.trackers import log_image
+
+            log_image(self.trackers, "grid", image, step)
 
     def drop_curve_after(self, step: int) -> None:
         """Keep the curve up to `step` (all of it gone on a fresh start, step 0)."""
@@ -497,23 +614,18 @@ def main(argv: list[str] | None = None) -> int:
         groups = {p.name: sorted(q.stem for q in p.glob("*.yaml")) for p in sorted(CONFIG_DIR.iterdir()) if p.is_dir()}
         print("config groups:", "; ".join(f"{g}={'|'.join(o)}" for g, o in groups.items()))
         return 0
-    from accelerate import Accelerator
-
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
     retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
     previous = signal.signal(signal.SIGTERM, _terminate)  # schedulers, docker stop and kill send it
     end_with_launcher()  # and `kill <accelerate launch>`, which the launcher itself does not pass on
     try:
-        cfg = compose(argv)
+        if multirun:
+            return sweep(sweep_jobs(overrides))
+        cfg = compose(overrides)
         plan = check(cfg)
         cpu_threads(cfg.threads)  # accelerate launch would leave a CPU run on one thread
-        # Accelerate picks gloo (MULTI_CPU) for several ranks only when told cpu=True;
-        # without it, ranks launched on a GPU-less machine would each run alone.
-        cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-        try:
-            accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu_ranks or None)
-        except ValueError as e:  # e.g. fp8 without its backend: Accelerate's reason, on one line
-            raise ConfigError(f"accelerate: {str(e).strip().splitlines()[0]}") from None
-        distill(cfg, plan, accelerator)
+        distill(cfg, plan)
     except ConfigError as e:
         print(f"genprior.run: error: {message(e, 'dataset.root=DIR', 'dataset.download=true')}", file=sys.stderr)
         return 2
@@ -529,6 +641,59 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def sweep(jobs: list[list[str]]) -> int:
+    """Every job of a sweep, one after the other; then one summary. Bad input in any job stops
+    the sweep before the first starts (ConfigError); a job failing while it runs is reported
+    and the others go on. Rerunning the sweep resumes or skips what finished (each run directory)."""
+    from genprior.report import summary_table
+
+    configs = []
+    for i, job in enumerate(jobs):
+        try:
+            cfg = compose(job)
+            configs.append((cfg, check(cfg)))
+        except ConfigError as e:
+            raise ConfigError(f"job {i} ({' '.join(job)}): {e}") from None
+    _check_sweep(jobs, [cfg for cfg, _ in configs])
+    say = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)  # every rank runs the sweep
+    say(f"genprior.run: sweep of {len(jobs)} jobs", file=sys.stderr)
+    done, failed = [], []
+    for i, (job, (cfg, plan)) in enumerate(zip(jobs, configs)):
+        say(f"genprior.run: job {i} of {len(jobs)}: {' '.join(job)}", file=sys.stderr)
+        try:
+            cpu_threads(cfg.threads)
+            done.append(distill(cfg, plan))
+        except (KeyboardInterrupt, Terminated):
+            raise  # the whole sweep stops; a rerun resumes this job and runs the rest
+        except Exception as e:  # noqa: BLE001 - one job's failure is reported in the summary, the rest run
+            reason = message(e, "dataset.root=DIR", "dataset.download=true") if isinstance(e, ConfigError) else \
+                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            failed.append((i, job, reason))
+            say(f"genprior.run: job {i} failed: {reason}", file=sys.stderr)
+    say(f"\n# sweep: {len(done)} of {len(jobs)} jobs done, {len(failed)} failed\n")
+    if done:
+        say(summary_table(done) + "\n")
+    for i, job, reason in failed:
+        say(f"- job {i} FAILED ({' '.join(job)}): {reason}")
+    return 1 if failed else 0
+
+
+def _check_sweep(jobs: list[list[str]], configs: list[DictConfig]) -> None:
+    """Jobs of one sweep may not share a run directory (the second would refuse, or resume the
+    first), and run in one process, so they share its precision."""
+    owner: dict[str, int] = {}
+    for i, cfg in enumerate(configs):
+        path = str(cfg.run_dir or default_run_dir(cfg))
+        if path in owner:
+            raise ConfigError(f"jobs {owner[path]} and {i} of the sweep would both write {path}; give them names "
+                              f"(name=...) or a run_dir that uses the swept keys, e.g. run_dir=runs/sweep/ipc${{ipc}}")
+        owner[path] = i
+    precisions = {cfg.mixed_precision for cfg in configs}
+    if len(precisions) > 1:
+        raise ConfigError("mixed_precision cannot vary within one sweep (one process, one precision); "
+                          "sweep each precision with its own command")
 
 
 def _terminate(signum, frame):

@@ -48,7 +48,7 @@ def test_summary_without_full_data_has_no_gap():
 
 
 def test_baselines_can_be_chosen(tmp_path, monkeypatch):
-    assert ev.baseline_names(True) == ("random_real", "full_data") and ev.baseline_names(False) == ()
+    assert ev.baseline_names(True) == ("random_real", "full_data", "no_augmentation") and ev.baseline_names(False) == ()
     assert ev.baseline_names("random_real") == ("random_real",)
     with pytest.raises(ConfigError, match="unknown baseline 'full'; valid: true, false, or a list of random_real"):
         ev.baseline_names(["random_real", "full"])
@@ -91,6 +91,7 @@ def test_same_seed_same_accuracy():
 
 
 def test_full_data_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))  # a cache of its own: other tests fill the shared one
     fake_mnist(tmp_path, n_train=60, n_test=20)
     p = ev.load_protocol("fast", ["full_data.epochs=1"])
     first = ev.full_data("mnist", "mlp", p, root=str(tmp_path))

@@ -138,7 +138,7 @@ def test_outputs_of_another_run_are_not_overwritten_without_a_checkpoint(finishe
     assert "another config" in refused([*BASE, "seed=1", f"run_dir={other}"], capsys)
     (other / "config.yaml").unlink()  # files, but no config: not this run's
     before = checksums(other)
-    assert "holds files (curve.jsonl, grid.png, images, log.txt ...) but no config.yaml" in \
+    assert "holds files (curve.jsonl, dd_ranking, grid.png, images ...) but no config.yaml" in \
         refused([*BASE, f"run_dir={other}"], capsys)
     assert checksums(other) == before
 

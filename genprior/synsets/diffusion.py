@@ -59,7 +59,7 @@ class DiffusionSynset(LatentSynset):
     @classmethod
     def from_config(cls, o: Options, ctx) -> "DiffusionSynset":
         from generators.diffusion import load_diffusion
-        from generators.io import shipped
+        from genprior.shipped import shipped
 
         info = ctx.real.info
         path, setup = shipped(o.generator), None

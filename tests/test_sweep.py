@@ -1,0 +1,64 @@
+"""Hydra multirun sweeps through run.py: one run directory per job, one summary, failures reported."""
+import pytest
+
+from genprior import run
+from tests.test_data import fake_mnist
+
+
+@pytest.fixture
+def mnist(tmp_path):
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    return ["dataset=mnist", f"dataset.root={tmp_path}"]
+
+
+def test_sweep_expands_like_hydra():
+    jobs = run.sweep_jobs(["pixel=dc,dm", "ipc=1,10", "iterations=2", "run_dir=runs/x/${ipc}"])
+    assert jobs == [["pixel=dc", "ipc=1", "iterations=2", "run_dir=runs/x/${ipc}"],
+                    ["pixel=dc", "ipc=10", "iterations=2", "run_dir=runs/x/${ipc}"],
+                    ["pixel=dm", "ipc=1", "iterations=2", "run_dir=runs/x/${ipc}"],
+                    ["pixel=dm", "ipc=10", "iterations=2", "run_dir=runs/x/${ipc}"]]
+    assert run.sweep_jobs(["seed=range(0,3)"]) == [["seed=0"], ["seed=1"], ["seed=2"]]
+
+
+def test_sweep_makes_a_run_directory_per_job_and_one_summary(mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["-m", "pixel=dc,dm", "ipc=1", "iterations=2", "eval.enabled=false", *mnist]) == 0
+    for name in ("pixel-dc-ipc1-seed0", "pixel-dm-ipc1-seed0"):
+        assert (tmp_path / "runs" / "mnist" / name / "synset.safetensors").is_file()
+    out = capsys.readouterr().out
+    assert out.count("# sweep: 2 of 2 jobs done, 0 failed") == 1
+    assert "| pixel-dc-ipc1-seed0 | mnist | pixel | dc | 1 | 2 | 0 |" in out
+    assert "| pixel-dm-ipc1-seed0 | mnist | pixel | dm | 1 | 2 | 0 |" in out
+
+
+def test_a_failing_job_is_reported_and_the_others_run(mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # the fake MNIST has 6 images per class: ipc=7 passes the config checks and fails on the data
+    assert run.main(["--multirun", "pixel=dm", "ipc=7,1", "iterations=1", "eval.enabled=false", *mnist]) == 1
+    out = capsys.readouterr().out
+    assert "# sweep: 1 of 2 jobs done, 1 failed" in out
+    assert "- job 0 FAILED (pixel=dm ipc=7 " in out and "ipc" in out.split("FAILED", 1)[1]
+    assert (tmp_path / "runs" / "mnist" / "pixel-dm-ipc1-seed0" / "synset.safetensors").is_file()
+    assert not (tmp_path / "runs" / "mnist" / "pixel-dm-ipc7-seed0").exists()  # given back as it was found
+
+
+def test_bad_input_in_any_job_stops_the_sweep_before_it_starts(mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["-m", "pixel=dm", "ipc=1,abc", "iterations=1", *mnist]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genprior.run: error: job 1 (pixel=dm ipc=abc")
+    # two jobs writing one directory: refused, naming the way out
+    assert run.main(["-m", "pixel=dm", "objective.batch_real=64,128", "iterations=1", *mnist]) == 2
+    assert "would both write" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir=elsewhere", "hydra.sweep.dir=x", "+hydra.job.chdir=true",
+                                 "hydra/launcher=joblib"])
+def test_hydra_keys_are_refused_naming_run_dir(key, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["pixel=dm", key]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run_dir=" in err[0]
+    assert run.main(["-m", "pixel=dm", key]) == 2
+    assert list(tmp_path.iterdir()) == []
