@@ -315,12 +315,12 @@ def claimed_run_dir(cfg: DictConfig, state):
             claim.release()
 
 
-def make_accelerator(cfg: DictConfig, run_dir: Path | None = None):
+def make_accelerator(cfg: DictConfig, run_dir: Path):
     """This process's Accelerator: precision, and the trackers (genprior/trackers.py) writing under run_dir."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")) if run_dir else None
+    project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers"))
     try:
         return Accelerator(mixed_precision=cfg.mixed_precision, cpu=_cpu_ranks(), log_with=cfg.log_with or None,
                            project_config=project)
