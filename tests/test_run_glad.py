@@ -65,6 +65,18 @@ def test_glad_moves_the_latents_and_resumes(generators_dir, tmp_path):
     assert (resumed - first).abs().max() > 0
 
 
+def test_glad_from_inverted_real_images_starts_near_them_and_caches(generators_dir, tmp_path):
+    args = ["glad=dm", "ipc=1", "iterations=2", "objective.batch_real=16", "eval.enabled=false",
+            f"synset.generator={generators_dir / 'sg2'}", "synset.init=invert", "synset.invert.steps=10"]
+    assert run.main(args + [f"run_dir={tmp_path / 'a'}"]) == 0
+    log = (tmp_path / "a" / "log.txt").read_text()
+    assert "latents inverted from 10 real images (built in" in log, log
+    assert run.main(args + [f"run_dir={tmp_path / 'b'}"]) == 0
+    assert "latents inverted from 10 real images (cached" in (tmp_path / "b" / "log.txt").read_text()
+    assert torch.equal(load_file(str(tmp_path / "a" / "latents.safetensors"))["latents"],
+                       load_file(str(tmp_path / "b" / "latents.safetensors"))["latents"])
+
+
 @pytest.mark.parametrize("args, match", [
     (["synset.generator={d}/dcgan", "synset.space=f", "synset.layer=1"], "dcgan generator has no latent kind 'w+'"),
     (["synset.generator={d}/sg2", "synset.space=f", "synset.layer=5"], "F layer n=5 out of range; valid: 1..2"),
@@ -74,6 +86,10 @@ def test_glad_moves_the_latents_and_resumes(generators_dir, tmp_path):
     (["synset.generator=gan_face_generate"], "makes 3x64x64 images; fashion_mnist is 1x28x28"),
     (["synset.generator={d}/net.pkl"], "give synset.code_dir="),
     (["synset.generator={d}/net.pkl", "synset.code_dir={d}"], "refusing to load"),
+    (["synset.generator={d}/sg2", "synset.init=inverted"], "synset.init must be one of sample, invert, got 'inverted'"),
+    (["synset.generator={d}/dcgan", "synset.init=invert"], "dcgan generator has no latent kind 'w+'"),
+    (["synset.generator={d}/sg2", "synset.init=invert", "synset.invert.steps=0"], "synset.invert.steps"),
+    (["synset.generator={d}/sg2", "synset.init=invert", "+synset.invert.step=3"], "synset.invert"),
 ])
 def test_bad_generator_input_is_one_line_exit_2(args, match, generators_dir, tmp_path, capsys):
     args = [a.format(d=generators_dir) for a in args]

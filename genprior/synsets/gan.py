@@ -20,13 +20,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from genprior.data import Split
+from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
 from genprior.options import option
 from genprior.rng import generator as seeded
+from genprior.synsets.base import real_start
 from genprior.synsets.latent import LatentSynset
 
 SPACES = ("z", "w", "w+", "f")
+INITS = ("sample", "invert")  # truncated samples of the generator | inverted real images (synsets/invert.py)
 
 
 class GanSynset(LatentSynset):
@@ -41,18 +43,33 @@ class GanSynset(LatentSynset):
         layer: int | None = option(min=1)
         truncation: float = option(min=0)
         finetune: bool = option()
+        init: str = option("sample", choices=INITS)
+        invert: dict | None = option(None)
+
+        def __post_init__(self):
+            self.invert_spec()  # its keys are checked with the rest, before any work
+
+        def invert_spec(self):
+            from genprior.options import spec_from
+            from genprior.synsets.invert import InvertSpec
+
+            return spec_from(InvertSpec, self.invert or {}, "synset.invert", strings=False)
 
     @classmethod
     def from_config(cls, o: Options, ctx) -> "GanSynset":
         from generators.io import open_generator
 
         g = open_generator(o.generator, o.code_dir, o.allow_pickle)  # on CPU; synset.to(device) moves it
-        return cls(ctx.real, ctx.ipc, g, space=o.space, layer=o.layer, truncation=o.truncation, finetune=o.finetune,
-                   seed=ctx.seed, data_space=ctx.dataset.space, data_root=ctx.dataset.root)
+        synset = cls(ctx.real, ctx.ipc, g, space=o.space, layer=o.layer, truncation=o.truncation,
+                     finetune=o.finetune, seed=ctx.seed, data_space=ctx.dataset.space, data_root=ctx.dataset.root,
+                     init=o.init)
+        if o.init == "invert":
+            synset.setup = synset.invert_real(ctx.real, o.invert_spec(), ctx)
+        return synset
 
     def __init__(self, real: Split, ipc: int, generator, space: str = "w+", layer: int | None = None,
                  truncation: float = 0.7, finetune: bool = False, seed: int = 0, data_space: str = "normalized",
-                 data_root: str | None = None):
+                 data_root: str | None = None, init: str = "sample"):
         super().__init__(real, ipc, generator, finetune, data_space, data_root)
         g = generator
         if space not in SPACES:
@@ -64,10 +81,14 @@ class GanSynset(LatentSynset):
             g.check_layer(layer)
         elif layer is not None:
             raise ConfigError(f"layer={layer} applies to latent space f only (this set is in {space})")
-        if truncation <= 0 and ipc > 1 and space != "z":
+        if init not in INITS:
+            raise ConfigError(f"unknown GAN synset init {init!r}; valid: {', '.join(INITS)}")
+        if init == "invert":  # every latent starts at its class mean (z: a seeded draw); inversion moves it
+            truncation = 0.0
+        elif truncation <= 0 and ipc > 1 and space != "z":
             raise ConfigError(f"truncation {truncation} gives every image of a class the same latent, and equal "
                               "latents get equal gradients forever; use truncation > 0 with ipc > 1")
-        self.space, self.layer = space, layer
+        self.space, self.layer, self.seed = space, layer, seed
 
         labels = self.labels.to(g._device())
         gen = seeded(seed, 0x6A4)  # latents are drawn on CPU from the run seed, then moved
@@ -85,6 +106,24 @@ class GanSynset(LatentSynset):
             else:
                 self.f = nn.Parameter(g.to_f(ws, layer, labels).clone())
                 self.ws = nn.Parameter(ws.clone())
+
+    def invert_real(self, real: Split, spec, ctx) -> str:
+        """Fit every item's latents to the real image a pixel set would start from at this seed
+        (synsets/base.py real_start), cached per generator, data set, space, seed and images."""
+        from genprior.synsets.invert import invert, tensor_digest
+
+        images, _ = real_start(real, self.ipc, self.seed)
+        targets = to_unit(images, real.info.name, self.data_space, self.data_root) * 2 - 1
+        identity = {"generator": tensor_digest(*self.generator.state_dict().values()), "arch": self.generator.arch,
+                    "dataset": real.info.name, "space": self.space, "layer": self.layer, "seed": self.seed,
+                    "images": tensor_digest(targets)}
+        device = self.labels.device
+        self.to(ctx.device)
+        try:
+            return invert(self, targets.to(ctx.device), spec, identity, ctx.cache_dir, real.info.name,
+                          ctx.rank, ctx.world, ctx.barrier)
+        finally:
+            self.to(device)
 
     def decode(self, index: torch.Tensor) -> torch.Tensor:
         if self.space == "f":

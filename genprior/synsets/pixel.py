@@ -10,7 +10,7 @@ from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.options import option
 from genprior.rng import generator
-from genprior.synsets.base import Synset
+from genprior.synsets.base import Synset, real_start
 
 INITS = ("real", "noise")
 
@@ -26,7 +26,7 @@ class PixelSynset(Synset):
         super().__init__(real.info.num_classes, ipc)
         shape = real.images.shape[1:]
         if init == "real":  # DC/DM/MTT start from random real images of each class
-            images, _ = real.random_subset(ipc, generator(seed, 0x1717))
+            images, _ = real_start(real, ipc, seed)
         elif init == "noise":  # standard normal in normalized space
             images = torch.randn(len(self), *shape, generator=generator(seed, 0x1717))
         else:
