@@ -3,14 +3,17 @@
     python bench/glad_vs_pixel.py                                   # dc dm mtt x IPC 1 10, cross_arch protocol
     python bench/glad_vs_pixel.py --objectives dm --ipc 10 --iterations 200 -- protocol.runs=2 protocol.epochs=300
     python bench/glad_vs_pixel.py --priors pixel ...                # one side now, the other later
+    python bench/glad_vs_pixel.py --glad synset.init=invert -- protocol.runs=3 protocol.epochs=300
 
 For every (objective, IPC) it distills twice, `pixel=<objective>` and `glad=<objective>`,
 with the same iteration count (the pixel preset's unless --iterations), seed and protocol, via
 bench/distill.py (so each run resumes and lands in bench/results/distill_<name>.json).
 Then bench/results/glad_vs_pixel.json gets one row per pair: ConvNet accuracy and the
 mean over the other architectures of the protocol (ResNet-18, VGG-11, AlexNet, ViT for
-cross_arch), for both, and the difference. Overrides after `--` apply to every run and are
-part of the run names and the row key, so a reduced protocol never mixes with the full one.
+cross_arch), each with its std over runs, for both, and the difference, marked as within
+the noise where it is smaller than the combined std. Overrides after `--` apply to every run
+and are part of the run names and the row key, so a reduced protocol never mixes with the
+full one; `--glad` overrides apply to the GLaD side only (the pixel run is shared).
 """
 from __future__ import annotations
 
@@ -29,13 +32,29 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def judge(result: dict) -> dict:
+    """ConvNet and the mean over the other architectures, each with its std over runs (the mean's
+    std from the architectures' stds, which are independent runs)."""
     syn = result["synthetic"]
     others = [m for m in syn if m != "convnet"]
-    out = {"convnet": syn.get("convnet", {}).get("mean"),
+    out = {"convnet": syn.get("convnet", {}).get("mean"), "convnet_std": syn.get("convnet", {}).get("std"),
            "cross_arch_mean": round(sum(syn[m]["mean"] for m in others) / len(others), 2) if others else None,
-           "per_model": {m: s["mean"] for m, s in syn.items()}, "distill_s": sum(result["distill_s"]),
-           "eval_s": result.get("eval_s")}
+           "cross_arch_mean_std": (round(sum(syn[m]["std"] ** 2 for m in others) ** 0.5 / len(others), 2)
+                              if others else None),
+           "runs": min(len(s["runs"]) for s in syn.values()),
+           "per_model": {m: s["mean"] for m, s in syn.items()}, "per_model_std": {m: s["std"] for m, s in syn.items()},
+           "distill_s": sum(result["distill_s"]), "eval_s": result.get("eval_s")}
     return out
+
+
+def difference(a: dict, b: dict, key: str) -> dict | None:
+    """a - b for one figure, and whether it is inside the noise (smaller than the combined std;
+    with one run per side there is no std, so no difference counts as outside it)."""
+    if None in (a.get(key), b.get(key)):
+        return None
+    d = round(a[key] - b[key], 2)
+    std = (a.get(f"{key}_std") or 0) ** 2 + (b.get(f"{key}_std") or 0) ** 2
+    noise = round(std ** 0.5, 2) if min(a.get("runs", 1), b.get("runs", 1)) > 1 else None
+    return {"value": d, "combined_std": noise, "within_noise": None if noise is None else abs(d) < noise}
 
 
 def read(path: Path) -> dict:
@@ -50,20 +69,24 @@ def main() -> None:
     p.add_argument("--protocol", default="cross_arch")
     p.add_argument("--priors", nargs="+", default=["pixel", "glad"], choices=["pixel", "glad"],
                    help="run only these sides now; a row's difference appears once both are in")
+    p.add_argument("--glad", nargs="*", default=[], metavar="OVERRIDE",
+                   help="overrides for the GLaD side only (e.g. synset.init=invert); part of its name and the row key")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
     a = p.parse_args()
     out = RESULTS / "glad_vs_pixel.json"
     command = "python bench/glad_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
+    glad_tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.glad)
     for objective in a.objectives:
         for ipc in a.ipc:
             iterations = a.iterations or compose([f"pixel={objective}"]).iterations  # one budget for both
-            key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}"
+            key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{glad_tag}"
             fresh = {}
             for prior in a.priors:
-                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}"
+                side = a.glad if prior == "glad" else []
+                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{glad_tag if side else ''}"
                 overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
-                             f"protocol={a.protocol}", "eval.baselines=false", *a.overrides]
+                             f"protocol={a.protocol}", "eval.baselines=false", *a.overrides, *side]
                 subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
                                check=True, cwd=ROOT)
                 fresh[prior] = judge(json.loads((RESULTS / f"distill_{name}.json").read_text()))
@@ -73,10 +96,9 @@ def main() -> None:
             # while these runs went on, and the difference needs both
             table = read(out)
             row = {**table.get(key, {}), **fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
-                   "protocol": a.protocol, "overrides": a.overrides}
+                   "protocol": a.protocol, "overrides": a.overrides, "glad_overrides": a.glad}
             if "pixel" in row and "glad" in row:
-                row["glad_minus_pixel"] = {k: (round(row["glad"][k] - row["pixel"][k], 2)
-                                               if None not in (row["glad"][k], row["pixel"][k]) else None)
+                row["glad_minus_pixel"] = {k: difference(row["glad"], row["pixel"], k)
                                            for k in ("convnet", "cross_arch_mean")}
             table[key] = row
             RESULTS.mkdir(parents=True, exist_ok=True)
