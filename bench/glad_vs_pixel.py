@@ -26,33 +26,27 @@ import sys
 from pathlib import Path
 
 from genprior.run import compose
+from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
 def judge(result: dict) -> dict:
-    """ConvNet and the mean over the other architectures, each with its std over runs (the mean's
-    std from the architectures' stds, which are independent runs)."""
+    """ConvNet and the mean over the other architectures, each with its std over runs
+    (bench/presets_table.py accuracy_row: the cross-architecture std is that of run r's mean)."""
     syn = result["synthetic"]
-    others = [m for m in syn if m != "convnet"]
-    out = {"convnet": syn.get("convnet", {}).get("mean"), "convnet_std": syn.get("convnet", {}).get("std"),
-           "cross_arch_mean": round(sum(syn[m]["mean"] for m in others) / len(others), 2) if others else None,
-           "cross_arch_mean_std": (round(sum(syn[m]["std"] ** 2 for m in others) ** 0.5 / len(others), 2)
-                              if others else None),
-           "runs": min(len(s["runs"]) for s in syn.values()),
-           "per_model": {m: s["mean"] for m, s in syn.items()}, "per_model_std": {m: s["std"] for m, s in syn.items()},
-           "distill_s": sum(result["distill_s"]), "eval_s": result.get("eval_s")}
-    return out
+    return {**accuracy_row(syn), "runs": min(len(s["runs"]) for s in syn.values()),
+            "distill_s": sum(result["distill_s"]), "eval_s": result.get("eval_s")}
 
 
-def difference(a: dict, b: dict, key: str) -> dict | None:
+def difference(a: dict, b: dict, key: str, std_key: str) -> dict | None:
     """a - b for one figure, and whether it is inside the noise (smaller than the combined std;
     with one run per side there is no std, so no difference counts as outside it)."""
     if None in (a.get(key), b.get(key)):
         return None
     d = round(a[key] - b[key], 2)
-    std = (a.get(f"{key}_std") or 0) ** 2 + (b.get(f"{key}_std") or 0) ** 2
+    std = (a.get(std_key) or 0) ** 2 + (b.get(std_key) or 0) ** 2
     noise = round(std ** 0.5, 2) if min(a.get("runs", 1), b.get("runs", 1)) > 1 else None
     return {"value": d, "combined_std": noise, "within_noise": None if noise is None else abs(d) < noise}
 
@@ -98,8 +92,9 @@ def main() -> None:
             row = {**table.get(key, {}), **fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
                    "protocol": a.protocol, "overrides": a.overrides, "glad_overrides": a.glad}
             if "pixel" in row and "glad" in row:
-                row["glad_minus_pixel"] = {k: difference(row["glad"], row["pixel"], k)
-                                           for k in ("convnet", "cross_arch_mean")}
+                row["glad_minus_pixel"] = {k: difference(row["glad"], row["pixel"], k, std)
+                                           for k, std in (("convnet", "convnet_std"),
+                                                          ("cross_arch_mean", "cross_arch_std"))}
             table[key] = row
             RESULTS.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(table, indent=2) + "\n")
