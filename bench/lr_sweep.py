@@ -1,0 +1,77 @@
+"""Choose an lr (or any one key) from accuracy: one run per value, the same budget, noise stated.
+
+    python bench/lr_sweep.py --preset glad=dm --ipc 10 --key synset.optim.latents.lr --values 0.05 0.1 0.2 0.5 \
+        -- iterations=100 protocol.runs=3 protocol.epochs=300
+    python bench/lr_sweep.py --preset haba=dm --ipc 1 --key synset.optim.bases.lr --values 1 5 20 -- iterations=200
+
+bench/lr_probe.py finds the lr whose first step moves the images as far as the pixel
+preset's does: a principled start. This picks among candidates by what counts, the final
+accuracy under a named protocol. Every value is distilled with the preset plus the
+overrides after `--` (the same for every value) through bench/distill.py, so each run
+resumes and lands in bench/results/distill_<name>.json. bench/results/lr_sweep.json gets
+one entry per (preset, IPC, key, overrides): per value ConvNet and cross-architecture mean
+with their std over runs (bench/presets_table.py accuracy_row), the value with the best
+ConvNet mean, and whether the runner-up is within the combined std of it (then the pick is
+a tie, and the preset should keep its principled value unless other evidence decides).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def verdict(rows: dict[str, dict]) -> dict:
+    """The best value by ConvNet mean, and whether the runner-up is inside the noise."""
+    ranked = sorted(rows, key=lambda v: rows[v]["convnet"], reverse=True)
+    out = {"best": ranked[0]}
+    if len(ranked) > 1:
+        a, b = rows[ranked[0]], rows[ranked[1]]
+        noise = ((a.get("convnet_std") or 0) ** 2 + (b.get("convnet_std") or 0) ** 2) ** 0.5
+        out.update(runner_up=ranked[1], margin=round(a["convnet"] - b["convnet"], 2), combined_std=round(noise, 2),
+                   tie=a["convnet"] - b["convnet"] < noise)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", required=True, help="e.g. glad=dm")
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--key", required=True, help="the config key to sweep, e.g. synset.optim.latents.lr")
+    p.add_argument("--values", nargs="+", required=True)
+    p.add_argument("overrides", nargs="*", help="run.py overrides for every value (after --)")
+    a = p.parse_args()
+    out = RESULTS / "lr_sweep.json"
+    command = "python bench/lr_sweep.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
+    entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
+    for value in a.values:
+        name = f"sweep_{entry}_{value}"
+        subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, a.preset, f"ipc={a.ipc}",
+                        "eval.baselines=false", f"{a.key}={value}", *a.overrides], check=True, cwd=ROOT)
+        result = json.loads((RESULTS / f"distill_{name}.json").read_text())
+        table = json.loads(out.read_text()) if out.is_file() else {}  # other sweeps may have landed meanwhile
+        row = table.setdefault(entry, {"preset": a.preset, "ipc": a.ipc, "key": a.key, "overrides": a.overrides,
+                                       "command": command, "values": {}})
+        row["values"][value] = {**accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]),
+                                "eval_s": result["eval_s"], "loss_first_last": result["loss_first_last"],
+                                "result": f"bench/results/distill_{name}.json"}
+        row["verdict"] = verdict(row["values"])
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(table, indent=2) + "\n")
+        v = row["values"][value]
+        print(f"{a.key}={value}: ConvNet {v.get('convnet')} +- {v.get('convnet_std')}, cross-arch "
+              f"{v.get('cross_arch_mean')} +- {v.get('cross_arch_std')}; so far {row['verdict']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
