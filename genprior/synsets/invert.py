@@ -103,7 +103,7 @@ def invert_batch(synset, index: torch.Tensor, targets: torch.Tensor, spec: Inver
         loss.backward()
         optimizer.step()
         bar.set_postfix(mse=f"{mse.mean().item():.4f}", refresh=False)
-    optimizer.zero_grad(set_to_none=True)  # no stale gradient may reach the distillation's first step
+    synset.zero_grad(set_to_none=True)  # no stale gradient (latents, a fine-tuned generator) may reach distillation
     with torch.no_grad():
         after = errors()[0]
     return before, after

@@ -119,3 +119,15 @@ def test_an_lpips_term_without_its_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(diversity, "alexnet_weights_path", lambda: tmp_path / "absent.pth")
     with pytest.raises(ConfigError, match="set synset.invert.perceptual=0"):
         inverted("w+", tmp_path / "cache", InvertSpec(steps=2, perceptual=0.5))
+
+
+def test_inversion_leaves_no_gradient_behind_even_with_a_finetuned_generator(tmp_path, monkeypatch):
+    # a stale .grad would be added to the distillation's first step
+    _patch_toy_dataset(monkeypatch)
+    real = split()
+    s = GanSynset(real, 2, stylegan2(), space="w+", data_space="unit", init="invert", finetune=True)
+    generator_before = [p.detach().clone() for p in s.generator.parameters()]
+    s.invert_real(real, InvertSpec(steps=3, batch=4), RunContext(real, 2, 0, DatasetOptions("toy", None, None, "unit"),
+                                                                   cache_dir=tmp_path))
+    assert all(p.grad is None for p in s.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(s.generator.parameters(), generator_before))  # only latents move
