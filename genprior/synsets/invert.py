@@ -109,7 +109,7 @@ def invert_batch(synset, index: torch.Tensor, targets: torch.Tensor, spec: Inver
     return before, after
 
 
-def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cache: Path, name: str,
+def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cache: Path, dataset: str,
            rank: int = 0, world: int = 1, barrier=lambda: None) -> str:
     """Set `synset`'s latents to the inversion of `targets` (item i -> targets[i], in [-1, 1]).
     `identity` says what else decided them (generator, data set, space, seed, images); with
@@ -120,7 +120,7 @@ def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cach
     batches = torch.arange(len(synset), device=synset.labels.device).split(spec.batch)
     identity = dict(identity, format=FORMAT, spec=asdict(spec), items=len(synset),
                     groups={name: [list(p.shape) for p in ps] for name, ps in groups.items()})
-    directory = artifacts.default_dir(cache, "inversion", name, identity)
+    directory = artifacts.default_dir(cache, "inversion", dataset, identity)
     artifacts.open_manifest(directory, identity, "latent inversion")
     path = [directory / f"batch_{k:04d}.safetensors" for k in range(len(batches))]
     missing = [k for k in range(len(batches)) if not path[k].is_file()]
@@ -129,7 +129,7 @@ def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cach
     for k in missing[rank::world]:
         index = batches[k]
         before, after = invert_batch(synset, index, targets[index], spec, perceptual,
-                                     desc=f"inverting batch {k + 1}/{len(batches)}")
+                                     desc=f"inverting batch {k + 1}/{len(batches)}", show=rank == 0)
         rows = {f"{name}.{i}": p.detach()[index.to(p.device)] for name, ps in groups.items() for i, p in enumerate(ps)}
         save_safetensors({**rows, "mse_before": before, "mse_after": after}, path[k], {"format": FORMAT})
     barrier()
