@@ -21,12 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_processes(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
-    """`args` under accelerate launch with 2 CPU processes (gloo)."""
+def run_two_processes(args: list[str], run_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`args` under accelerate launch with 2 CPU processes (gloo); `env` adds variables."""
     return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                            "--main_process_port", str(free_port()), RUN_PY, *args, f"run_dir={run_dir}"],
-                          env=ENV, capture_output=True, text=True)
+                          env={**ENV, **(env or {})}, capture_output=True, text=True)
 
 
 def kill_after_first_checkpoint(args: list[str], run_dir: Path, iterations: int) -> int:

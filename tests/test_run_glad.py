@@ -11,6 +11,7 @@ from generators.stylegan2 import StyleGAN2
 from genprior import run
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
+from tests.runs import run_two_processes
 from tests.test_run import TINY, TINY_MTT, TINY_REAL
 
 pytestmark = needs_fashion_mnist
@@ -75,6 +76,19 @@ def test_glad_from_inverted_real_images_starts_near_them_and_caches(generators_d
     assert "latents inverted from 10 real images (cached" in (tmp_path / "b" / "log.txt").read_text()
     assert torch.equal(load_file(str(tmp_path / "a" / "latents.safetensors"))["latents"],
                        load_file(str(tmp_path / "b" / "latents.safetensors"))["latents"])
+
+
+def test_two_processes_share_the_inversion_and_equal_one(generators_dir, tmp_path, monkeypatch):
+    args = ["glad=dm", "ipc=1", "iterations=0", "eval.enabled=false", f"synset.generator={generators_dir / 'sg2'}",
+            "synset.init=invert", "synset.invert.steps=5", "synset.invert.batch=4"]  # 10 items: 3 batches
+    monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache1"))
+    assert run.main(args + [f"run_dir={tmp_path / 'one'}"]) == 0
+    r = run_two_processes(args, tmp_path / "two", env={"GENPRIOR_CACHE": str(tmp_path / "cache2")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(built in" in (tmp_path / "two" / "log.txt").read_text()
+    assert len(list((tmp_path / "cache2").rglob("batch_*.safetensors"))) == 3
+    one, two = (load_file(str(tmp_path / d / "latents.safetensors"))["latents"] for d in ("one", "two"))
+    assert torch.equal(one, two)
 
 
 @pytest.mark.parametrize("args, match", [
