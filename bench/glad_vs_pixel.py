@@ -61,8 +61,9 @@ def main() -> None:
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
     p.add_argument("--iterations", type=int, default=None, help="both runs (default: each preset's own)")
     p.add_argument("--protocol", default="cross_arch")
-    p.add_argument("--priors", nargs="+", default=["pixel", "glad"], choices=["pixel", "glad"],
-                   help="run only these sides now; a row's difference appears once both are in")
+    p.add_argument("--priors", nargs="*", default=["pixel", "glad"], choices=["pixel", "glad"],
+                   help="run only these sides now (none: only rebuild the rows from results); "
+                        "a row's difference appears once both are in")
     p.add_argument("--glad", nargs="*", default=[], metavar="OVERRIDE",
                    help="overrides for the GLaD side only (e.g. synset.init=invert); part of its name and the row key")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
@@ -76,16 +77,21 @@ def main() -> None:
             iterations = a.iterations or compose([f"pixel={objective}"]).iterations  # one budget for both
             key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{glad_tag}"
             fresh = {}
-            for prior in a.priors:
+            for prior in ("pixel", "glad"):
                 side = a.glad if prior == "glad" else []
                 name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{glad_tag if side else ''}"
-                overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
-                             f"protocol={a.protocol}", "eval.baselines=false", *a.overrides, *side]
-                subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
-                               check=True, cwd=ROOT)
-                fresh[prior] = judge(json.loads((RESULTS / f"distill_{name}.json").read_text()))
-                fresh[prior]["result"] = f"bench/results/distill_{name}.json"
-                fresh[prior]["command"] = command
+                result = RESULTS / f"distill_{name}.json"
+                if prior in a.priors:
+                    overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
+                                 f"protocol={a.protocol}", "eval.baselines=false", *a.overrides, *side]
+                    subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
+                                   check=True, cwd=ROOT)
+                elif not result.is_file():  # the other side has not run yet (or runs elsewhere)
+                    continue
+                # the side not run now is read from its result: the pixel run serves every --glad variant
+                fresh[prior] = judge(json.loads(result.read_text()))
+                fresh[prior]["result"] = f"bench/results/{result.name}"
+                fresh[prior]["command"] = command if prior in a.priors else json.loads(result.read_text())["command"]
             # read the table only now: the other side may have landed from another invocation
             # while these runs went on, and the difference needs both
             table = read(out)
@@ -98,7 +104,7 @@ def main() -> None:
             table[key] = row
             RESULTS.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(table, indent=2) + "\n")
-            print(f"{key}: " + ", ".join(f"{p} {row[p]['convnet']} / {row[p]['cross_arch_mean']}"
+            print(f"{key}: " + ", ".join(f"{p} {row[p].get('convnet')} / {row[p].get('cross_arch_mean')}"
                                          for p in ("pixel", "glad") if p in row)
                   + " (ConvNet / cross-arch mean)", flush=True)
 
