@@ -8,7 +8,7 @@ import torch
 from genprior import run
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
-from tests.runs import ENV, RUN_PY, kill_after_first_checkpoint, run_two_processes
+from tests.runs import RUN_PY, child_env, kill_after_first_checkpoint, run_two_processes
 
 pytestmark = needs_fashion_mnist
 TINY = ["haba=dm", "ipc=2", "objective.batch_real=16", "objective.net_kwargs={width:16,depth:3}",
@@ -29,7 +29,7 @@ def test_the_exported_set_is_the_product_and_the_protocol_judges_it(tmp_path):
 def test_two_processes_equal_one(tmp_path):
     args = [*TINY, "iterations=3"]
     one = tmp_path / "one"
-    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={one}"], check=True, env=ENV, capture_output=True)
+    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={one}"], check=True, env=child_env(), capture_output=True)
     two = tmp_path / "two"
     r = run_two_processes(args, two)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -45,9 +45,9 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_set(tmp_path):
     args = [*TINY, "iterations=6", "checkpoint_every=2", "log_every=1"]
     killed = tmp_path / "killed"
     kill_after_first_checkpoint(args, killed, 6)
-    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={killed}"], check=True, env=ENV, capture_output=True)
+    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={killed}"], check=True, env=child_env(), capture_output=True)
     straight = tmp_path / "straight"
-    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={straight}"], check=True, env=ENV, capture_output=True)
+    subprocess.run([sys.executable, RUN_PY, *args, f"run_dir={straight}"], check=True, env=child_env(), capture_output=True)
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (killed, straight))
     assert all(torch.allclose(a["synset"][k], b["synset"][k], atol=1e-6) for k in a["synset"])
     assert all(torch.allclose(a["synset_aux"]["adversary"][k], b["synset_aux"]["adversary"][k], atol=1e-6)

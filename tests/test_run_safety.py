@@ -17,7 +17,7 @@ import torch
 
 from genprior import run
 from tests.conftest import needs_fashion_mnist
-from tests.runs import ENV, RUN_PY
+from tests.runs import RUN_PY, child_env
 
 pytestmark = needs_fashion_mnist
 BASE = ["pixel=dm", "ipc=1", "iterations=2", "objective.batch_real=16", "objective.net_kwargs={width:16,depth:3}",
@@ -30,7 +30,7 @@ def checksums(directory: Path) -> dict:
 
 
 def start(args, run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, RUN_PY, *args, f"run_dir={run_dir}"], env=ENV, text=True,
+    return subprocess.Popen([sys.executable, RUN_PY, *args, f"run_dir={run_dir}"], env=child_env(), text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -48,7 +48,7 @@ def wait_for(run_dir: Path, text: str, proc: subprocess.Popen, what: str = "log.
 def finished(tmp_path_factory) -> Path:
     """A finished run, written by its own process (the set's bytes come from a fresh interpreter)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={out}"], env=ENV, check=True, capture_output=True)
+    subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={out}"], env=child_env(), check=True, capture_output=True)
     return out
 
 
@@ -185,7 +185,7 @@ def test_killing_the_accelerate_launcher_stops_the_run_as_sigterm_does(tmp_path)
     args = [*BASE[:2], "iterations=10000", *BASE[3:], "checkpoint_every=10000", "log_every=1"]
     launcher = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
                                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                                 RUN_PY, *args, f"run_dir={out}"], env=ENV, stdout=subprocess.DEVNULL,
+                                 RUN_PY, *args, f"run_dir={out}"], env=child_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     wait_for(out, "step 2 ", launcher)
     worker = int((out / "run.lock").read_text().split()[1])  # "pid N on host ...": the run, not the launcher
@@ -226,6 +226,6 @@ def test_divergence_before_the_first_checkpoint_says_there_is_none(tmp_path, cap
 
 def test_the_same_command_gives_the_same_bytes(finished, tmp_path):
     again = tmp_path / "again"
-    subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={again}"], env=ENV, check=True, capture_output=True)
+    subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={again}"], env=child_env(), check=True, capture_output=True)
     digest = [hashlib.sha256((d / "synset.safetensors").read_bytes()).hexdigest() for d in (finished, again)]
     assert digest[0] == digest[1]
