@@ -88,7 +88,8 @@ def test_two_processes_share_the_inversion_and_equal_one(generators_dir, tmp_pat
     assert "(built in" in (tmp_path / "two" / "log.txt").read_text()
     assert len(list((tmp_path / "cache2").rglob("batch_*.safetensors"))) == 3
     one, two = (load_file(str(tmp_path / d / "latents.safetensors"))["latents"] for d in ("one", "two"))
-    assert torch.equal(one, two)
+    # the children run on one thread, this process maybe on more: float rounding apart (as test_run.py's 2-process test)
+    torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("args, match", [
