@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from resumable import slug  # bench/resumable.py (the script's own folder)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -31,7 +33,7 @@ def main() -> None:
     p.add_argument("--name", default=None, help="result name (default: from the overrides)")
     p.add_argument("overrides", nargs="+")
     a = p.parse_args()
-    name = a.name or "_".join(re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
+    name = a.name or "_".join(slug(o) for o in a.overrides)
     run_dir = ROOT / "runs" / "bench" / name
     cmd = shlex.split(a.launch) or [sys.executable]
     cmd += [str(ROOT / "genprior" / "run.py"), *a.overrides, f"run_dir={run_dir}"]

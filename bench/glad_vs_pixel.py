@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from genprior.run import compose
+from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +70,8 @@ def main() -> None:
     a = p.parse_args()
     out = RESULTS / "glad_vs_pixel.json"
     command = "python bench/glad_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
-    glad_tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.glad)
+    tag = overrides_tag(a.overrides)
+    glad_tag = overrides_tag(a.glad)
     for objective in a.objectives:
         for ipc in a.ipc:
             iterations = a.iterations or compose([f"pixel={objective}"]).iterations  # one budget for both

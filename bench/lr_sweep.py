@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def main() -> None:
     a = p.parse_args()
     out = RESULTS / "lr_sweep.json"
     command = "python bench/lr_sweep.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
+    tag = overrides_tag(a.overrides)
     entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
     for value in a.values:
         name = f"sweep_{entry}_{value}"

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -68,7 +69,7 @@ def main() -> None:
     a = p.parse_args()
     out = RESULTS / "presets_table.json"
     command = "python bench/presets_table.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)
+    tag = overrides_tag(a.overrides)
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
             name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}" + (f"_it{a.iterations}" if a.iterations else "")

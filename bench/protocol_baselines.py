@@ -11,14 +11,13 @@ parts are kept and skipped (the full-data figure also sits in the protocol's cac
 from __future__ import annotations
 
 import argparse
-import re
 
 import torch
 
 from genprior.data import dataset_info
 from genprior.evaluate import full_data, load_protocol, random_real
 from genprior.nets import net_digest
-from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
+from resumable import RESULTS, machine, run_parts, slug  # bench/resumable.py (the script's own folder)
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
     info = dataset_info(a.dataset)
     net = net_digest(a.model, info.channels, info.num_classes, info.resolution)
     name = "_".join([f"protocol_baselines_{a.dataset}_{a.protocol}_{a.model}-{net}",
-                     *(re.sub(r"[^A-Za-z0-9.]+", "-", o) for o in a.overrides)])
+                     *(slug(o) for o in a.overrides)])
 
     parts = [(f"random_real_ipc{ipc}", lambda ipc=ipc: random_real(a.dataset, ipc, protocol, device=a.device))
              for ipc in a.ipc]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -18,6 +19,16 @@ from typing import Callable
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def slug(override: str) -> str:
+    """An override as part of a file or run name: `protocol.runs=3` -> `protocol.runs-3`."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", override)
+
+
+def tag(overrides: list[str]) -> str:
+    """`_<slug>` per override: what run names and result keys append, so reduced protocols never mix."""
+    return "".join("_" + slug(o) for o in overrides)
 
 
 def command() -> str:

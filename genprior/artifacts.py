@@ -48,6 +48,18 @@ def files_digest(folder: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """A digest of tensors' shapes, dtypes and bytes (e.g. a generator's state, the target images)."""
+    import torch
+
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def check_manifest(directory: Path, identity: dict, what: str, required: bool = False) -> None:
     """Refuse a folder whose manifest says it was built for something else (one line per key)."""
     path = Path(directory) / MANIFEST

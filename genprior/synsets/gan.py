@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from genprior import artifacts
 from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
-from genprior.options import option
+from genprior.options import option, spec_from
 from genprior.rng import generator as seeded
 from genprior.synsets.base import real_start
+from genprior.synsets.invert import InvertSpec, invert
 from genprior.synsets.latent import LatentSynset
 
 SPACES = ("z", "w", "w+", "f")
@@ -50,9 +52,6 @@ class GanSynset(LatentSynset):
             self.invert_spec()  # its keys are checked with the rest, before any work
 
         def invert_spec(self):
-            from genprior.options import spec_from
-            from genprior.synsets.invert import InvertSpec
-
             return spec_from(InvertSpec, self.invert or {}, "synset.invert", strings=False)
 
     @classmethod
@@ -110,13 +109,12 @@ class GanSynset(LatentSynset):
     def invert_real(self, real: Split, spec, ctx) -> str:
         """Fit every item's latents to the real image a pixel set would start from at this seed
         (synsets/base.py real_start), cached per generator, data set, space, seed and images."""
-        from genprior.synsets.invert import invert, tensor_digest
-
         images, _ = real_start(real, self.ipc, self.seed)
         targets = to_unit(images, real.info.name, self.data_space, self.data_root) * 2 - 1
-        identity = {"generator": tensor_digest(*self.generator.state_dict().values()), "arch": self.generator.arch,
+        identity = {"generator": artifacts.tensor_digest(*self.generator.state_dict().values()),
+                    "arch": self.generator.arch,
                     "dataset": real.info.name, "space": self.space, "layer": self.layer, "seed": self.seed,
-                    "images": tensor_digest(targets)}
+                    "images": artifacts.tensor_digest(targets)}
         device = self.labels.device
         self.to(ctx.device)
         try:

@@ -20,7 +20,6 @@ with the batches shared out among processes.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,16 +44,6 @@ class InvertSpec:
     lr: float = option(0.1, above=0)
     batch: int = option(50, min=1)
     perceptual: float = option(0.0, min=0)
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """A digest of tensors' shapes, dtypes and bytes (e.g. a generator's state, the target images)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def lpips_loss(device) -> torch.nn.Module:
