@@ -8,7 +8,8 @@ Runs genprior/run.py (as a subprocess, optionally under a launcher) into
 runs/bench/<name>/, then writes bench/results/distill_<name>.json: the command, the
 wall time of distillation and of evaluation, the final-epoch accuracies (mean, std,
 runs) beside the random-real and full-data baselines, and the loss curve's ends.
-A rerun of the same command resumes the run directory (and keeps a finished one).
+A rerun of the same command resumes an unfinished run directory, and does nothing once
+bench/results/distill_<name>.json exists (--force runs and records it again).
 """
 from __future__ import annotations
 
@@ -31,9 +32,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--launch", default="", help="launcher prefix, e.g. 'accelerate launch --num_processes 2'")
     p.add_argument("--name", default=None, help="result name (default: from the overrides)")
+    p.add_argument("--force", action="store_true", help="run and record again although the result exists")
     p.add_argument("overrides", nargs="+")
     a = p.parse_args()
     name = a.name or "_".join(slug(o) for o in a.overrides)
+    out = RESULTS / f"distill_{name}.json"
+    if out.exists() and not a.force:  # a finished run would evaluate its set again: minutes for nothing
+        print(f"{name}: done ({out.relative_to(ROOT)}); --force to run it again")
+        return
     run_dir = ROOT / "runs" / "bench" / name
     cmd = shlex.split(a.launch) or [sys.executable]
     cmd += [str(ROOT / "genprior" / "run.py"), *a.overrides, f"run_dir={run_dir}"]
@@ -65,7 +71,6 @@ def main() -> None:
         "config": (run_dir / "config.yaml").read_text(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"distill_{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     accs = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
     print(f"{name}: {accs} %; distill {sum(distill_s):.0f} s; wrote {out}")
