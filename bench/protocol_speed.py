@@ -1,14 +1,17 @@
 """Seconds of the accuracy protocol, one network after the other vs compiled vs all runs together.
 
     python bench/protocol_speed.py [--set runs/.../synset.safetensors] [--epochs 50] [--runs 5] [--models convnet]
+    python bench/protocol_speed.py --models convnet resnet18 vgg11 alexnet vit --runs 3 --epochs 30 --to-epochs 300
 
 Trains `runs` networks per model on one set (default: 10 random real images per class of
 FashionMNIST, an IPC-10 set) for `epochs` epochs of the dc_convnet schedule, three ways:
   sequential  one network after the other, eager (the published protocol's way)
   compiled    the same, the training forward through torch.compile (protocol.compile=true)
   batched     all runs as one vmapped network (protocol.batched=true)
-and reports the wall time (training and test passes apart), the seconds per 1000-epoch
-run they extrapolate to (training scaled by epochs, plus one test pass), and the
+and reports the wall time (training and test passes apart), the seconds per run of
+--to-epochs epochs they extrapolate to (training scaled by epochs, plus one test pass:
+an epoch costs the same all along a schedule), a total per way over the models (the
+cross_arch protocol, with --models as in configs/protocol/cross_arch.yaml), and the
 final test accuracy of each run (short schedules: the accuracies only show that the
 three ways train alike). The ratio to sequential is the figure to read; compare ratios
 measured in one invocation, on an otherwise idle machine. Writes
@@ -24,7 +27,7 @@ import torch
 from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
 
-def timed(how: str, model: str, sets, test, schedule, seeds, device) -> dict:
+def timed(how: str, model: str, sets, test, schedule, seeds, device, to_epochs: int) -> dict:
     from omegaconf import OmegaConf
 
     import genprior.evaluate as ev
@@ -51,7 +54,7 @@ def timed(how: str, model: str, sets, test, schedule, seeds, device) -> dict:
     train = wall - testing[0]
     runs = len(seeds)
     return {"wall_s": round(wall, 1), "train_s": round(train, 1), "test_s": round(testing[0], 1),
-            "s_per_1000_epoch_run": round(train / runs * 1000 / schedule.epochs + testing[0] / runs, 1),
+            f"s_per_{to_epochs}_epoch_run": round(train / runs * to_epochs / schedule.epochs + testing[0] / runs, 1),
             "accuracies": [round(a * 100, 2) for a in accs]}
 
 
@@ -66,6 +69,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--models", nargs="+", default=["convnet"])
     p.add_argument("--ways", nargs="+", default=["sequential", "compiled", "batched"])
+    p.add_argument("--to-epochs", type=int, default=1000, help="the schedule length to extrapolate to")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
     if a.set:
@@ -77,13 +81,20 @@ def main() -> None:
     schedule = load_protocol("dc_convnet", [f"epochs={a.epochs}"])
     seeds = list(range(a.runs))
     sets = [(images, labels)] * a.runs
+    per_run = f"s_per_{a.to_epochs}_epoch_run"
     parts = [(f"{model}_{how}_{a.runs}x{a.epochs}", lambda m=model, h=how: timed(h, m, sets, (test.images, test.labels),
-                                                                                  schedule, seeds, a.device))
+                                                                                  schedule, seeds, a.device, a.to_epochs))
              for model in a.models for how in a.ways]
-    run_parts(parts, RESULTS / f"protocol_speed_{a.device}.json",
-              {"set": a.set or "random real ipc10 seed 0", "machine": machine()},
-              lambda r: f"{r['wall_s']} s (training {r['train_s']} s, test passes {r['test_s']} s), "
-                        f"{r['s_per_1000_epoch_run']} s per 1000-epoch run, {r['accuracies']}")
+    results = run_parts(parts, RESULTS / f"protocol_speed_{a.device}.json",
+                        {"set": a.set or "random real ipc10 seed 0", "machine": machine()},
+                        lambda r: f"{r['wall_s']} s (training {r['train_s']} s, test passes {r['test_s']} s), "
+                                  f"{r[per_run]} s per {a.to_epochs}-epoch run, {r['accuracies']}")
+    if len(a.models) > 1:  # the protocol over all models, `runs` runs each, per way
+        figures = {(m, how): results[f"{m}_{how}_{a.runs}x{a.epochs}"]["figures"] for m in a.models for how in a.ways}
+        total = {how: sum(f["train_s"] * a.to_epochs / a.epochs + f["test_s"]
+                          for (m, w), f in figures.items() if w == how) for how in a.ways}
+        print(f"{'+'.join(a.models)}, {a.runs} runs x {a.to_epochs} epochs each: "
+              + ", ".join(f"{how} {s:.0f} s ({total[a.ways[0]] / s:.2f}x)" for how, s in total.items()))
 
 
 if __name__ == "__main__":
