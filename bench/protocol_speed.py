@@ -1,7 +1,8 @@
 """Seconds of the accuracy protocol, one network after the other vs compiled vs all runs together.
 
     python bench/protocol_speed.py [--set runs/.../synset.safetensors] [--epochs 50] [--runs 5] [--models convnet]
-    python bench/protocol_speed.py --models convnet resnet18 vgg11 alexnet vit --runs 3 --epochs 30 --to-epochs 300
+    python bench/protocol_speed.py --models convnet resnet18 vgg11 alexnet vit --runs 3 --epochs 30 \
+        --to-epochs 300 --test-images 2000
 
 Trains `runs` networks per model on one set (default: 10 random real images per class of
 FashionMNIST, an IPC-10 set) for `epochs` epochs of the dc_convnet schedule, three ways:
@@ -13,7 +14,9 @@ and reports the wall time (training and test passes apart), the seconds per run 
 an epoch costs the same all along a schedule), a total per way over the models (the
 cross_arch protocol, with --models as in configs/protocol/cross_arch.yaml), and the
 final test accuracy of each run (short schedules: the accuracies only show that the
-three ways train alike). The ratio to sequential is the figure to read; compare ratios
+three ways train alike). --test-images N tests on the first N test images (every way
+tests alike, so only the wall time shrinks) and scales the test pass in the extrapolation
+to the whole split. The ratio to sequential is the figure to read; compare ratios
 measured in one invocation, on an otherwise idle machine. Writes
 bench/results/protocol_speed_<device>.json; rerunning skips finished parts.
 """
@@ -27,14 +30,14 @@ import torch
 from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
 
-def timed(how: str, model: str, sets, test, schedule, seeds, device, to_epochs: int) -> dict:
+def timed(how: str, model: str, sets, test, schedule, seeds, device, to_epochs: int, test_scale: float) -> dict:
     from omegaconf import OmegaConf
 
     import genprior.evaluate as ev
 
     schedule = OmegaConf.merge(schedule, {"compile": how == "compiled", "batched": how == "batched"})
-    # The test pass (10k images per run) costs the same every way and does not grow with epochs:
-    # time it apart, so that the 1000-epoch extrapolation scales the training only.
+    # The test pass costs the same every way and does not grow with epochs: time it apart,
+    # so that the extrapolation to to_epochs scales the training only.
     testing, plain_test = [0.0], ev.test_accuracy
 
     def timed_test(*args, **kwargs):
@@ -54,7 +57,8 @@ def timed(how: str, model: str, sets, test, schedule, seeds, device, to_epochs: 
     train = wall - testing[0]
     runs = len(seeds)
     return {"wall_s": round(wall, 1), "train_s": round(train, 1), "test_s": round(testing[0], 1),
-            f"s_per_{to_epochs}_epoch_run": round(train / runs * to_epochs / schedule.epochs + testing[0] / runs, 1),
+            f"s_per_{to_epochs}_epoch_run": round(train / runs * to_epochs / schedule.epochs
+                                                     + testing[0] * test_scale / runs, 1),
             "accuracies": [round(a * 100, 2) for a in accs]}
 
 
@@ -70,6 +74,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["convnet"])
     p.add_argument("--ways", nargs="+", default=["sequential", "compiled", "batched"])
     p.add_argument("--to-epochs", type=int, default=1000, help="the schedule length to extrapolate to")
+    p.add_argument("--test-images", type=int, default=None, help="test on the first N test images only")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
     if a.set:
@@ -78,20 +83,24 @@ def main() -> None:
     else:
         images, labels = load_split("fashion_mnist", "train").random_subset(10, torch.Generator().manual_seed(0))
     test = load_split("fashion_mnist", "test")
+    n = min(a.test_images or len(test.labels), len(test.labels))
+    test_scale = len(test.labels) / n
+    test = (test.images[:n], test.labels[:n])
     schedule = load_protocol("dc_convnet", [f"epochs={a.epochs}"])
     seeds = list(range(a.runs))
     sets = [(images, labels)] * a.runs
     per_run = f"s_per_{a.to_epochs}_epoch_run"
-    parts = [(f"{model}_{how}_{a.runs}x{a.epochs}", lambda m=model, h=how: timed(h, m, sets, (test.images, test.labels),
-                                                                                  schedule, seeds, a.device, a.to_epochs))
+    part = "{}_{}_" + f"{a.runs}x{a.epochs}" + (f"_test{n}" if test_scale > 1 else "")
+    parts = [(part.format(model, how), lambda m=model, h=how: timed(h, m, sets, test, schedule, seeds,
+                                                                                  a.device, a.to_epochs, test_scale))
              for model in a.models for how in a.ways]
     results = run_parts(parts, RESULTS / f"protocol_speed_{a.device}.json",
-                        {"set": a.set or "random real ipc10 seed 0", "machine": machine()},
+                        {"set": a.set or "random real ipc10 seed 0", "test_images": n, "machine": machine()},
                         lambda r: f"{r['wall_s']} s (training {r['train_s']} s, test passes {r['test_s']} s), "
                                   f"{r[per_run]} s per {a.to_epochs}-epoch run, {r['accuracies']}")
     if len(a.models) > 1:  # the protocol over all models, `runs` runs each, per way
-        figures = {(m, how): results[f"{m}_{how}_{a.runs}x{a.epochs}"]["figures"] for m in a.models for how in a.ways}
-        total = {how: sum(f["train_s"] * a.to_epochs / a.epochs + f["test_s"]
+        figures = {(m, how): results[part.format(m, how)]["figures"] for m in a.models for how in a.ways}
+        total = {how: sum(f["train_s"] * a.to_epochs / a.epochs + f["test_s"] * test_scale
                           for (m, w), f in figures.items() if w == how) for how in a.ways}
         print(f"{'+'.join(a.models)}, {a.runs} runs x {a.to_epochs} epochs each: "
               + ", ".join(f"{how} {s:.0f} s ({total[a.ways[0]] / s:.2f}x)" for how, s in total.items()))
