@@ -393,7 +393,8 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
         last_saved = completed = start
         bar = progress(range(start, cfg.iterations), initial=start, total=cfg.iterations, enabled=main,
                        desc=f"{cfg.synset.kind}+{cfg.objective.kind}", dynamic_ncols=True)
-        t0 = time.time()
+        t0 = t_logged = time.time()
+        step_logged = start
 
         def saved() -> str:
             return (f"checkpoint at step {last_saved} in {ckpt_path}" if last_saved else
@@ -414,8 +415,12 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
                 completed = step + 1
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if (step + 1) % cfg.log_every == 0 or step == start:
-                    log(f"step {step + 1} loss {loss:.6g} {(time.time() - t0) / (step + 1 - start):.3f}s/it",
+                    # the pace since the last line, not since the start: a first step that compiles
+                    # (objective.compile, protocol.compile) would otherwise weigh on every line after it
+                    now = time.time()
+                    log(f"step {step + 1} loss {loss:.6g} {(now - t_logged) / (step + 1 - step_logged):.3f}s/it",
                         curve={"step": step + 1, "loss": loss})
+                    t_logged, step_logged = now, step + 1
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
                     if main:
                         save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
