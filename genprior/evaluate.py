@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -283,13 +284,13 @@ def stats(accs: list[float]) -> dict:
 def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, protocol: DictConfig,
                     space: str = "normalized", lr: float | None = None, device: str = "cpu",
                     root: str | None = None, label: str = "set", views: int = 1) -> dict:
-    """The protocol on one set: {model: stats}. `lr` (a learned one) replaces the protocol's;
-    `views`: the set's items come in groups of that many views (epoch_order)."""
+    """The protocol on one set: {model: stats and wall_s}. `lr` (a learned one) replaces the
+    protocol's; `views`: the set's items come in groups of that many views (epoch_order)."""
     test = load_split(dataset, "test", root, images.shape[-1], space=space)
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
-    return {model: stats(train_runs(model, [(images, labels)] * protocol.runs, test, dataset, protocol, seeds, lr,
-                                    device, desc=f"{label} {model}", views=views))
+    return {model: _timed(lambda m=model: train_runs(m, [(images, labels)] * protocol.runs, test, dataset, protocol,
+                                                     seeds, lr, device, desc=f"{label} {m}", views=views))
             for model in protocol.models}
 
 
@@ -302,9 +303,17 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
     subsets = [pool.random_subset(ipc, torch.Generator().manual_seed(seed)) for seed in seeds]
-    return {model: stats(train_runs(model, subsets, test, dataset, protocol, seeds, None, device,
-                                    desc=f"random ipc{ipc} {model}"))
+    return {model: _timed(lambda m=model: train_runs(m, subsets, test, dataset, protocol, seeds, None, device,
+                                                     desc=f"random ipc{ipc} {m}"))
             for model in protocol.models}
+
+
+def _timed(runs: Callable[[], list[float]]) -> dict:
+    """stats of the accuracies `runs()` returns, and its seconds: what one architecture costs,
+    the figure to plan a cross_arch comparison by."""
+    t0 = time.time()
+    accs = runs()
+    return {**stats(accs), "wall_s": round(time.time() - t0, 1)}
 
 
 def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "normalized", device: str = "cpu",

@@ -180,3 +180,4 @@ def test_a_protocol_with_three_runs_reports_three_different_accuracies(tmp_path)
     p = ev.load_protocol("fast", ["runs=3", "epochs=2", "models=[mlp]", "batched=true"])
     out = ev.random_real("mnist", 2, p, root=str(tmp_path))
     assert len(set(out["mlp"]["runs"])) == 3, out
+    assert out["mlp"]["wall_s"] >= 0  # what each architecture cost (here ~0.0 s), to plan a cross_arch comparison by
