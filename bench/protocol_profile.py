@@ -14,6 +14,7 @@ bench/results/protocol_profile_<device>.json; run it on an otherwise idle machin
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -23,8 +24,6 @@ from resumable import RESULTS, command, machine  # bench/resumable.py (the scrip
 
 
 def main() -> None:
-    import json
-
     from genprior.data import dataset_info, load_split
     from genprior.evaluate import _dsa, load_protocol
     from genprior.nets import build_net
