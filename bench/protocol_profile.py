@@ -18,7 +18,6 @@ import json
 import time
 
 import torch
-import torch.nn.functional as F
 
 from resumable import RESULTS, command, machine  # bench/resumable.py (the script's own folder)
 
@@ -27,7 +26,7 @@ def main() -> None:
     from genprior.data import dataset_info, load_split
     from genprior.evaluate import _dsa, load_protocol
     from genprior.nets import build_net
-    from genprior.training import compiled_forward
+    from genprior.training import compiled_forward, train_epoch
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="convnet")
@@ -39,13 +38,10 @@ def main() -> None:
                                                               torch.Generator().manual_seed(0))
     dsa = _dsa(load_protocol("dc_convnet"), info)
 
-    def steps(forward, net, n):
+    def steps(forward, net, n):  # n epochs of the protocol's training, one batch each
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         for i in range(n):
-            loss = F.cross_entropy(forward(dsa(x, i)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_epoch(net, opt, x, y, torch.arange(len(y)), len(y), dsa, lambda _: i, forward=forward)
 
     def ms_per_step(compiled: bool) -> float:
         torch.manual_seed(0)
