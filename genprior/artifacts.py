@@ -20,9 +20,13 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from genprior.errors import ConfigError
+from genprior.files import write_json
+
+if TYPE_CHECKING:
+    import torch
 
 MANIFEST = "manifest.json"
 
@@ -83,7 +87,7 @@ def open_manifest(directory: Path, identity: dict, what: str, extra: dict | None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     check_manifest(directory, identity, what)
-    _write_json(directory / MANIFEST, dict(identity, **(extra or {})))
+    write_json(directory / MANIFEST, dict(identity, **(extra or {})), sort_keys=True)
 
 
 def build_once(directory: Path, identity: dict, build: Callable[[Path], None], what: str) -> Path:
@@ -100,7 +104,7 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
     tmp.mkdir(parents=True)
     try:
         build(tmp)
-        _write_json(tmp / MANIFEST, identity)  # last: a folder with a manifest is complete
+        write_json(tmp / MANIFEST, identity, sort_keys=True)  # last: a folder with a manifest is complete
         if directory.exists():
             directory.rmdir()  # empty (checked above)
         try:
@@ -112,9 +116,3 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
         shutil.rmtree(tmp, ignore_errors=True)
     check_manifest(directory, identity, what, required=True)
     return directory
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)

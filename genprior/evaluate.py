@@ -15,7 +15,6 @@ by any tool is judged the same way.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -28,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from genprior import artifacts
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
+from genprior.files import write_json, write_text
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
@@ -324,20 +325,16 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
     key = {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
            "schedule": OmegaConf.to_container(protocol.full_data, resolve=True),
            "net_digest": net_digest(model, info.channels, info.num_classes, resolution or info.resolution)}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / "full_data" / f"{dataset}-{model}-{digest}.json"
+    path = cache_dir() / "full_data" / f"{dataset}-{model}-{artifacts.digest(key)}.json"
     if path.is_file():
         return json.loads(path.read_text())["stats"]
     train = load_split(dataset, "train", root, resolution, space=space)
     test = load_split(dataset, "test", root, resolution, space=space)
-    t0 = time.time()
-    result = stats([train_and_test(model, train.images, train.labels, (test.images, test.labels), dataset, schedule, protocol.seed + r, None, device,
-                                   desc=f"full {model} {r + 1}/{schedule.runs}") for r in range(schedule.runs)])
-    result["wall_s"] = round(time.time() - t0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "stats": result}, indent=2))
-    tmp.replace(path)
+    result = _timed(lambda: [train_and_test(model, train.images, train.labels, (test.images, test.labels), dataset,
+                                            schedule, protocol.seed + r, None, device,
+                                            desc=f"full {model} {r + 1}/{schedule.runs}")
+                             for r in range(schedule.runs)])
+    write_json(path, {"key": key, "stats": result})
     return result
 
 
@@ -471,8 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         print(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        write_text(out, text + "\n")
         print(f"wrote {out}")
     for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
         print(f"{model}: {s['mean']:.2f} +- {s['std']:.2f} %")

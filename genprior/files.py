@@ -1,5 +1,8 @@
 """Writing files so that a kill never leaves half of one and the same content gives the same bytes.
 
+Every file a run or a cache writes goes through here: written beside its place under a
+name of this process, then renamed over it, so a reader sees the old file or the new one.
+
 safetensors' writer keeps the metadata in a hash map whose order changes from process
 to process, so two identical sets would differ in their header bytes and no checksum
 could verify a set. `save_safetensors` writes the header with its metadata keys sorted
@@ -12,13 +15,35 @@ import os
 import struct
 from pathlib import Path
 
-import torch
-from safetensors.torch import save as safetensors_bytes
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only for the annotation: run directories and caches use this module too
+    import torch
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically write `data` to `path` (folders made as needed); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, doc, sort_keys: bool = False) -> Path:
+    return write_text(path, json.dumps(doc, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
                      metadata: dict[str, str] | None = None) -> Path:
     """Atomically write `tensors` to `path` with a canonical header; returns the path."""
+    from safetensors.torch import save as safetensors_bytes
+
     data = safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8:8 + n])
@@ -27,10 +52,4 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
                   **{k: v for k, v in header.items() if k != "__metadata__"}}
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
-    tmp.replace(path)
-    return path
+    return write_bytes(path, struct.pack("<Q", len(text)) + text + data[8 + n:])

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from genprior.errors import ArgumentParser, ConfigError
+from genprior.files import write_text
 
 PROG = "genprior-report"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -66,9 +67,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
             md += [f"**{r.name}**", "", f"![{r.name}](grids/{r.name}.png)", ""]
         else:
             md += [f"**{r.name}**: no grid.png", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(md) + "\n")
-    return path
+    return write_text(out / "report.md", "\n".join(md) + "\n")
 
 
 def summary_table(run_dirs: list[str | Path]) -> str:

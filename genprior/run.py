@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
 from genprior.errors import ConfigError, message
+from genprior.files import write_json, write_text
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
@@ -552,7 +553,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
             log(line)
     if metrics:
         metrics["storage"] = synset.storage()
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(run_dir / "metrics.json", metrics)  # atomic: a kill leaves no half-written metrics
         log(f"wrote {run_dir / 'metrics.json'}")
         log.track(_final_scalars(metrics), cfg.iterations)
 
@@ -607,9 +608,7 @@ class _Log:
         if not self.main or not path.is_file():
             return
         kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)  # atomic: a kill here leaves the old curve or the new one, never half of it
+        write_text(path, "".join(line + "\n" for line in kept))  # atomic: a kill here leaves the old curve or the new one, never half of it
 
 
 def main(argv: list[str] | None = None) -> int:

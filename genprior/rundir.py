@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from genprior.errors import ConfigError
+from genprior.files import write_text
 
 LOCK = "run.lock"
 CONFIG = "config.yaml"
@@ -119,9 +120,7 @@ class RunDirectory:
                               f"config; pass another run_dir= or empty it")
 
     def write_config(self, text: str) -> None:
-        tmp = self.path / f"{CONFIG}.tmp"
-        tmp.write_text(text)
-        tmp.replace(self.path / CONFIG)
+        write_text(self.path / CONFIG, text)
 
     def release(self) -> None:
         if self._lock_file is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from genprior.errors import ArgumentParser, ConfigError, message
+from genprior.files import write_json
 from genprior.metrics import MIN_FID, image_metrics, summary_lines
 from genprior.metrics.targets import load_target
 
@@ -67,10 +68,7 @@ def _write(m: dict, run_dir: Path | None, out: str | None) -> None:
         merged = json.loads(path.read_text()) if path.is_file() else {}
         merged["images"] = m
         m = merged
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(m, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, m)
     print(f"wrote {path}")
 
 
