@@ -15,6 +15,7 @@ by any tool is judged the same way.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from genprior import artifacts
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
-from genprior.files import write_json, write_text
+from genprior.files import write_bytes, write_json, write_text
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
@@ -108,18 +109,20 @@ def check_protocol(cfg: DictConfig, what: str = "protocol") -> DictConfig:
 
 def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test: tuple[torch.Tensor, torch.Tensor],
                    dataset: str, schedule: DictConfig, seed: int, lr: float | None = None,
-                   device: str = "cpu", desc: str = "") -> float:
+                   device: str = "cpu", desc: str = "", checkpoint: Path | None = None) -> float:
     """Train a fresh `model` on (images, labels) with `schedule`; return final-epoch test accuracy."""
-    net = train_network(model, images, labels, dataset, schedule, seed, lr, device, desc)
+    net = train_network(model, images, labels, dataset, schedule, seed, lr, device, desc, checkpoint=checkpoint)
     return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
                          autocast=_autocast(schedule.precision, device))
 
 
 def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, dataset: str, schedule: DictConfig,
                   seed: int, lr: float | None = None, device: str = "cpu", desc: str = "",
-                  views: int = 1) -> torch.nn.Module:
+                  views: int = 1, checkpoint: Path | None = None) -> torch.nn.Module:
     """A fresh `model` trained on (images, labels) with `schedule`: init, shuffling and augmentation from `seed`.
-    `views` > 1: the items come in groups of that many views of one item (see epoch_order)."""
+    `views` > 1: the items come in groups of that many views of one item (see epoch_order).
+    `checkpoint`: a file written after every epoch and resumed from, so a killed run (the full
+    train split takes most of an hour on a CPU) goes on where it stopped, to the same network."""
     info = dataset_info(dataset)
     torch.manual_seed(seed)  # network init
     g = torch.Generator().manual_seed(seed)  # shuffling and augmentation parameters
@@ -129,11 +132,13 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
     dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
     x_all, y_all = images.to(device), labels.to(device)
     n, batch = _epoch_size(len(y_all), views, schedule), schedule.batch
+    start = _resume(checkpoint, net, opt, g, device) if checkpoint is not None else 0
     forward = compiled_forward(net) if schedule.get("compile", False) else None
     net.train()
-    with progress(total=schedule.epochs * math.ceil(n / batch), desc=desc or model, leave=False,
+    steps = math.ceil(n / batch)
+    with progress(total=schedule.epochs * steps, initial=start * steps, desc=desc or model, leave=False,
                   mininterval=1.0) as bar:
-        for epoch in range(schedule.epochs):
+        for epoch in range(start, schedule.epochs):
             _decay(opt, lr, epoch, schedule)
             perm = epoch_order(len(y_all), views, schedule, g).to(device)
             loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
@@ -141,7 +146,24 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
                                forward)
             _check_finite(loss, model, epoch, lr)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if checkpoint is not None:
+                buffer = io.BytesIO()
+                torch.save({"epoch": epoch + 1, "net": net.state_dict(), "optimizer": opt.state_dict(),
+                            "generator": g.get_state()}, buffer)
+                write_bytes(checkpoint, buffer.getvalue())
     return net
+
+
+def _resume(checkpoint: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, g: torch.Generator,
+            device: str) -> int:
+    """Load `checkpoint` into the network, optimizer and generator if it exists; the epoch to start at."""
+    if not checkpoint.is_file():
+        return 0
+    state = torch.load(checkpoint, map_location=device, weights_only=True)
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["optimizer"])
+    g.set_state(state["generator"])
+    return state["epoch"]
 
 
 def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: tuple[torch.Tensor, torch.Tensor],
@@ -330,11 +352,15 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
         return json.loads(path.read_text())["stats"]
     train = load_split(dataset, "train", root, resolution, space=space)
     test = load_split(dataset, "test", root, resolution, space=space)
+    # one checkpoint per run beside the result: a killed baseline resumes at its last epoch
+    checkpoints = [path.with_name(f"{path.stem}.run{r}.pt") for r in range(schedule.runs)]
     result = _timed(lambda: [train_and_test(model, train.images, train.labels, (test.images, test.labels), dataset,
                                             schedule, protocol.seed + r, None, device,
-                                            desc=f"full {model} {r + 1}/{schedule.runs}")
+                                            desc=f"full {model} {r + 1}/{schedule.runs}", checkpoint=checkpoints[r])
                              for r in range(schedule.runs)])
     write_json(path, {"key": key, "stats": result})
+    for c in checkpoints:
+        c.unlink(missing_ok=True)
     return result
 
 

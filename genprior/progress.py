@@ -51,8 +51,9 @@ def _line(d: dict) -> str:
     if total:
         text += f" ({100 * n / total:.0f}%)"
     text += f" {tqdm.format_interval(elapsed)} elapsed"
-    if total and n:
-        text += f", {tqdm.format_interval(elapsed * (total - n) / n)} left"
+    done = n - (d.get("initial") or 0)  # a resumed bar starts at `initial`: only what this session did has a pace
+    if total and done > 0:
+        text += f", {tqdm.format_interval(elapsed * (total - n) / done)} left"
     if d.get("postfix"):
         text += f", {d['postfix']}"
     return text

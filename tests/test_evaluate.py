@@ -108,6 +108,46 @@ def test_full_data_is_cached(tmp_path, monkeypatch):
         ev.full_data("mnist", "mlp", ev.load_protocol("fast", ["full_data.epochs=2"]), root=str(tmp_path))
 
 
+def _killed_in_epoch(n, monkeypatch):
+    """Make the n-th call of train_epoch raise KeyboardInterrupt; returns the list of calls."""
+    calls, real_epoch = [], ev.train_epoch
+
+    def train_epoch(*a, **k):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real_epoch(*a, **k)
+
+    monkeypatch.setattr(ev, "train_epoch", train_epoch)
+    return calls
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_network(tmp_path, monkeypatch):
+    x, y = torch.randn(40, 1, 28, 28), torch.arange(10).repeat(4)
+    schedule = ev.load_protocol("fast", ["epochs=3", "batch=16", "dsa=color_crop_flip"])
+    whole = ev.train_network("convnet", x, y, "mnist", schedule, seed=3)
+    calls = _killed_in_epoch(3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        ev.train_network("convnet", x, y, "mnist", schedule, seed=3, checkpoint=tmp_path / "c.pt")
+    resumed = ev.train_network("convnet", x, y, "mnist", schedule, seed=3, checkpoint=tmp_path / "c.pt")
+    assert len(calls) == 4  # 1, 2, the killed 3, then 3 again: 1 and 2 were not trained again
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name  # the same weights, shuffling and augmentation as without the kill
+
+
+def test_a_killed_full_data_run_keeps_its_epochs_and_cleans_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    p = ev.load_protocol("fast", ["full_data.epochs=3", "full_data.batch=16"])
+    calls = _killed_in_epoch(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        ev.full_data("mnist", "mlp", p, root=str(tmp_path))
+    assert [f.suffix for f in (ev.cache_dir() / "full_data").iterdir()] == [".pt"]  # epoch 1 kept, no result
+    ev.full_data("mnist", "mlp", p, root=str(tmp_path))
+    assert len(calls) == 4  # epoch 1 was not trained again
+    assert [f.suffix for f in (ev.cache_dir() / "full_data").iterdir()] == [".json"]  # the checkpoint is gone
+
+
 @needs_fashion_mnist
 def test_cli_writes_metrics_for_a_set_file(tmp_path):
     train = load_split("fashion_mnist", "train")

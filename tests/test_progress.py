@@ -1,5 +1,6 @@
 """Progress in a log file: whole lines, not carriage-return redraws."""
 import io
+import re
 import os
 import subprocess
 import sys
@@ -19,6 +20,19 @@ def test_a_file_gets_whole_lines_every_tenth_and_at_the_end(monkeypatch):
     assert "\r" not in out.getvalue() and len(lines) == 10  # 4, 8, ... 40 of 40
     assert lines[0].startswith("work: 4/40 (10%)") and "left" in lines[0]
     assert lines[-1].startswith("work: 40/40 (100%)")
+
+
+def test_a_resumed_bar_estimates_from_its_own_pace(monkeypatch):
+    monkeypatch.setenv("GENPRIOR_PROGRESS_EVERY", "3600")
+    clock = iter(float(t) for t in range(1000))
+    monkeypatch.setattr("tqdm.std.time", lambda: next(clock))  # one second per tqdm clock read
+    out = io.StringIO()
+    with progress(total=100, initial=80, desc="job", file=out) as bar:
+        for _ in range(10):
+            bar.update(1)
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("job: 90/100"))
+    elapsed, left = re.search(r"(\S+) elapsed, (\S+) left", line).groups()
+    assert elapsed == left  # 10 done in this session, 10 to go: as long again (the old estimate: a ninth)
 
 
 def test_a_stopped_bar_says_where_it_stopped_and_disabled_says_nothing(monkeypatch):
