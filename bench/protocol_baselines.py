@@ -1,6 +1,9 @@
 """Baselines of the accuracy protocol on real data: random real subsets and the full train split.
 
     python bench/protocol_baselines.py [--dataset fashion_mnist] [--protocol dc_convnet] [--ipc 1 10] [KEY=VALUE ...]
+    python bench/protocol_baselines.py compile=true --ipc     # only the full train split
+
+(KEY=VALUE before a bare --ipc: after it they would be read as IPCs.)
 
 KEY=VALUE are protocol overrides (e.g. compile=true). Writes
 bench/results/protocol_baselines_<dataset>_<protocol>_<net>[_<overrides>].json, <net> being
