@@ -31,8 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from genprior import artifacts
 from genprior.augment import DSA
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
-from genprior.files import write_bytes, write_json, write_text
 from genprior.errors import ArgumentParser, ConfigError, message
+from genprior.files import write_bytes, write_json, write_text
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from

@@ -14,7 +14,6 @@ import json
 import os
 import struct
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch only for the annotation: run directories and caches use this module too
