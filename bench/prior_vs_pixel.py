@@ -1,19 +1,24 @@
-"""GLaD vs pixel space with the same objective and the same budget, judged across architectures.
+"""A prior (GLaD or HaBa) vs pixel space with the same objective and budget, judged across architectures.
 
-    python bench/glad_vs_pixel.py                                   # dc dm mtt x IPC 1 10, cross_arch protocol
-    python bench/glad_vs_pixel.py --objectives dm --ipc 10 --iterations 200 -- protocol.runs=2 protocol.epochs=300
-    python bench/glad_vs_pixel.py --priors pixel ...                # one side now, the other later
-    python bench/glad_vs_pixel.py --glad synset.init=invert -- protocol.runs=3 protocol.epochs=300
+    python bench/prior_vs_pixel.py                                  # GLaD: dc dm mtt x IPC 1 10, cross_arch protocol
+    python bench/prior_vs_pixel.py --objectives dm --ipc 10 --iterations 200 -- protocol.runs=2 protocol.epochs=300
+    python bench/prior_vs_pixel.py --sides pixel ...                # one side now, the other later
+    python bench/prior_vs_pixel.py --prior-overrides synset.init=invert -- protocol.runs=3 protocol.epochs=300
+    python bench/prior_vs_pixel.py --prior haba --objectives mtt --ipc 1 -- protocol.runs=3 protocol.epochs=300
 
-For every (objective, IPC) it distills twice, `pixel=<objective>` and `glad=<objective>`,
+For every (objective, IPC) it distills twice, `pixel=<objective>` and `<prior>=<objective>`,
 with the same iteration count (the pixel preset's unless --iterations), seed and protocol, via
 bench/distill.py (so each run resumes and lands in bench/results/distill_<name>.json).
-Then bench/results/glad_vs_pixel.json gets one row per pair: ConvNet accuracy and the
+Then bench/results/<prior>_vs_pixel.json gets one row per pair: ConvNet accuracy and the
 mean over the other architectures of the protocol (ResNet-18, VGG-11, AlexNet, ViT for
 cross_arch), each with its std over runs, for both, and the difference, marked as within
 the noise where it is smaller than the combined std. Overrides after `--` apply to every run
 and are part of the run names and the row key, so a reduced protocol never mixes with the
-full one; `--glad` overrides apply to the GLaD side only (the pixel run is shared).
+full one; --prior-overrides apply to the prior's side only. The pixel run's name does not
+depend on the prior, so one pixel set serves GLaD, HaBa and every --prior-overrides variant:
+the most expensive part of a comparison (judging across architectures) is paid once.
+(Earlier name: bench/glad_vs_pixel.py, --priors for --sides and --glad for --prior-overrides;
+the commands in older result files run here with those spellings.)
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from presets_table import accuracy_row  # bench/presets_table.py (the script's o
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+PRIORS = ["glad", "haba"]  # presets glad=<objective> and haba=<objective> (configs/)
 
 
 def judge(result: dict) -> dict:
@@ -61,51 +67,53 @@ def main() -> None:
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
     p.add_argument("--iterations", type=int, default=None, help="both runs (default: each preset's own)")
     p.add_argument("--protocol", default="cross_arch")
-    p.add_argument("--priors", nargs="*", default=["pixel", "glad"], choices=["pixel", "glad"],
-                   help="run only these sides now (none: only rebuild the rows from results); "
-                        "a row's difference appears once both are in")
-    p.add_argument("--glad", nargs="*", default=[], metavar="OVERRIDE",
-                   help="overrides for the GLaD side only (e.g. synset.init=invert); part of its name and the row key")
+    p.add_argument("--prior", default="glad", choices=PRIORS, help="the side compared with pixels")
+    p.add_argument("--sides", "--priors", nargs="*", default=None, choices=["pixel", "prior", *PRIORS],
+                   help="run only these sides now: pixel and/or prior (default both; none: only rebuild the "
+                        "rows from results); a row's difference appears once both are in")
+    p.add_argument("--prior-overrides", "--glad", nargs="*", default=[], metavar="OVERRIDE",
+                   help="overrides for the prior's side only (e.g. synset.init=invert); part of its name and the row key")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
     a = p.parse_args()
-    out = RESULTS / "glad_vs_pixel.json"
-    command = "python bench/glad_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    sides = {"pixel", a.prior} if a.sides is None else {a.prior if s == "prior" else s for s in a.sides}
+    out = RESULTS / f"{a.prior}_vs_pixel.json"
+    command = "python bench/prior_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     tag = overrides_tag(a.overrides)
-    glad_tag = overrides_tag(a.glad)
+    prior_tag = overrides_tag(a.prior_overrides)
     for objective in a.objectives:
         for ipc in a.ipc:
             iterations = a.iterations or compose([f"pixel={objective}"]).iterations  # one budget for both
-            key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{glad_tag}"
+            key = f"{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{prior_tag}"
             fresh = {}
-            for prior in ("pixel", "glad"):
-                side = a.glad if prior == "glad" else []
-                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{glad_tag if side else ''}"
+            for prior in ("pixel", a.prior):
+                side = a.prior_overrides if prior != "pixel" else []
+                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{prior_tag if side else ''}"
                 result = RESULTS / f"distill_{name}.json"
-                if prior in a.priors:
+                if prior in sides:
                     overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
                                  f"protocol={a.protocol}", "eval.baselines=false", *a.overrides, *side]
                     subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
                                    check=True, cwd=ROOT)
                 elif not result.is_file():  # the other side has not run yet (or runs elsewhere)
                     continue
-                # the side not run now is read from its result: the pixel run serves every --glad variant
+                # the side not run now is read from its result: the pixel run serves every prior and --prior-overrides variant
                 fresh[prior] = judge(json.loads(result.read_text()))
                 fresh[prior]["result"] = f"bench/results/{result.name}"
-                fresh[prior]["command"] = command if prior in a.priors else json.loads(result.read_text())["command"]
+                fresh[prior]["command"] = command if prior in sides else json.loads(result.read_text())["command"]
             # read the table only now: the other side may have landed from another invocation
             # while these runs went on, and the difference needs both
             table = read(out)
             row = {**table.get(key, {}), **fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
-                   "protocol": a.protocol, "overrides": a.overrides, "glad_overrides": a.glad}
-            if "pixel" in row and "glad" in row:
-                row["glad_minus_pixel"] = {k: difference(row["glad"], row["pixel"], k, std)
-                                           for k, std in (("convnet", "convnet_std"),
-                                                          ("cross_arch_mean", "cross_arch_std"))}
+                   "protocol": a.protocol, "overrides": a.overrides, f"{a.prior}_overrides": a.prior_overrides}
+            if "pixel" in row and a.prior in row:
+                row[f"{a.prior}_minus_pixel"] = {k: difference(row[a.prior], row["pixel"], k, std)
+                                                 for k, std in (("convnet", "convnet_std"),
+                                                                ("cross_arch_mean", "cross_arch_std"))}
             table[key] = row
             RESULTS.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(table, indent=2) + "\n")
             print(f"{key}: " + ", ".join(f"{p} {row[p].get('convnet')} / {row[p].get('cross_arch_mean')}"
-                                         for p in ("pixel", "glad") if p in row)
+                                         for p in ("pixel", a.prior) if p in row)
                   + " (ConvNet / cross-arch mean)", flush=True)
 
 
