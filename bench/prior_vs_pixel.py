@@ -103,6 +103,8 @@ def main() -> None:
             # read the table only now: the other side may have landed from another invocation
             # while these runs went on, and the difference needs both
             table = read(out)
+            if not fresh and key not in table:  # neither side has run: no row to write
+                continue
             row = {**table.get(key, {}), **fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
                    "protocol": a.protocol, "overrides": a.overrides, f"{a.prior}_overrides": a.prior_overrides}
             if "pixel" in row and a.prior in row:
