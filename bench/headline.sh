@@ -12,4 +12,4 @@ python bench/distill.py pixel=dc ipc=1 eval.baselines=false protocol.compile=tru
 python bench/distill.py pixel=dm ipc=10 objective.compile=true eval.baselines=false protocol.compile=true
 python bench/distill.py pixel=mtt ipc=1 eval.baselines=false protocol.compile=true
 python bench/distill.py pixel=mtt ipc=10 objective.batch_syn=20 iterations=200 eval.baselines=false protocol.compile=true
-python bench/protocol_baselines.py compile=true --ipc   # no IPCs: only the full train split (large_set_20ep, ~2.5 h)
+python bench/protocol_baselines.py compile=true --ipc   # no IPCs: only the full train split (large_set_20ep, ~1 h)
