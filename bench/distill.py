@@ -9,7 +9,11 @@ runs/bench/<name>/, then writes bench/results/distill_<name>.json: the command, 
 wall time of distillation and of evaluation, the final-epoch accuracies (mean, std,
 runs) beside the random-real and full-data baselines, and the loss curve's ends.
 A rerun of the same command resumes an unfinished run directory, and does nothing once
-bench/results/distill_<name>.json exists (--force runs and records it again).
+bench/results/distill_<name>.json exists (--force runs and records it again), unless that
+result is stale: marked superseded, or judged by networks other than today's (metrics.json
+records their digests, genprior/evaluate.py network_digests; a result too old to record them
+counts as stale). A stale result and its run directory are set aside (`.superseded` names)
+and the run starts afresh: the set was distilled through the old network too.
 """
 from __future__ import annotations
 
@@ -22,10 +26,35 @@ import sys
 import time
 from pathlib import Path
 
+from genprior.files import write_json
 from resumable import slug  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+
+
+def stale(result: dict) -> str | None:
+    """Why a recorded result is not a figure of today's code (None: it is one)."""
+    if "superseded" in result:
+        return "it is marked superseded"
+    if "networks" not in result:
+        return "it does not record which networks judged it (it predates that record)"
+    from genprior.evaluate import network_digests
+
+    today = network_digests(result["networks"], result["dataset"], result["resolution"])
+    changed = [m for m, d in result["networks"].items() if today[m] != d]
+    return f"the networks that judged it changed since ({', '.join(changed)})" if changed else None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to the first free <name>.superseded[-k][.json], keeping it for the record
+    (names hold dots of their own, `protocol.runs-3`: only .json counts as a suffix)."""
+    stem, ext = (path.name[:-5], ".json") if path.name.endswith(".json") else (path.name, "")
+    for k in range(1, 1000):
+        target = path.with_name(f"{stem}.superseded{'' if k == 1 else f'-{k}'}{ext}")
+        if not target.exists():
+            return path.rename(target)
+    raise FileExistsError(f"no free .superseded name beside {path}")
 
 
 def main() -> None:
@@ -37,10 +66,16 @@ def main() -> None:
     a = p.parse_args()
     name = a.name or "_".join(slug(o) for o in a.overrides)
     out = RESULTS / f"distill_{name}.json"
-    if out.exists() and not a.force:  # a finished run would evaluate its set again: minutes for nothing
-        print(f"{name}: done ({out.relative_to(ROOT)}); --force to run it again")
-        return
     run_dir = ROOT / "runs" / "bench" / name
+    if out.exists():
+        why = stale(json.loads(out.read_text()))
+        if why is None and not a.force:  # a finished run would evaluate its set again: minutes for nothing
+            print(f"{name}: done ({out.relative_to(ROOT)}); --force to run it again")
+            return
+        if why is not None:  # its set was distilled and judged with what changed: start afresh, keep the record
+            print(f"{name}: {out.relative_to(ROOT)} is stale: {why}; moved to {set_aside(out).name}", flush=True)
+            if run_dir.exists():
+                print(f"{name}: its run directory moved to {set_aside(run_dir).name}", flush=True)
     cmd = shlex.split(a.launch) or [sys.executable]
     cmd += [str(ROOT / "genprior" / "run.py"), *a.overrides, f"run_dir={run_dir}"]
     t0 = time.time()
@@ -66,12 +101,12 @@ def main() -> None:
         "synthetic": metrics["synthetic"], "random_real": metrics.get("random_real"),
         "full_data": metrics.get("full_data"), "summary": metrics.get("summary"),
         "protocol": metrics["protocol"], "protocol_config": metrics["protocol_config"],
+        "dataset": metrics["dataset"], "resolution": metrics["resolution"], "networks": metrics["networks"],
         "storage": metrics.get("storage"), "loss_first_last": [losses[0], losses[-1]] if losses else None,
         "images": metrics.get("images"),
         "config": (run_dir / "config.yaml").read_text(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)  # atomic: a kill leaves the old record or the new one
     accs = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
     print(f"{name}: {accs} %; distill {sum(distill_s):.0f} s; wrote {out}")
 

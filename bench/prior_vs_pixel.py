@@ -29,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from distill import stale  # bench/distill.py (the script's own folder)
 from genprior.run import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
@@ -96,16 +97,23 @@ def main() -> None:
                                    check=True, cwd=ROOT)
                 elif not result.is_file():  # the other side has not run yet (or runs elsewhere)
                     continue
-                # the side not run now is read from its result: the pixel run serves every prior and --prior-overrides variant
-                fresh[prior] = judge(json.loads(result.read_text()))
-                fresh[prior]["result"] = f"bench/results/{result.name}"
-                fresh[prior]["command"] = command if prior in sides else json.loads(result.read_text())["command"]
-            # read the table only now: the other side may have landed from another invocation
-            # while these runs went on, and the difference needs both
-            table = read(out)
-            if not fresh and key not in table:  # neither side has run: no row to write
+                elif why := stale(read(result)):  # bench/distill.py reruns it when that side runs
+                    print(f"{name}: not used, {why}", flush=True)
+                    continue
+                # the side not run now is read from its result: the pixel run serves every prior and --prior-overrides
+                # variant. Its command: the one this table recorded with that very result, else the result's own
+                recorded = json.loads(result.read_text())
+                known = read(out).get(key, {}).get(prior, {})
+                fresh[prior] = {**judge(recorded), "result": f"bench/results/{result.name}"}
+                fresh[prior]["command"] = command if prior in sides else (
+                    known["command"] if known.get("result") == fresh[prior]["result"] else recorded["command"])
+            if not fresh:  # no side has a current result: the row stays as it is (or absent)
                 continue
-            row = {**table.get(key, {}), **fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
+            # The row is made from the current results alone, so a rerun under the same key replaces
+            # a stale row (and its superseded mark) whole. Read the table only now: another
+            # invocation may have written rows while these runs went on.
+            table = read(out)
+            row = {**fresh, "objective": objective, "ipc": ipc, "iterations": iterations,
                    "protocol": a.protocol, "overrides": a.overrides, f"{a.prior}_overrides": a.prior_overrides}
             if "pixel" in row and a.prior in row:
                 row[f"{a.prior}_minus_pixel"] = {k: difference(row[a.prior], row["pixel"], k, std)

@@ -364,6 +364,14 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
     return result
 
 
+def network_digests(models, dataset: str, resolution: int | None = None) -> dict[str, str]:
+    """The architecture digest (genprior.nets.net_digest) of every network a protocol trains, as
+    metrics.json records them: a figure says which networks made it, and a figure judged by an
+    earlier network is never taken for today's (bench/distill.py compares them before reusing one)."""
+    info = dataset_info(dataset)
+    return {m: net_digest(m, info.channels, info.num_classes, resolution or info.resolution) for m in models}
+
+
 BASELINES = ("random_real", "full_data", "no_augmentation")  # the last two for DD-Ranking's LRS and ARS
 
 
@@ -423,6 +431,7 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
         metrics["summary"] = summarize(metrics)
         metrics["dd_ranking"] = scores(metrics)
     metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
+    metrics["resolution"], metrics["networks"] = res, network_digests(protocol.models, saved.dataset, res)
     return metrics
 
 
@@ -480,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       a.device, a.data_root),
                            "wall_s": round(time.time() - t0, 1)}
             metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
+            metrics["networks"] = network_digests(protocol.models, dataset)
             out = Path(a.out) if a.out else None
         else:
             if not files:

@@ -65,6 +65,18 @@ def test_baselines_can_be_chosen(tmp_path, monkeypatch):
     assert m["summary"]["mlp"]["gap_closed"] is None
 
 
+def test_metrics_name_the_networks_that_judged(tmp_path):
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "mnist", space="unit")
+    m = ev.evaluate_set(ev.load_set(path), ev.load_protocol("fast", ["runs=1", "epochs=1", "models=[mlp,convnet]"]),
+                        root=str(tmp_path), baselines=False)
+    assert m["resolution"] == 28 and m["networks"] == ev.network_digests(["mlp", "convnet"], "mnist", 28)
+    # the record tells the reference ConvNet from the one before it (first convolution padded by 1)
+    # and one resolution from another
+    assert ev.network_digests(["convnet"], "mnist")["convnet"] != ev.network_digests(["convnet_p1"], "mnist")["convnet_p1"]
+    assert ev.network_digests(["convnet"], "cifar10", 32) != ev.network_digests(["convnet"], "cifar10", 64)
+
+
 @needs_fashion_mnist
 def test_protocol_learns_and_tells_real_from_noise():
     """A short schedule on 10 real images per class beats chance clearly; pure noise does not."""

@@ -1,0 +1,80 @@
+"""bench/distill.py reuses a recorded result only while it is a figure of today's code."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genprior.evaluate import network_digests
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture
+def distill(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))  # bench scripts import their siblings by name
+    import distill
+
+    monkeypatch.setattr(distill, "ROOT", tmp_path)
+    monkeypatch.setattr(distill, "RESULTS", tmp_path / "bench" / "results")
+    return distill
+
+
+def record(**extra) -> dict:
+    return {"dataset": "fashion_mnist", "resolution": 28,
+            "networks": network_digests(["convnet"], "fashion_mnist", 28), **extra}
+
+
+def test_a_result_is_stale_when_its_networks_changed_or_it_cannot_say(distill):
+    assert distill.stale(record()) is None
+    assert "convnet" in distill.stale(record(networks={"convnet": "92edece9b07f"}))
+    old = record()
+    del old["networks"]
+    assert "predates" in distill.stale(old)
+    assert "superseded" in distill.stale(record(superseded="judged with the previous ConvNet"))
+
+
+def test_set_aside_keeps_every_earlier_record(distill, tmp_path):
+    f = tmp_path / "distill_a_protocol.runs-3.json"  # names hold dots: only .json is a suffix
+    for _ in range(2):
+        f.write_text("{}")
+        distill.set_aside(f)
+    run = tmp_path / "a_protocol.runs-3"
+    run.mkdir()
+    distill.set_aside(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a_protocol.runs-3.superseded", "distill_a_protocol.runs-3.superseded-2.json",
+        "distill_a_protocol.runs-3.superseded.json"]
+
+
+def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(cmd, check, cwd):  # what genprior/run.py leaves in its run directory
+        calls.append(cmd)
+        run_dir = Path(cmd[-1].split("=", 1)[1])
+        assert not (run_dir / "stale.txt").exists(), "the stale run directory was resumed"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "log.txt").write_text("distilled steps 0-2 (2 steps) in 1.5s\n")
+        (run_dir / "curve.jsonl").write_text('{"step": 0, "loss": 2.0}\n{"step": 1, "loss": 1.0}\n')
+        (run_dir / "config.yaml").write_text("ipc: 1\n")
+        (run_dir / "metrics.json").write_text(json.dumps(
+            {"synthetic": {"convnet": {"mean": 70.0, "std": 0.5, "runs": [69.5, 70.5]}}, "protocol": "fast",
+             "protocol_config": {"models": ["convnet"]}, **record()}))
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["distill.py", "pixel=dm", "ipc=1"])
+    out = distill.RESULTS / "distill_pixel-dm_ipc-1.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps(record(networks={"convnet": "0" * 12})))  # judged by an earlier network
+    (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1").mkdir(parents=True)
+    (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1" / "stale.txt").write_text("")
+    distill.main()
+    assert len(calls) == 1 and "is stale: the networks that judged it changed since (convnet)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["networks"] == record()["networks"]
+    assert json.loads((out.parent / "distill_pixel-dm_ipc-1.superseded.json").read_text())["networks"] == \
+        {"convnet": "0" * 12}
+    assert (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1.superseded" / "stale.txt").is_file()
+    distill.main()  # today's result: nothing runs again
+    assert len(calls) == 1 and "done" in capsys.readouterr().out
