@@ -32,6 +32,7 @@ finished step.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -47,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
 from genprior.errors import ConfigError, message
-from genprior.files import write_json, write_text
+from genprior.files import write_bytes, write_json, write_text
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
@@ -250,17 +251,30 @@ def default_run_dir(cfg: DictConfig) -> Path:
 
 # ---------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: Path, step: int, cfg, synset, optimizer, objective) -> None:
-    state = {"step": step, "config": OmegaConf.to_container(cfg, resolve=True), "synset": synset.state_dict(),
+def objective_net_digest(cfg, d) -> str:
+    """The network the objective distills through, as genprior.nets.net_digest names it. A checkpoint
+    keeps it: its steps followed that network, so a later version of the network (the config reads
+    the same) does not resume them."""
+    from genprior.nets import net_digest
+
+    info = dataset_info(d.name)
+    kwargs = OmegaConf.to_container(cfg.objective.net_kwargs, resolve=True) if cfg.objective.net_kwargs else {}
+    return net_digest(cfg.objective.net, info.channels, info.num_classes, d.resolution or info.resolution, **kwargs)
+
+
+def save_checkpoint(path: Path, step: int, cfg, synset, optimizer, objective, net_digest: str) -> None:
+    state = {"step": step, "config": OmegaConf.to_container(cfg, resolve=True), "net_digest": net_digest,
+             "synset": synset.state_dict(),
              "synset_aux": synset.aux_state(),
              "optimizer": optimizer.state_dict(), "objective": objective.state_dict()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())  # atomic: a kill mid-write leaves the previous checkpoint intact
 
 
-def check_checkpoint(path: Path, cfg) -> dict | None:
-    """The checkpoint in run_dir, if any, after making sure it belongs to this config."""
+def check_checkpoint(path: Path, cfg, net_digest: str) -> dict | None:
+    """The checkpoint in run_dir, if any, after making sure it belongs to this config and network
+    (one written before checkpoints kept the network resumes as if it were unchanged; the log says so)."""
     if not path.is_file():
         return None
     try:
@@ -271,6 +285,10 @@ def check_checkpoint(path: Path, cfg) -> dict | None:
     diff = config_diff(state["config"], OmegaConf.to_container(cfg, resolve=True))
     if diff:
         raise ConfigError(f"{path.parent} holds a run with another config ({diff}); pass another run_dir= or remove it")
+    if state.get("net_digest", net_digest) != net_digest:
+        raise ConfigError(f"{path.parent} holds a run distilled through another version of objective.net="
+                          f"{cfg.objective.net} (network digest {state['net_digest']}, now {net_digest}); "
+                          f"pass another run_dir= or remove it")
     return state
 
 
@@ -354,10 +372,11 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
     with claimed_run_dir(cfg, state) as (run_dir, claim), _ending_trackers(make_accelerator(cfg, run_dir)) as accelerator:
         ckpt_path = run_dir / "checkpoint.pt"
-        state = check_checkpoint(ckpt_path, cfg)
+        d = plan.dataset
+        net_digest = objective_net_digest(cfg, d)
+        state = check_checkpoint(ckpt_path, cfg, net_digest)
 
         t_setup = time.time()
-        d = plan.dataset
         real = load_split(d.name, "train", d.root, d.resolution, download=d.download, space=d.space)
         check_ipc(cfg.ipc, real)
         device = accelerator.device
@@ -384,7 +403,9 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
             f"({world} process{'es' if world > 1 else ''}, {accelerator.mixed_precision} precision, {device}"
             f"{f', {torch.get_num_threads()} threads' if device.type == 'cpu' else ''}); "
             f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
-            + "".join(f"; {note}" for note in (synset.setup, objective.setup) if note))
+            + "".join(f"; {note}" for note in (synset.setup, objective.setup) if note)
+            + ("; the checkpoint predates network digests: resumed as if objective.net were unchanged"
+               if state is not None and "net_digest" not in state else ""))
         log.track({f"storage/{k}": v for k, v in synset.storage().items() if isinstance(v, (int, float))}, start)
 
         # This rank's share of each step's work. What every rank needs whole (DC's network
@@ -424,14 +445,14 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
                     t_logged, step_logged = now, step + 1
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
                     if main:
-                        save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective)
+                        save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective, net_digest)
                     last_saved = step + 1
                 if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
                     point = _curve_point(cfg, synset, device, log, step + 1)
                     log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **point})
         except (KeyboardInterrupt, Terminated) as stop:  # keep every finished step
             if main and completed > last_saved:
-                save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective)
+                save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective, net_digest)
                 last_saved = completed
             log(f"stopped by {'SIGTERM' if isinstance(stop, Terminated) else 'SIGINT'} after step {completed} "
                 f"(this session ran {start}-{completed} in {time.time() - t0:.1f}s); {saved()}: "

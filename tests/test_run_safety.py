@@ -118,6 +118,21 @@ class _Payload:
         return open, (self.marker, "w")
 
 
+def test_a_run_distilled_through_another_network_does_not_resume(finished, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(finished, other)
+    state = torch.load(other / "checkpoint.pt", weights_only=True)
+    assert state["net_digest"] == run.objective_net_digest(run.compose(BASE), run.compose(BASE).dataset)
+    state["net_digest"] = "0" * 12  # as if objective.net had changed since (same name, same config)
+    torch.save(state, other / "checkpoint.pt")
+    before = checksums(other)
+    err = refused([*BASE, "iterations=3", f"run_dir={other}"], capsys)
+    assert "distilled through another version of objective.net=convnet (network digest 000000000000" in err, err
+    assert checksums(other) == before
+
+
 # ---------------------------------------------------------------- the run directory itself
 
 def test_run_dir_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
