@@ -10,7 +10,8 @@
   the holder written into the lock file.
 
 Everything is checked before anything in the directory changes; a directory created
-for a run that is then refused (or whose components turn out invalid) is removed again.
+for a run that is then refused (or whose components turn out invalid) is removed again,
+and a lock file that was there gets back the holder's name it had.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class RunDirectory:
 
     def __init__(self, path: Path, lock_file, created: bool, lock_created: bool):
         self.path, self._lock_file, self.created, self.lock_created = path, lock_file, created, lock_created
+        self._found_holder: str | None = None  # the lock file's text before this claim named itself
 
     @classmethod
     def claim(cls, path: str | Path, config: dict) -> "RunDirectory":
@@ -95,9 +97,14 @@ class RunDirectory:
 
     def _name_holder(self) -> None:
         self._lock_file.seek(0)
+        self._found_holder = self._lock_file.read()
+        self._write_holder(f"pid {os.getpid()} on {socket.gethostname()} since "
+                           f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)})\n")
+
+    def _write_holder(self, text: str) -> None:
+        self._lock_file.seek(0)
         self._lock_file.truncate()
-        self._lock_file.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                              f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)})\n")
+        self._lock_file.write(text)  # "a+" appends, at 0 once truncated
         self._lock_file.flush()
 
     def _check_owner(self, config: dict) -> None:
@@ -131,6 +138,8 @@ class RunDirectory:
         """Release, and take back what this claim added: the directory if it created it and
         nothing else was written, else the lock file if it created that."""
         held = self._lock_file is not None
+        if held and self._found_holder is not None:  # refused after naming itself: the old name goes back
+            self._write_holder(self._found_holder)
         self.release()
         if self.created and all(p.name == LOCK for p in self.path.iterdir()):
             shutil.rmtree(self.path, ignore_errors=True)
