@@ -33,6 +33,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("overrides", nargs="*", help="protocol overrides, e.g. compile=true")
     a = p.parse_args()
+    from genprior.host import retain_freed_memory
+
+    retain_freed_memory()  # as run.py and genprior-evaluate do: the protocol as users run it (genprior/host.py)
     protocol = load_protocol(a.protocol, [f"models=[{a.model}]", *a.overrides])
     info = dataset_info(a.dataset)
     net = net_digest(a.model, info.channels, info.num_classes, info.resolution)

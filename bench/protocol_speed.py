@@ -101,6 +101,9 @@ def main() -> None:
     p.add_argument("--test-images", type=int, default=None, help="test on the first N test images only")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
+    from genprior.host import retain_freed_memory
+
+    retain_freed_memory()  # as run.py and genprior-evaluate do: the protocol as users run it (genprior/host.py)
     if a.set:
         s = load_set(a.set)
         images, labels = s.images, s.labels

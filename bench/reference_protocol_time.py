@@ -36,6 +36,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
+    from genprior.host import retain_freed_memory
+
+    retain_freed_memory()  # as run.py and genprior-evaluate do: the protocol as users run it (genprior/host.py)
     checkout = Path(a.checkout).resolve()
     if not (checkout / "utils.py").is_file() or not (checkout / "networks.py").is_file():
         sys.exit(f"reference_protocol_time.py: error: {checkout} has no utils.py and networks.py; "
