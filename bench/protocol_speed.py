@@ -103,7 +103,7 @@ def main() -> None:
     a = p.parse_args()
     from genprior.host import retain_freed_memory
 
-    retain_freed_memory()  # as run.py and genprior-evaluate do: the protocol as users run it (genprior/host.py)
+    heap = retain_freed_memory()  # as run.py and genprior-evaluate do: the protocol as users run it (genprior/host.py)
     if a.set:
         s = load_set(a.set)
         images, labels = s.images, s.labels
@@ -117,7 +117,8 @@ def main() -> None:
     seeds = list(range(a.runs))
     sets = [(images, labels)] * a.runs
     per_run = f"s_per_{a.to_epochs}_epoch_run"
-    part = "{}_{}_" + f"{a.runs}x{a.epochs}" + (f"_test{n}" if test_scale > 1 else "")
+    # parts timed before the benches applied retain_freed_memory keep their names; these are new
+    part = "{}_{}_" + f"{a.runs}x{a.epochs}" + (f"_test{n}" if test_scale > 1 else "") + ("_heap" if heap else "")
     parts = [(part.format(model, how), lambda m=model, h=how: timed(h, m, sets, test, schedule, seeds,
                                                                                   a.device, a.to_epochs, test_scale))
              for model in a.models for how in a.ways]
