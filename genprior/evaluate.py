@@ -343,10 +343,9 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
               root: str | None = None, resolution: int | None = None) -> dict:
     """The full train split under the protocol's large-set schedule; cached by everything that decides it."""
     schedule = OmegaConf.merge(protocol, protocol.full_data)
-    info = dataset_info(dataset)
     key = {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
            "schedule": OmegaConf.to_container(protocol.full_data, resolve=True),
-           "net_digest": net_digest(model, info.channels, info.num_classes, resolution or info.resolution)}
+           "net_digest": network_digests([model], dataset, resolution)[model]}
     path = cache_dir() / "full_data" / f"{dataset}-{model}-{artifacts.digest(key)}.json"
     if path.is_file():
         return json.loads(path.read_text())["stats"]
