@@ -56,7 +56,7 @@ def timed(how: str, model: str, sets, test, schedule, seeds, device, to_epochs: 
     ev.test_accuracy = timed_test
     try:
         t0 = time.perf_counter()
-        accs = ev.train_runs(model, sets, test, "fashion_mnist", schedule, seeds, None, device)
+        accs, _ = ev.train_runs(model, sets, test, "fashion_mnist", schedule, seeds, None, device)
         wall = time.perf_counter() - t0
     finally:
         ev.test_accuracy = plain_test

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from genprior import artifacts
 from genprior.augment import DSA
@@ -144,7 +145,9 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
             loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
                                lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update,
                                forward)
-            _check_finite(loss, model, epoch, lr)
+            if not math.isfinite(loss.item()):
+                net.diverged_at = epoch  # train_runs reports it; more epochs of NaN change nothing
+                break
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if checkpoint is not None:
                 buffer = io.BytesIO()
@@ -168,8 +171,12 @@ def _resume(checkpoint: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, 
 
 def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: tuple[torch.Tensor, torch.Tensor],
                dataset: str, schedule: DictConfig, seeds: list[int], lr: float | None = None, device: str = "cpu",
-               desc: str = "", views: int = 1) -> list[float]:
-    """Final test accuracies of len(seeds) fresh networks, run r trained on sets[r] from seeds[r].
+               desc: str = "", views: int = 1) -> tuple[list[float], list[dict]]:
+    """Final test accuracies of len(seeds) fresh networks, run r trained on sets[r] from seeds[r],
+    and the runs whose loss stopped being finite ({"run", "epoch"}). A diverged run is a result,
+    not an error: it stops training, is tested as it is (a network of NaNs scores near chance),
+    counts in the mean like every run (dropping it would flatter the set), and is reported, so
+    one unstable network (AlexNet on 10 images) does not discard an hour of judging.
 
     With `schedule.batched`, the runs train together as one vmapped network (torch.func:
     stack_module_state + vmap + functional_call), each keeping its own init, shuffling and
@@ -187,8 +194,19 @@ def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: 
     else:
         nets = [train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}", views)
                 for r, ((x, y), seed) in enumerate(zip(sets, seeds))]
-    return [test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
+    return tested(nets, test, schedule, device, desc or model)
+
+
+def tested(nets: list[torch.nn.Module], test: tuple[torch.Tensor, torch.Tensor], schedule: DictConfig,
+           device: str, what: str) -> tuple[list[float], list[dict]]:
+    """Test accuracies of trained networks, and which of them diverged (train_network), each said on stderr."""
+    accs = [test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
                           autocast=_autocast(schedule.precision, device)) for net in nets]
+    diverged = [{"run": r, "epoch": net.diverged_at} for r, net in enumerate(nets) if hasattr(net, "diverged_at")]
+    for d in diverged:
+        tqdm.write(f"{what} run {d['run'] + 1}/{len(nets)}: loss not finite at epoch {d['epoch']}; "
+                   f"counted at its accuracy {accs[d['run']] * 100:.2f} %", file=sys.stderr)
+    return accs, diverged
 
 
 def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, views=1) -> list[torch.nn.Module]:
@@ -228,13 +246,15 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, vie
                 with autocast:
                     logits = forward(params, buffers, torch.stack(xb))
                     # each run's mean loss; their sum has each run's own gradient in its own parameters
-                    loss = F.cross_entropy(logits.flatten(0, 1), torch.cat(yb), reduction="none").view(runs, -1)
-                    loss = loss.mean(1).sum()
+                    per_run = F.cross_entropy(logits.flatten(0, 1), torch.cat(yb), reduction="none").view(runs, -1)
+                    per_run = per_run.mean(1)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                per_run.sum().backward()
                 opt.step()
                 bar.update()
-            _check_finite(loss.detach(), model, epoch, lr)
+            for r, finite in enumerate(torch.isfinite(per_run.detach()).tolist()):
+                if not finite and not hasattr(nets[r], "diverged_at"):
+                    nets[r].diverged_at = epoch  # its NaNs stay in its own slice: the other runs go on
     with torch.no_grad():
         for r, net in enumerate(nets):
             for name, p in net.named_parameters():
@@ -266,11 +286,6 @@ def _decay(opt, lr: float, epoch: int, schedule: DictConfig) -> None:
     if epoch == (schedule.lr_decay_epoch or schedule.epochs // 2 + 1):
         for group in opt.param_groups:
             group["lr"] = lr * 0.1
-
-
-def _check_finite(loss: torch.Tensor, model: str, epoch: int, lr: float) -> None:
-    if not math.isfinite(loss.item()):
-        raise RuntimeError(f"{model} diverged at epoch {epoch} (loss {loss.item()}); lr {lr} is too large")
 
 
 def _has_batchnorm(net: torch.nn.Module) -> bool:
@@ -331,12 +346,12 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
             for model in protocol.models}
 
 
-def _timed(runs: Callable[[], list[float]]) -> dict:
-    """stats of the accuracies `runs()` returns, and its seconds: what one architecture costs,
-    the figure to plan a cross_arch comparison by."""
+def _timed(runs: Callable[[], tuple[list[float], list[dict]]]) -> dict:
+    """stats of the accuracies `runs()` returns (train_runs), the runs that diverged if any, and
+    its seconds: what one architecture costs, the figure to plan a cross_arch comparison by."""
     t0 = time.time()
-    accs = runs()
-    return {**stats(accs), "wall_s": round(time.time() - t0, 1)}
+    accs, diverged = runs()
+    return {**stats(accs), **({"diverged": diverged} if diverged else {}), "wall_s": round(time.time() - t0, 1)}
 
 
 def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
@@ -353,10 +368,10 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
     test = load_split(dataset, "test", root, resolution, space=space)
     # one checkpoint per run beside the result: a killed baseline resumes at its last epoch
     checkpoints = [path.with_name(f"{path.stem}.run{r}.pt") for r in range(schedule.runs)]
-    result = _timed(lambda: [train_and_test(model, train.images, train.labels, (test.images, test.labels), dataset,
-                                            schedule, protocol.seed + r, None, device,
-                                            desc=f"full {model} {r + 1}/{schedule.runs}", checkpoint=checkpoints[r])
-                             for r in range(schedule.runs)])
+    result = _timed(lambda: tested([train_network(model, train.images, train.labels, dataset, schedule,
+                                                  protocol.seed + r, None, device, f"full {model} {r + 1}/{schedule.runs}",
+                                                  checkpoint=checkpoints[r]) for r in range(schedule.runs)],
+                                   (test.images, test.labels), schedule, device, f"full {model}"))
     write_json(path, {"key": key, "stats": result})
     for c in checkpoints:
         c.unlink(missing_ok=True)
@@ -431,6 +446,8 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
         metrics["dd_ranking"] = scores(metrics)
     metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
     metrics["resolution"], metrics["networks"] = res, network_digests(protocol.models, saved.dataset, res)
+    if saved.meta.get("prior_digest"):  # the generator it was made with (genprior/synsets/base.py)
+        metrics["prior_digest"] = saved.meta["prior_digest"]
     return metrics
 
 

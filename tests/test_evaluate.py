@@ -114,7 +114,7 @@ def test_full_data_is_cached(tmp_path, monkeypatch):
     def must_not_train(*a, **k):
         raise AssertionError("a cached result must not be recomputed")
 
-    monkeypatch.setattr(ev, "train_and_test", must_not_train)
+    monkeypatch.setattr(ev, "train_network", must_not_train)
     assert ev.full_data("mnist", "mlp", p, root=str(tmp_path)) == first
     with pytest.raises(AssertionError):  # another schedule is another key
         ev.full_data("mnist", "mlp", ev.load_protocol("fast", ["full_data.epochs=2"]), root=str(tmp_path))
@@ -233,3 +233,22 @@ def test_a_protocol_with_three_runs_reports_three_different_accuracies(tmp_path)
     out = ev.random_real("mnist", 2, p, root=str(tmp_path))
     assert len(set(out["mlp"]["runs"])) == 3, out
     assert out["mlp"]["wall_s"] >= 0  # what each architecture cost (here ~0.0 s), to plan a cross_arch comparison by
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_diverged_run_is_counted_and_reported_not_fatal(batched):
+    """One run whose loss turns NaN (here: a NaN pixel in its set) must not end the judging of the
+    others, nor change them; it is counted at the accuracy it has and listed with its epoch."""
+    from omegaconf import OmegaConf
+
+    schedule = OmegaConf.merge(ev.load_protocol("fast"), {"epochs": 3, "batch": 8, "dsa": "none", "batched": batched})
+    sets = [(torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(r)), torch.arange(12) % 10)
+            for r in range(3)]
+    sets[1][0][5, 0, 3, 3] = float("nan")
+    test = (torch.randn(40, 1, 28, 28, generator=torch.Generator().manual_seed(9)), torch.arange(40) % 10)
+    accs, diverged = ev.train_runs("mlp", sets, test, "fashion_mnist", schedule, [0, 1, 2])
+    assert diverged == [{"run": 1, "epoch": 0}]
+    clean, none = ev.train_runs("mlp", [sets[0], sets[2]], test, "fashion_mnist", schedule, [0, 2])
+    assert none == [] and [accs[0], accs[2]] == pytest.approx(clean)
+    row = ev._timed(lambda: (accs, diverged))
+    assert row["diverged"] == diverged and len(row["runs"]) == 3
