@@ -10,9 +10,10 @@ wall time of distillation and of evaluation, the final-epoch accuracies (mean, s
 runs) beside the random-real and full-data baselines, and the loss curve's ends.
 A rerun of the same command resumes an unfinished run directory, and does nothing once
 bench/results/distill_<name>.json exists (--force runs and records it again), unless that
-result is stale: marked superseded, or judged by networks other than today's (metrics.json
+result is stale: marked superseded, judged by networks other than today's (metrics.json
 records their digests, genprior/evaluate.py network_digests; a result too old to record them
-counts as stale). A stale result and its run directory are set aside (`.superseded` names)
+counts as stale), or distilled with a generator whose file has changed since (metrics.json's
+prior_digest). A stale result and its run directory are set aside (`.superseded` names)
 and the run starts afresh: the set was distilled through the old network too.
 """
 from __future__ import annotations
@@ -43,7 +44,34 @@ def stale(result: dict) -> str | None:
 
     today = network_digests(result["networks"], result["dataset"], result["resolution"])
     changed = [m for m, d in result["networks"].items() if today[m] != d]
-    return f"the networks that judged it changed since ({', '.join(changed)})" if changed else None
+    if changed:
+        return f"the networks that judged it changed since ({', '.join(changed)})"
+    if result.get("prior_digest") and prior_now(result["config"]) not in (None, result["prior_digest"]):
+        return "the generator it was distilled with changed since (its prior digest)"
+    return None
+
+
+def prior_now(config: str) -> str | None:
+    """Today's digest of the generator a result's config.yaml names, as its synset computes it
+    (genprior/synsets/latent.py); None where telling takes more than loading a file (a Minimax
+    fine-tune is built from its base: its record is checked when the run resumes instead)."""
+    from omegaconf import OmegaConf
+
+    from genprior.artifacts import tensor_digest
+
+    s = OmegaConf.create(config).synset
+    if s.kind == "gan":
+        from generators.io import open_generator
+
+        g = open_generator(s.generator, s.code_dir, s.allow_pickle)
+    elif s.kind == "diffusion" and s.minimax is None:
+        from generators.diffusion import load_diffusion
+        from genprior.shipped import shipped
+
+        g = load_diffusion(shipped(s.generator))
+    else:
+        return None
+    return tensor_digest(*g.state_dict().values())
 
 
 def set_aside(path: Path) -> Path:
@@ -102,6 +130,7 @@ def main() -> None:
         "full_data": metrics.get("full_data"), "summary": metrics.get("summary"),
         "protocol": metrics["protocol"], "protocol_config": metrics["protocol_config"],
         "dataset": metrics["dataset"], "resolution": metrics["resolution"], "networks": metrics["networks"],
+        "prior_digest": metrics.get("prior_digest"),
         "storage": metrics.get("storage"), "loss_first_last": [losses[0], losses[-1]] if losses else None,
         "images": metrics.get("images"),
         "config": (run_dir / "config.yaml").read_text(),

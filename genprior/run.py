@@ -264,7 +264,7 @@ def objective_net_digest(cfg, d) -> str:
 
 def save_checkpoint(path: Path, step: int, cfg, synset, optimizer, objective, net_digest: str) -> None:
     state = {"step": step, "config": OmegaConf.to_container(cfg, resolve=True), "net_digest": net_digest,
-             "synset": synset.state_dict(),
+             "prior_digest": synset.prior_digest, "synset": synset.state_dict(),
              "synset_aux": synset.aux_state(),
              "optimizer": optimizer.state_dict(), "objective": objective.state_dict()}
     buffer = io.BytesIO()
@@ -290,6 +290,15 @@ def check_checkpoint(path: Path, cfg, net_digest: str) -> dict | None:
                           f"{cfg.objective.net} (network digest {state['net_digest']}, now {net_digest}); "
                           f"pass another run_dir= or remove it")
     return state
+
+
+def check_prior(state: dict, synset, run_dir: Path) -> None:
+    """A checkpoint's latents mean something only through the generator they were optimized in:
+    the config can name the same file after the file was replaced (a retrained shipped generator)."""
+    before = state.get("prior_digest", synset.prior_digest)
+    if before != synset.prior_digest:
+        raise ConfigError(f"{run_dir} holds a set distilled with another version of its generator "
+                          f"(prior digest {before}, now {synset.prior_digest}); pass another run_dir= or remove it")
 
 
 # ---------------------------------------------------------------- the loop
@@ -386,6 +395,7 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
         optimizer = torch.optim.SGD(synset.param_groups(OmegaConf.to_container(cfg.synset.optim, resolve=True)))
         start = 0
         if state is not None:
+            check_prior(state, synset, run_dir)
             synset.load_state_dict(state["synset"])
             synset.load_aux_state(state.get("synset_aux", {}))
             optimizer.load_state_dict(state["optimizer"])
@@ -405,7 +415,9 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
             f"storage {synset.storage()}; set-up {time.time() - t_setup:.0f}s"
             + "".join(f"; {note}" for note in (synset.setup, objective.setup) if note)
             + ("; the checkpoint predates network digests: resumed as if objective.net were unchanged"
-               if state is not None and "net_digest" not in state else ""))
+               if state is not None and "net_digest" not in state else "")
+            + ("; the checkpoint predates prior digests: resumed as if the generator were unchanged"
+               if state is not None and "prior_digest" not in state and synset.prior_digest else ""))
         log.track({f"storage/{k}": v for k, v in synset.storage().items() if isinstance(v, (int, float))}, start)
 
         # This rank's share of each step's work. What every rank needs whole (DC's network
@@ -536,7 +548,8 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     d = cfg.dataset
     set_path = save_set(run_dir / "synset.safetensors", images, labels, d.name, d.space, lr,
                         meta={"synset": cfg.synset.kind, "objective": cfg.objective.kind, "ipc": cfg.ipc,
-                              "iterations": cfg.iterations, "storage": synset.storage(), **item_meta})
+                              "iterations": cfg.iterations, "storage": synset.storage(),
+                              "prior_digest": synset.prior_digest, **item_meta})
     state = synset.state_dict()
     if set(state) - {"images", "lr"}:  # a set stored as more than its images: keep what it is stored as
         save_safetensors(state, run_dir / "latents.safetensors")

@@ -48,6 +48,11 @@ def test_each_glad_preset_writes_every_output_and_they_load(preset, space, gener
     assert metrics["storage"]["counted"].startswith(f"latents ({space})")
     assert "generator" in metrics["storage"]["not_counted"]
     assert "gan" in (out / "config.yaml").read_text()
+    from generators.io import open_generator
+    from genprior.artifacts import tensor_digest
+
+    g = open_generator(str(generators_dir / "sg2"))
+    assert metrics["prior_digest"] == tensor_digest(*g.state_dict().values())  # which generator made the set
 
 
 def test_glad_moves_the_latents_and_resumes(generators_dir, tmp_path):
@@ -64,6 +69,28 @@ def test_glad_moves_the_latents_and_resumes(generators_dir, tmp_path):
     assert run.main(args[:-1] + [f"run_dir={straight}"]) == 0
     assert torch.allclose(resumed, load_file(str(straight / "latents.safetensors"))["latents"], atol=1e-6)
     assert (resumed - first).abs().max() > 0
+
+
+def test_a_set_does_not_resume_against_a_replaced_generator(generators_dir, tmp_path, capsys):
+    import shutil
+
+    from tests.test_run_safety import checksums
+
+    gen = tmp_path / "gen"  # one path, as a config names the shipped generator; its file is then retrained
+    for ext in (".json", ".safetensors"):
+        shutil.copy(generators_dir / f"sg2{ext}", gen.with_suffix(ext))
+    out = tmp_path / "run"
+    args = ["glad=dm", "ipc=1", "iterations=2", "objective.batch_real=16", "eval.enabled=false",
+            f"synset.generator={gen}", f"run_dir={out}"]
+    assert run.main(args) == 0
+    torch.manual_seed(1)
+    save_generator(StyleGAN2(28, 1, 10, z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16), gen)
+    before = checksums(out)
+    capsys.readouterr()  # the first run's output
+    assert run.main([*args, "iterations=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "distilled with another version of its generator" in err, err
+    assert checksums(out) == before
 
 
 def test_glad_from_inverted_real_images_starts_near_them_and_caches(generators_dir, tmp_path):

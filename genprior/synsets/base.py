@@ -52,6 +52,10 @@ class Synset(nn.Module):
         self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(ipc), persistent=False)
         self.lr: nn.Parameter | None = None  # a learned training lr (MTT), part of the set
         self.setup: str | None = None  # what building it did beyond the obvious (the run's start line says it)
+        # The fixed prior the set is expressed in (a frozen generator's weights), as a digest;
+        # None: the set stands alone. Checkpoints and metrics.json keep it, so latents never
+        # resume against, or get reported for, another generator (genprior/synsets/latent.py).
+        self.prior_digest: str | None = None
 
     def __len__(self) -> int:
         return self.num_classes * self.ipc

@@ -111,7 +111,7 @@ class GanSynset(LatentSynset):
         (synsets/base.py real_start), cached per generator, data set, space, seed and images."""
         images, _ = real_start(real, self.ipc, self.seed)
         targets = to_unit(images, real.info.name, self.data_space, self.data_root) * 2 - 1
-        identity = {"generator": artifacts.tensor_digest(*self.generator.state_dict().values()),
+        identity = {"generator": self.prior_digest,
                     "arch": self.generator.arch,
                     "dataset": real.info.name, "space": self.space, "layer": self.layer, "seed": self.seed,
                     "images": artifacts.tensor_digest(targets)}
