@@ -310,6 +310,12 @@ def _autocast(precision: str, device: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def accuracy_text(row: dict) -> str:
+    """One architecture's row as people read it: "83.55 +- 0.25", and how many runs diverged, if any."""
+    diverged = f" ({len(row['diverged'])} of {len(row['runs'])} runs diverged)" if row.get("diverged") else ""
+    return f"{row['mean']:.2f} +- {row['std']:.2f}{diverged}"
+
+
 def stats(accs: list[float]) -> dict:
     """Mean +- population std in percent, as the DC/DM/MTT papers report (np.std)."""
     t = torch.tensor(accs, dtype=torch.float64) * 100
@@ -523,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         write_text(out, text + "\n")
         print(f"wrote {out}")
     for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
-        print(f"{model}: {s['mean']:.2f} +- {s['std']:.2f} %")
+        print(f"{model}: {accuracy_text(s)} %")
     return 0
 
 

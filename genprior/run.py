@@ -537,7 +537,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     reads one (dd_ranking/), metrics.json."""
     from genprior import ddranking
     from genprior.data import dataset_info
-    from genprior.evaluate import evaluate_set
+    from genprior.evaluate import accuracy_text, evaluate_set
     from genprior.files import save_safetensors
     from genprior.export import grid, save_grid, save_image_folder
     from genprior.setfile import load_set, save_set
@@ -568,7 +568,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         protocol = cfg.protocol  # checked at the start (check)
         metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
         def acc(rows: dict) -> str:
-            return ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in rows.items()) + " %"
+            return ", ".join(f"{m} {accuracy_text(s)}" for m, s in rows.items()) + " %"
 
         log(f"{protocol.name}: {acc(metrics['synthetic'])} ({time.time() - t0:.0f}s)")
         for name in ("random_real", "full_data"):
