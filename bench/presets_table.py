@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from genprior.evaluate import accuracy_text
 from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ RESULTS = ROOT / "bench" / "results"
 
 def accuracy_row(syn: dict) -> dict:
     others = [m for m in syn if m != "convnet"]
-    row = {"per_model": {m: f"{s['mean']:.2f} +- {s['std']:.2f}" for m, s in syn.items()}}
+    row = {"per_model": {m: accuracy_text(s) for m, s in syn.items()}}  # says how many runs diverged, if any
     if "convnet" in syn:
         row["convnet"], row["convnet_std"] = syn["convnet"]["mean"], syn["convnet"]["std"]
     if others:

@@ -2,6 +2,7 @@
 
     git -C <mirror of VICO-UoE/DatasetCondensation> archive HEAD | tar -x -C /tmp/dc_reference
     python bench/reference_protocol_time.py --checkout /tmp/dc_reference [--runs 2] [--epochs 1000]
+    python bench/reference_protocol_time.py --checkout /tmp/dc_reference --pairs 4 --epochs 100
 
 Runs the DC/DSA/DM authors' own `evaluate_synset` (utils.py of a checkout of
 VICO-UoE/DatasetCondensation: imported from there, not part of genprior) with the settings
@@ -14,6 +15,12 @@ images per class, seed 0, normalized alike), so the seconds per run compare with
 `s_per_1000_epoch_run`; run it alone on the machine, as that one. Their get_network seeds
 torch from the clock, so the accuracies vary between invocations: they only show the
 training worked. Writes bench/results/reference_protocol_time_<device>.json.
+
+This machine's speed drifts over hours by more than the two evaluators differ, so seconds
+measured apart are no comparison. `--pairs K` is the comparison: K pairs, each the reference's
+run then genprior's (genprior/evaluate.py train_network with the dc_convnet schedule, the
+same epoch count and test pass), alternating in one process; it reports the median of the K
+ratios genprior / reference.
 """
 from __future__ import annotations
 
@@ -26,7 +33,8 @@ from types import SimpleNamespace
 
 import torch
 
-from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
+from genprior.files import write_json
+from resumable import RESULTS, command, machine, run_parts  # bench/resumable.py (the script's own folder)
 
 
 def main() -> None:
@@ -34,6 +42,7 @@ def main() -> None:
     p.add_argument("--checkout", required=True, help="a checkout (or archive) of VICO-UoE/DatasetCondensation")
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--pairs", type=int, default=0, help="alternate K reference / genprior runs and compare")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
     from genprior.host import retain_freed_memory
@@ -73,6 +82,9 @@ def main() -> None:
         _, _, acc = reference.evaluate_synset(r, net, images, labels, test_loader, args)
         return {"wall_s": round(time.perf_counter() - t0, 1), "accuracy": round(acc * 100, 2)}
 
+    if a.pairs:
+        compare(a, one_run, images, labels, (test.images, test.labels))
+        return
     parts = [(f"reference_convnet_run{r}_{a.epochs}ep", lambda r=r: one_run(r)) for r in range(a.runs)]
     results = run_parts(parts, RESULTS / f"reference_protocol_time_{a.device}.json",
                         {"set": "random real ipc10 seed 0", "checkout": "VICO-UoE/DatasetCondensation",
@@ -81,6 +93,32 @@ def main() -> None:
     walls = [v["figures"]["wall_s"] for k, v in results.items() if k.endswith(f"_{a.epochs}ep")]
     print(f"reference evaluator, {a.epochs + 1} epochs + test pass: median {statistics.median(walls):.1f} s per run "
           f"over {len(walls)} runs")
+
+
+def compare(a, reference_run, images, labels, test) -> None:
+    """--pairs: reference and genprior alternately, one ratio per pair (drift cancels within a pair)."""
+    from genprior.evaluate import load_protocol, test_accuracy, train_network
+
+    schedule = load_protocol("dc_convnet", [f"epochs={a.epochs + 1}"])  # their loop runs epochs + 1 epochs
+
+    def ours(r: int) -> dict:
+        t0 = time.perf_counter()
+        net = train_network("convnet", images, labels, "fashion_mnist", schedule, r, device=a.device)
+        acc = test_accuracy(net, *test, device=a.device)
+        return {"wall_s": round(time.perf_counter() - t0, 1), "accuracy": round(acc * 100, 2)}
+
+    pairs = []
+    for r in range(a.pairs):
+        pairs.append({"reference": reference_run(r), "genprior": ours(r)})
+        pairs[-1]["ratio"] = round(pairs[-1]["genprior"]["wall_s"] / pairs[-1]["reference"]["wall_s"], 3)
+        print(f"pair {r + 1}/{a.pairs}: reference {pairs[-1]['reference']['wall_s']} s, genprior "
+              f"{pairs[-1]['genprior']['wall_s']} s, ratio {pairs[-1]['ratio']}", flush=True)
+    ratios = [q["ratio"] for q in pairs]
+    out = RESULTS / f"reference_protocol_pairs_{a.device}.json"
+    write_json(out, {"command": command(), "machine": machine(), "epochs": a.epochs + 1, "pairs": pairs,
+                     "ratio_median": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)]})
+    print(f"genprior / reference wall time, {a.epochs + 1} epochs + test pass: median {statistics.median(ratios):.3f} "
+          f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {a.pairs} pairs; wrote {out}")
 
 
 if __name__ == "__main__":
