@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 from genprior.metrics.__main__ import main

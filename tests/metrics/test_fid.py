@@ -3,7 +3,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 
 from genprior import data
 from genprior.errors import ConfigError
