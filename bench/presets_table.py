@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from genprior.evaluate import accuracy_text
+from genprior.report import accuracy_text
 from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent

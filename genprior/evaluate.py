@@ -38,6 +38,7 @@ from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
 from genprior.progress import progress
+from genprior.report import accuracy_text
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.shipped import CONFIG_DIR
 from genprior.training import compiled_forward, train_epoch
@@ -308,12 +309,6 @@ def _autocast(precision: str, device: str):
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def accuracy_text(row: dict) -> str:
-    """One architecture's row as people read it: "83.55 +- 0.25", and how many runs diverged, if any."""
-    diverged = f" ({len(row['diverged'])} of {len(row['runs'])} runs diverged)" if row.get("diverged") else ""
-    return f"{row['mean']:.2f} +- {row['std']:.2f}{diverged}"
 
 
 def stats(accs: list[float]) -> dict:

@@ -102,8 +102,15 @@ def _protocol_label(metrics: dict) -> str:
     return f"{metrics.get('protocol', '?')}: {p.get('epochs', '?')} epochs x {p.get('runs', '?')} runs"
 
 
+def accuracy_text(row: dict, pm: str = "+-") -> str:
+    """One architecture's row as people read it: "83.55 +- 0.25", and how many runs diverged, if any
+    (genprior/evaluate.py train_runs)."""
+    diverged = f" ({len(row['diverged'])} of {len(row['runs'])} runs diverged)" if row.get("diverged") else ""
+    return f"{row['mean']:.2f} {pm} {row['std']:.2f}{diverged}"
+
+
 def _fmt(s: dict | None) -> str:
-    return "" if not s else f"{s['mean']:.2f} ± {s['std']:.2f}"
+    return "" if not s else accuracy_text(s, "±")
 
 
 def _accuracy_section(runs: list[Run]) -> str:

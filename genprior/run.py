@@ -537,7 +537,8 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     reads one (dd_ranking/), metrics.json."""
     from genprior import ddranking
     from genprior.data import dataset_info
-    from genprior.evaluate import accuracy_text, evaluate_set
+    from genprior.evaluate import evaluate_set
+    from genprior.report import accuracy_text
     from genprior.files import save_safetensors
     from genprior.export import grid, save_grid, save_image_folder
     from genprior.setfile import load_set, save_set

@@ -78,3 +78,24 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
     assert (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1.superseded" / "stale.txt").is_file()
     distill.main()  # today's result: nothing runs again
     assert len(calls) == 1 and "done" in capsys.readouterr().out
+
+
+def test_a_result_is_stale_when_its_generator_file_changed(distill, tmp_path):
+    import torch
+
+    from generators.io import save_generator
+    from generators.stylegan2 import StyleGAN2
+    from genprior.artifacts import tensor_digest
+
+    def tiny(seed: int) -> StyleGAN2:
+        torch.manual_seed(seed)
+        return StyleGAN2(28, 1, 10, z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16)
+
+    g, stem = tiny(0), tmp_path / "sg2"
+    save_generator(g, stem)
+    config = (f"synset:\n  kind: gan\n  generator: {stem}\n  code_dir: null\n  allow_pickle: false\n")
+    result = record(prior_digest=tensor_digest(*g.state_dict().values()), config=config)
+    assert distill.stale(result) is None
+    save_generator(tiny(1), stem)  # retrained under the same name
+    assert "generator it was distilled with changed" in distill.stale(result)
+    assert distill.stale(record(config="synset:\n  kind: pixel\n")) is None  # nothing to compare: no prior

@@ -8,6 +8,7 @@ import torch
 from genprior import evaluate as ev
 from genprior.data import denormalize, load_split
 from genprior.errors import ConfigError
+from genprior.report import accuracy_text
 from genprior.setfile import save_set
 from tests.conftest import needs_fashion_mnist
 from tests.test_data import fake_mnist
@@ -252,5 +253,5 @@ def test_a_diverged_run_is_counted_and_reported_not_fatal(batched):
     assert none == [] and [accs[0], accs[2]] == pytest.approx(clean)
     row = ev._timed(lambda: (accs, diverged))
     assert row["diverged"] == diverged and len(row["runs"]) == 3
-    assert ev.accuracy_text(row).endswith("(1 of 3 runs diverged)")
-    assert ev.accuracy_text(ev._timed(lambda: (clean, none))) == f"{ev.stats(clean)['mean']:.2f} +- {ev.stats(clean)['std']:.2f}"
+    assert accuracy_text(row).endswith("(1 of 3 runs diverged)")
+    assert accuracy_text(ev._timed(lambda: (clean, none))) == f"{ev.stats(clean)['mean']:.2f} +- {ev.stats(clean)['std']:.2f}"
