@@ -57,7 +57,7 @@ def prior_now(config: str) -> str | None:
     fine-tune is built from its base: its record is checked when the run resumes instead)."""
     from omegaconf import OmegaConf
 
-    from genprior.artifacts import tensor_digest
+    from genprior.artifacts import module_digest
 
     s = OmegaConf.create(config).synset
     if s.kind == "gan":
@@ -71,7 +71,7 @@ def prior_now(config: str) -> str | None:
         g = load_diffusion(shipped(s.generator))
     else:
         return None
-    return tensor_digest(*g.state_dict().values())
+    return module_digest(g)
 
 
 def set_aside(path: Path) -> Path:

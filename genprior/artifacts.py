@@ -52,6 +52,11 @@ def files_digest(folder: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def module_digest(module) -> str:
+    """A digest of a module's whole state (a frozen generator: a set's prior, genprior/synsets/latent.py)."""
+    return tensor_digest(*module.state_dict().values())
+
+
 def tensor_digest(*tensors: torch.Tensor) -> str:
     """A digest of tensors' shapes, dtypes and bytes (e.g. a generator's state, the target images)."""
     import torch

@@ -31,7 +31,7 @@ class LatentSynset(Synset):
         check_fit(generator, real)
         self.dataset, self.data_space, self.data_root = real.info.name, data_space, data_root
         self.finetune = finetune
-        self.prior_digest = artifacts.tensor_digest(*generator.state_dict().values())  # as it starts, fine-tuned or not
+        self.prior_digest = artifacts.module_digest(generator)  # as it starts, fine-tuned or not
         if finetune:
             self.generator = generator.train(False).requires_grad_(True)  # a registered module: saved with the set
         else:
