@@ -322,19 +322,23 @@ def stats(accs: list[float]) -> dict:
 
 def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, protocol: DictConfig,
                     space: str = "normalized", lr: float | None = None, device: str = "cpu",
-                    root: str | None = None, label: str = "set", views: int = 1) -> dict:
+                    root: str | None = None, label: str = "set", views: int = 1, rows: Path | None = None) -> dict:
     """The protocol on one set: {model: stats and wall_s}. `lr` (a learned one) replaces the
-    protocol's; `views`: the set's items come in groups of that many views (epoch_order)."""
+    protocol's; `views`: the set's items come in groups of that many views (epoch_order);
+    `rows`: a folder keeping each finished architecture's row (kept_row)."""
     test = load_split(dataset, "test", root, images.shape[-1], space=space)
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
-    return {model: _timed(lambda m=model: train_runs(m, [(images, labels)] * protocol.runs, test, dataset, protocol,
-                                                     seeds, lr, device, desc=f"{label} {m}", views=views))
+    what = {"set": artifacts.tensor_digest(images, labels), "lr": lr, "views": views}
+    return {model: kept_row(rows, _row_key(what, model, dataset, space, images.shape[-1], protocol),
+                            lambda m=model: _timed(lambda: train_runs(
+                                m, [(images, labels)] * protocol.runs, test, dataset, protocol, seeds, lr, device,
+                                desc=f"{label} {m}", views=views)))
             for model in protocol.models}
 
 
 def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
-                root: str | None = None, resolution: int | None = None) -> dict:
+                root: str | None = None, resolution: int | None = None, rows: Path | None = None) -> dict:
     """The protocol on random real subsets of `ipc` images per class, a fresh subset per run."""
     pool = load_split(dataset, "train", root, resolution, space=space)
     check_ipc(ipc, pool)
@@ -342,9 +346,51 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
     subsets = [pool.random_subset(ipc, torch.Generator().manual_seed(seed)) for seed in seeds]
-    return {model: _timed(lambda m=model: train_runs(m, subsets, test, dataset, protocol, seeds, None, device,
-                                                     desc=f"random ipc{ipc} {m}"))
+    what = {"random_real": ipc}  # the subsets follow from the data set, ipc and the protocol's seeds
+    return {model: kept_row(rows, _row_key(what, model, dataset, space, pool.images.shape[-1], protocol),
+                            lambda m=model: _timed(lambda: train_runs(m, subsets, test, dataset, protocol, seeds, None,
+                                                                      device, desc=f"random ipc{ipc} {m}")))
             for model in protocol.models}
+
+
+def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
+    """One architecture's row, trained for once. With a `rows` folder, a finished row is written
+    there (atomically) under a digest of everything that decides it, and a later call with the
+    same key takes it instead of training again: a judging killed at its fourth architecture
+    (cross_arch on a CPU: over an hour) resumes there. The caller clears the folder once the
+    whole judging is written (run.py export, main), so a finished set is judged afresh."""
+    if rows is None:
+        return judge()
+    path = Path(rows) / f"{key['model']}-{artifacts.digest(key)}.json"
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            return kept["row"]
+    row = judge()
+    write_json(path, {"key": key, "row": row})
+    return row
+
+
+def judging_dir(out: Path) -> Path:
+    """Where the rows of the judging that will be written to `out` wait for it: metrics.judging/
+    beside metrics.json."""
+    return out.with_name(f"{out.stem}.judging")
+
+
+def finished(out: Path) -> None:
+    """`out` is written: its judging's kept rows are spent."""
+    import shutil
+
+    shutil.rmtree(judging_dir(out), ignore_errors=True)
+
+
+def _row_key(what: dict, model: str, dataset: str, space: str, resolution: int, protocol: DictConfig) -> dict:
+    """What decides one architecture's row: the images judged, the network (its digest: a changed
+    architecture is trained again) and every schedule key (not the list of other models)."""
+    schedule = OmegaConf.to_container(protocol, resolve=True)
+    schedule.pop("models", None)
+    return {**what, "model": model, "dataset": dataset, "space": space, "resolution": resolution,
+            "net_digest": network_digests([model], dataset, resolution)[model], "schedule": schedule}
 
 
 def _timed(runs: Callable[[], tuple[list[float], list[dict]]]) -> dict:
@@ -402,9 +448,10 @@ def baseline_names(spec) -> tuple[str, ...]:
 
 
 def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", root: str | None = None,
-                 baselines=True, source: str = "set") -> dict:
+                 baselines=True, source: str = "set", rows: Path | None = None) -> dict:
     """Everything the protocol reports about one saved set, as the dict written to metrics.json.
-    `baselines`: which reference rows to add beside it (baseline_names)."""
+    `baselines`: which reference rows to add beside it (baseline_names); `rows`: where finished
+    architectures' rows are kept until the whole is written (kept_row, judging_dir)."""
     baselines = baseline_names(baselines)
     info = dataset_info(saved.dataset)
     res = saved.images.shape[-1]
@@ -418,11 +465,11 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
     metrics = {"protocol": protocol.name, "dataset": saved.dataset, "space": saved.space, "ipc": ipc,
                "num_images": len(saved.labels), "views": views, "lr": saved.lr,
                "synthetic": evaluate_images(saved.images, saved.labels, saved.dataset, protocol, saved.space,
-                                            saved.lr, device, root, views=views)}
+                                            saved.lr, device, root, views=views, rows=rows)}
     metrics["wall_s"] = {"synthetic": round(time.time() - t0, 1)}
     if "random_real" in baselines:
         t0 = time.time()
-        metrics["random_real"] = random_real(saved.dataset, ipc, protocol, saved.space, device, root, res)
+        metrics["random_real"] = random_real(saved.dataset, ipc, protocol, saved.space, device, root, res, rows)
         metrics["wall_s"]["random_real"] = round(time.time() - t0, 1)
     if "full_data" in baselines:
         t0 = time.time()
@@ -436,9 +483,9 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
         metrics["no_augmentation"] = {
             "synthetic": metrics["synthetic"] if same else evaluate_images(
                 saved.images, saved.labels, saved.dataset, plain, saved.space, saved.lr, device, root,
-                label="set, no aug", views=views),
+                label="set, no aug", views=views, rows=rows),
             "random_real": metrics["random_real"] if same and "random_real" in metrics else random_real(
-                saved.dataset, ipc, plain, saved.space, device, root, res)}
+                saved.dataset, ipc, plain, saved.space, device, root, res, rows)}
         metrics["wall_s"]["no_augmentation"] = round(time.time() - t0, 1)
     if "random_real" in baselines:
         from genprior.ddranking import scores
@@ -492,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.random_real or a.full_data:
             dataset = opts.get("dataset", "fashion_mnist")
             dataset_info(dataset)
+            out = Path(a.out) if a.out else None
             if a.full_data:
                 metrics = {"dataset": dataset, "protocol": protocol.name,
                            "full_data": {m: full_data(dataset, m, protocol, opts.get("space", "normalized"),
@@ -503,17 +551,17 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.time()
                 metrics = {"dataset": dataset, "protocol": protocol.name, "ipc": ipc,
                            "random_real": random_real(dataset, ipc, protocol, opts.get("space", "normalized"),
-                                                      a.device, a.data_root),
+                                                      a.device, a.data_root, rows=out and judging_dir(out)),
                            "wall_s": round(time.time() - t0, 1)}
             metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
             metrics["networks"] = network_digests(protocol.models, dataset)
-            out = Path(a.out) if a.out else None
         else:
             if not files:
                 raise ConfigError("give a synthetic set file, or --random-real / --full-data")
             saved = load_set(files[0], opts.get("dataset"), opts.get("space"))
-            metrics = evaluate_set(saved, protocol, a.device, a.data_root, not a.no_baselines, files[0])
             out = Path(a.out) if a.out else Path(files[0]).with_name("metrics.json")
+            metrics = evaluate_set(saved, protocol, a.device, a.data_root, not a.no_baselines, files[0],
+                                   rows=judging_dir(out))
     except ConfigError as e:
         print(f"genprior-evaluate: error: {message(e, '--data-root DIR')}", file=sys.stderr)
         return 2
@@ -522,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     else:
         write_text(out, text + "\n")
+        finished(out)
         print(f"wrote {out}")
     for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
         print(f"{model}: {accuracy_text(s)} %")

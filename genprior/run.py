@@ -537,7 +537,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     reads one (dd_ranking/), metrics.json."""
     from genprior import ddranking
     from genprior.data import dataset_info
-    from genprior.evaluate import evaluate_set
+    from genprior.evaluate import evaluate_set, finished, judging_dir
     from genprior.report import accuracy_text
     from genprior.files import save_safetensors
     from genprior.export import grid, save_grid, save_image_folder
@@ -567,7 +567,8 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     if cfg.eval.enabled:
         t0 = time.time()
         protocol = cfg.protocol  # checked at the start (check)
-        metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path))
+        metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path),
+                               rows=judging_dir(run_dir / "metrics.json"))  # a killed judging resumes
         def acc(rows: dict) -> str:
             return ", ".join(f"{m} {accuracy_text(s)}" for m, s in rows.items()) + " %"
 
@@ -589,6 +590,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     if metrics:
         metrics["storage"] = synset.storage()
         write_json(run_dir / "metrics.json", metrics)  # atomic: a kill leaves no half-written metrics
+        finished(run_dir / "metrics.json")
         log(f"wrote {run_dir / 'metrics.json'}")
         log.track(_final_scalars(metrics), cfg.iterations)
 

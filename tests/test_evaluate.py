@@ -161,6 +161,37 @@ def test_a_killed_full_data_run_keeps_its_epochs_and_cleans_up(tmp_path, monkeyp
     assert [f.suffix for f in (ev.cache_dir() / "full_data").iterdir()] == [".json"]  # the checkpoint is gone
 
 
+def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, monkeypatch):
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "mnist", space="unit")
+    args = [str(path), "protocol=fast", "runs=1", "models=[mlp,convnet]"]
+    argv = args + ["epochs=1", "--no-baselines", "--data-root", str(tmp_path)]
+    assert ev.main(argv + ["--out", str(tmp_path / "whole.json")]) == 0
+    whole = json.loads((tmp_path / "whole.json").read_text())["synthetic"]
+    trained, real_train_runs = [], ev.train_runs
+
+    def train_runs(model, *a, **k):
+        trained.append(model)
+        if model == "convnet" and kill:
+            raise KeyboardInterrupt
+        return real_train_runs(model, *a, **k)
+
+    monkeypatch.setattr(ev, "train_runs", train_runs)
+    kill = True
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(argv)
+    assert not (tmp_path / "metrics.json").exists() and len(list((tmp_path / "metrics.judging").iterdir())) == 1
+    with pytest.raises(KeyboardInterrupt):  # another schedule decides another row: nothing kept is taken for it
+        ev.main(args + ["epochs=2", "--no-baselines", "--data-root", str(tmp_path)])
+    assert trained == ["mlp", "convnet", "mlp", "convnet"]
+    kill = False
+    assert ev.main(argv) == 0
+    assert trained[4:] == ["convnet"]  # the finished architecture was not trained again
+    resumed = json.loads((tmp_path / "metrics.json").read_text())["synthetic"]
+    assert {m: r["runs"] for m, r in resumed.items()} == {m: r["runs"] for m, r in whole.items()}
+    assert not (tmp_path / "metrics.judging").exists()  # spent once metrics.json is written
+
+
 @needs_fashion_mnist
 def test_cli_writes_metrics_for_a_set_file(tmp_path):
     train = load_split("fashion_mnist", "train")
