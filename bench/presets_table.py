@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from genprior.files import write_json
 from genprior.report import accuracy_text
 from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
 
@@ -92,7 +93,7 @@ def main() -> None:
                                                       "result": f"bench/results/distill_{name}.json",
                                                       "command": command}
             RESULTS.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(table, indent=2) + "\n")
+            write_json(out, table)
             row = table[f"{preset}_ipc{ipc}{tag}"]
             print(f"{preset} ipc {ipc}: ConvNet {row.get('convnet')} +- {row.get('convnet_std')}, cross-arch "
                   f"{row.get('cross_arch_mean')} +- {row.get('cross_arch_std')}, FID {row.get('fid')}", flush=True)

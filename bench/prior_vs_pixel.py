@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from distill import stale  # bench/distill.py (the script's own folder)
+from genprior.files import write_json
 from genprior.run import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
@@ -121,7 +122,7 @@ def main() -> None:
                                                                 ("cross_arch_mean", "cross_arch_std"))}
             table[key] = row
             RESULTS.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(table, indent=2) + "\n")
+            write_json(out, table)
             print(f"{key}: " + ", ".join(f"{p} {row[p].get('convnet')} / {row[p].get('cross_arch_mean')}"
                                          for p in ("pixel", a.prior) if p in row)
                   + " (ConvNet / cross-arch mean)", flush=True)

@@ -14,11 +14,11 @@ bench/results/protocol_profile_<device>.json; run it on an otherwise idle machin
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
+from genprior.files import write_json
 from resumable import RESULTS, command, machine  # bench/resumable.py (the script's own folder)
 
 
@@ -68,9 +68,8 @@ def main() -> None:
                "profiled_eager_ms_per_step": round(profiled, 1), "convolutions_ms_per_step": round(conv, 1),
                "best_speedup_above_convolutions": round(eager / conv, 2), "top_ops": rows}
     out = RESULTS / f"protocol_profile_{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"figures": figures, "command": command(), "model": a.model, "batch": a.batch,
-                               "machine": machine()}, indent=2) + "\n")
+    write_json(out, {"figures": figures, "command": command(), "model": a.model, "batch": a.batch,
+                     "machine": machine()})
     print(f"{a.model}, batch {a.batch}: eager {eager:.1f} ms/step, compiled {compiled:.1f} ms/step "
           f"({eager / compiled:.2f}x); convolutions {conv:.1f} of {profiled:.1f} profiled ms: with these kernels "
           f"no reorganization of the loop gets past {eager / conv:.2f}x; wrote {out}")

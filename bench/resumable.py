@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from genprior.files import write_json
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -52,7 +53,7 @@ def run_parts(parts: list[tuple[str, Callable[[], dict]]], out: Path, meta: dict
         figures = job()
         results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command(), **meta}
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(out, results)
         print(f"{name}: {show(figures)} ({results[name]['wall_s']:.0f} s)", flush=True)
     return results
 
@@ -72,7 +73,7 @@ def rows_in_subprocesses(script: str, configs: list[list[str]], out: Path, show:
             continue
         rows.append(dict(json.loads(r.stdout.strip().splitlines()[-1]), args=args, command=command()))
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"command": command(), **machine(), "rows": rows}, indent=2) + "\n")
+        write_json(out, {"command": command(), **machine(), "rows": rows})
         print(show(rows[-1]), flush=True)
     print(f"wrote {out}")
     return rows

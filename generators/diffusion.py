@@ -339,7 +339,9 @@ def save_diffusion(unet, scheduler, path: str | Path, num_classes: int, null_lab
          "scheduler": ["diffusers", type(scheduler).__name__], "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
     (tmp / "genprior.json").write_text(json.dumps({"num_classes": num_classes, "null_label": null_label,
                                                    "info": info}, indent=2, sort_keys=True) + "\n")
-    if path.exists():
-        shutil.rmtree(path)
+    old = path.with_name(f"{path.name}.{os.getpid()}.old")
+    if path.exists():  # aside first, so a kill between the two renames still leaves a whole model on disk
+        path.replace(old)
     tmp.replace(path)
+    shutil.rmtree(old, ignore_errors=True)
     return path

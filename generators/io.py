@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ from generators.dcgan import DCGAN
 from generators.foreign import load_gan_face_generate, load_nvlabs_pickle
 from generators.stylegan2 import StyleGAN2
 from genprior.errors import ConfigError
-from genprior.files import save_safetensors
+from genprior.files import save_safetensors, write_json
 from genprior.shipped import shipped
 
 FORMAT = "genprior.generator/1"
@@ -62,9 +61,7 @@ def save_generator(g: Generator, path: str | Path, info: dict | None = None) -> 
     state = {k: v.detach().contiguous().cpu() for k, v in g.state_dict().items()}
     doc = {"format": FORMAT, "arch": g.arch, "kwargs": g.config, "params": g.num_params(), "info": info or {}}
     save_safetensors(state, weights, {"format": FORMAT, "arch": g.arch})
-    tmp = config.with_name(config.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    tmp.replace(config)
+    write_json(config, doc, sort_keys=True)
     return weights
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -47,7 +46,8 @@ from generators.io import GENERATORS, build_generator, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
 from genprior.data import Split, load_split, to_unit
-from genprior.errors import ConfigError, message
+from genprior.errors import ConfigError, Diverged, message
+from genprior.files import write_torch
 from genprior.host import check_device, retain_freed_memory
 from genprior.progress import progress as progress_bar
 from genprior.rng import derive_seed, generator
@@ -208,12 +208,9 @@ def update_ema(G_ema, G, spec: TrainSpec, images_seen: int) -> None:
 
 def save_checkpoint(path: Path, identity: dict, step: int, wall: float, parts: dict) -> None:
     """Every named part's state (modules, optimizers) with the run's identity, step and wall time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"identity": json.dumps(identity, sort_keys=True), "step": step, "wall": wall,
              **{name: part.state_dict() for name, part in parts.items()}}
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # a run killed mid-write keeps its previous checkpoint
+    write_torch(path, state)  # a run killed mid-write keeps its previous checkpoint
 
 
 def load_checkpoint(path: Path, identity: dict, parts: dict) -> tuple[int, float]:
@@ -335,7 +332,8 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
         for step in range(start, spec.steps):
             logs = trainer.step(step)
             if not all(math.isfinite(v) for v in logs.values()):
-                raise RuntimeError(f"training diverged at step {step} ({logs}); lower lr")
+                raise Diverged(f"training diverged at step {step} ({logs}): lower lr= (now {spec.lr}); "
+                               f"the last checkpoint ({ckpt}) is kept")
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in sorted(logs.items())[:2]}, refresh=False)
             done = step + 1
@@ -403,16 +401,31 @@ def main(argv: list[str] | None = None) -> int:
         if not run["out"]:
             raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")
         spec = spec_from(items)
-        try:
-            ints = {k: int(run[k]) for k in ("log_every", "checkpoint_every", "fid_images")}
-        except ValueError as e:
-            raise ConfigError(f"log_every, checkpoint_every and fid_images take integers ({e})") from None
+        ints = {k: _count(run[k], k, least) for k, least in (("log_every", 1), ("checkpoint_every", 1),
+                                                              ("fid_images", 0))}
         train(spec, run["out"], run["ckpt"], device=check_device(run["device"] or ("cuda" if torch.cuda.is_available() else "cpu")),
               data_root=run["data_root"], command=shlex.join(["python", "-m", "generators.train", *argv]), **ints)
     except ConfigError as e:
         print(f"generators.train: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"generators.train: diverged: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("generators.train: stopped by SIGINT (exit 130); rerun the same command to resume from the last "
+              "checkpoint", file=sys.stderr)
+        return 130
     return 0
+
+
+def _count(value, name: str, least: int) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = None
+    if n is None or n < least:
+        raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    return n
 
 
 if __name__ == "__main__":

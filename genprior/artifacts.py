@@ -110,10 +110,8 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
     try:
         build(tmp)
         write_json(tmp / MANIFEST, identity, sort_keys=True)  # last: a folder with a manifest is complete
-        if directory.exists():
-            directory.rmdir()  # empty (checked above)
         try:
-            tmp.replace(directory)
+            tmp.replace(directory)  # POSIX: a rename onto an empty folder replaces it, onto a full one fails
         except OSError:  # another process finished the same artifact first: keep its folder
             if not (directory / MANIFEST).is_file():
                 raise

@@ -162,6 +162,14 @@ class DSA:
         return f"DSA({'_'.join(self.ops) or 'none'!r})"
 
 
+def dsa_or_none(strategy: str | None, flip: bool = True) -> DSA | None:
+    """DSA(strategy), or None where the strategy names no augmentation (null, "", "none"), so
+    that a caller skips the augmentation seeds too."""
+    if strategy is None or strategy.strip().lower() in ("", "none"):
+        return None
+    return DSA(strategy, flip=flip)
+
+
 # --- ZCA -----------------------------------------------------------------------
 
 

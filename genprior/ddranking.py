@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from genprior.files import write_torch
+
 LAMBDA = 0.5  # DD-Ranking's default weight of IOR against HLR (and of with- against without-augmentation)
 _LOW, _SPAN = math.exp(-1), math.exp(1) - math.exp(-1)
 
@@ -79,9 +81,8 @@ def _stats(values: list[float]) -> dict:
 def export(images: torch.Tensor, labels: torch.Tensor, lr: float, out: str | Path) -> Path:
     """out/images.pt, labels.pt, lr.pt: the set as DD-Ranking's evaluators load it (class-major)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     order = torch.sort(labels.cpu(), stable=True).indices  # class-major, the set's order kept within a class
-    torch.save(images.detach().float().cpu()[order].contiguous(), out / "images.pt")
-    torch.save(labels.cpu()[order].long().contiguous(), out / "labels.pt")
-    torch.save(torch.tensor(float(lr)), out / "lr.pt")
+    write_torch(out / "images.pt", images.detach().float().cpu()[order].contiguous())
+    write_torch(out / "labels.pt", labels.cpu()[order].long().contiguous())
+    write_torch(out / "lr.pt", torch.tensor(float(lr)))
     return out

@@ -7,6 +7,11 @@ class ConfigError(ValueError):
     """Bad user input (unknown choice, missing file, impossible size). CLIs print it and exit 2."""
 
 
+class Diverged(RuntimeError):
+    """A loss stopped being finite (usually: an lr too large). CLIs print the reason, which says
+    what was kept, and exit 1."""
+
+
 class DataNotFound(ConfigError):
     """A data set found nowhere. Its message names the Python arguments (root=, download=True);
     a command line words it with `hint`, naming the keys or flags that command accepts."""

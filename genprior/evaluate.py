@@ -15,7 +15,6 @@ by any tool is judged the same way.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -30,10 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from genprior import artifacts
-from genprior.augment import DSA
+from genprior.augment import DSA, dsa_or_none
 from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError, message
-from genprior.files import write_bytes, write_json, write_text
+from genprior.files import write_json, write_text, write_torch
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, net_digest
 from genprior.options import option, spec_from
@@ -151,10 +150,8 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
                 break
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if checkpoint is not None:
-                buffer = io.BytesIO()
-                torch.save({"epoch": epoch + 1, "net": net.state_dict(), "optimizer": opt.state_dict(),
-                            "generator": g.get_state()}, buffer)
-                write_bytes(checkpoint, buffer.getvalue())
+                write_torch(checkpoint, {"epoch": epoch + 1, "net": net.state_dict(), "optimizer": opt.state_dict(),
+                                         "generator": g.get_state()})
     return net
 
 
@@ -279,7 +276,7 @@ def _epoch_size(n: int, views: int, schedule: DictConfig) -> int:
 
 
 def _dsa(schedule: DictConfig, info) -> DSA | None:
-    return DSA(schedule.dsa, flip=info.flip_ok) if schedule.dsa not in (None, "none", "") else None
+    return dsa_or_none(schedule.dsa, info.flip_ok)
 
 
 def _decay(opt, lr: float, epoch: int, schedule: DictConfig) -> None:
@@ -354,11 +351,12 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
 
 
 def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
-    """One architecture's row, trained for once. With a `rows` folder, a finished row is written
-    there (atomically) under a digest of everything that decides it, and a later call with the
-    same key takes it instead of training again: a judging killed at its fourth architecture
-    (cross_arch on a CPU: over an hour) resumes there. The caller clears the folder once the
-    whole judging is written (run.py export, main), so a finished set is judged afresh."""
+    """One architecture's row, trained for once. With a `rows` folder (judged_dir), a finished
+    row is written there (atomically) under a digest of everything that decides it, and a later
+    call with the same key takes it instead of training again: a judging killed at its fourth
+    architecture (cross_arch on a CPU: over an hour) resumes there, and rerunning a finished run
+    (a sweep, or the same run under another protocol) trains only what is new. A kept row keeps
+    the wall_s it cost when it was trained."""
     if rows is None:
         return judge()
     path = Path(rows) / f"{key['model']}-{artifacts.digest(key)}.json"
@@ -371,17 +369,9 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
     return row
 
 
-def judging_dir(out: Path) -> Path:
-    """Where the rows of the judging that will be written to `out` wait for it: metrics.judging/
-    beside metrics.json."""
-    return out.with_name(f"{out.stem}.judging")
-
-
-def finished(out: Path) -> None:
-    """`out` is written: its judging's kept rows are spent."""
-    import shutil
-
-    shutil.rmtree(judging_dir(out), ignore_errors=True)
+def judged_dir(out: Path) -> Path:
+    """Where the rows judged for `out` (a metrics.json) are kept: judged/ beside it."""
+    return out.with_name("judged")
 
 
 def _row_key(what: dict, model: str, dataset: str, space: str, resolution: int, protocol: DictConfig) -> dict:
@@ -405,6 +395,7 @@ def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "norm
               root: str | None = None, resolution: int | None = None) -> dict:
     """The full train split under the protocol's large-set schedule; cached by everything that decides it."""
     schedule = OmegaConf.merge(protocol, protocol.full_data)
+    resolution = resolution or dataset_info(dataset).resolution  # None and 28 are one key (the CLI, run.py)
     key = {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
            "schedule": OmegaConf.to_container(protocol.full_data, resolve=True),
            "net_digest": network_digests([model], dataset, resolution)[model]}
@@ -437,7 +428,7 @@ BASELINES = ("random_real", "full_data", "no_augmentation")  # the last two for 
 
 
 def baseline_names(spec) -> tuple[str, ...]:
-    """eval.baselines as names: true (both), false (none), one name or a list of them."""
+    """eval.baselines as names: true (all of BASELINES), false (none), one name or a list of them."""
     if isinstance(spec, bool) or spec is None:
         return BASELINES if spec else ()
     names = (spec,) if isinstance(spec, str) else tuple(spec)
@@ -451,7 +442,7 @@ def evaluate_set(saved: SavedSet, protocol: DictConfig, device: str = "cpu", roo
                  baselines=True, source: str = "set", rows: Path | None = None) -> dict:
     """Everything the protocol reports about one saved set, as the dict written to metrics.json.
     `baselines`: which reference rows to add beside it (baseline_names); `rows`: where finished
-    architectures' rows are kept until the whole is written (kept_row, judging_dir)."""
+    architectures' rows are kept (kept_row, judged_dir)."""
     baselines = baseline_names(baselines)
     info = dataset_info(saved.dataset)
     res = saved.images.shape[-1]
@@ -522,12 +513,13 @@ def main(argv: list[str] | None = None) -> int:
                                            "and any protocol key: runs=2 epochs=300 ...)")
     p.add_argument("--random-real", action="store_true", help="judge random real subsets (dataset=, ipc=) instead")
     p.add_argument("--full-data", action="store_true", help="only the full train split (dataset=)")
-    p.add_argument("--no-baselines", action="store_true", help="skip random-real and full-data baselines")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baselines (random real, full data, no augmentation)")
     p.add_argument("--out", help="metrics.json path (default: beside the set, or stdout)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-root", default=None, help="where data sets live (else the default places)")
     a = p.parse_args(argv)
     retain_freed_memory()
+    out = None
     try:
         check_device(a.device, "--device")
         files = [x for x in a.args if "=" not in x]
@@ -551,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.time()
                 metrics = {"dataset": dataset, "protocol": protocol.name, "ipc": ipc,
                            "random_real": random_real(dataset, ipc, protocol, opts.get("space", "normalized"),
-                                                      a.device, a.data_root, rows=out and judging_dir(out)),
+                                                      a.device, a.data_root, rows=out and judged_dir(out)),
                            "wall_s": round(time.time() - t0, 1)}
             metrics["protocol_config"] = OmegaConf.to_container(protocol, resolve=True)
             metrics["networks"] = network_digests(protocol.models, dataset)
@@ -561,16 +553,20 @@ def main(argv: list[str] | None = None) -> int:
             saved = load_set(files[0], opts.get("dataset"), opts.get("space"))
             out = Path(a.out) if a.out else Path(files[0]).with_name("metrics.json")
             metrics = evaluate_set(saved, protocol, a.device, a.data_root, not a.no_baselines, files[0],
-                                   rows=judging_dir(out))
+                                   rows=judged_dir(out))
     except ConfigError as e:
         print(f"genprior-evaluate: error: {message(e, '--data-root DIR')}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        kept = f"the architectures judged so far are kept in {judged_dir(out)}: " if out else ""
+        print(f"genprior-evaluate: stopped by SIGINT (exit 130); {kept}rerun the same command to go on",
+              file=sys.stderr)
+        return 130
     text = json.dumps(metrics, indent=2)
     if out is None:
         print(text)
     else:
         write_text(out, text + "\n")
-        finished(out)
         print(f"wrote {out}")
     for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
         print(f"{model}: {accuracy_text(s)} %")

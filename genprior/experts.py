@@ -27,9 +27,9 @@ import torch
 from safetensors.torch import load_file
 
 from genprior import artifacts, options
-from genprior.augment import DSA
+from genprior.augment import dsa_or_none
 from genprior.data import DATASETS, Split, cache_dir, load_split
-from genprior.errors import ConfigError, message
+from genprior.errors import ConfigError, Diverged, message
 from genprior.files import save_safetensors
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import net_digest
@@ -83,7 +83,7 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
     """One expert's trajectory [epochs + 1, P]."""
     net = fresh_net(spec.net, real, derive_seed(spec.seed, index), device, **spec.net_kwargs)
     opt = torch.optim.SGD(net.parameters(), lr=spec.lr)
-    dsa = DSA(spec.dsa, flip=real.info.flip_ok) if spec.dsa not in (None, "", "none") else None
+    dsa = dsa_or_none(spec.dsa, real.info.flip_ok)
     per_epoch = min(spec.images_per_epoch or len(real), len(real))
     autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=spec.precision == "bf16")
     snapshots = [flat_params(net)]
@@ -95,7 +95,8 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
             loss = train_epoch(net, opt, real.images, real.labels, order, spec.batch, dsa,
                                lambda start: derive_seed(spec.seed, index, epoch, start), autocast, bar.update)
             if not math.isfinite(loss.item()):
-                raise RuntimeError(f"expert {index} diverged in epoch {epoch}: lower ExpertSpec.lr ({spec.lr})")
+                raise Diverged(f"expert {index} diverged in epoch {epoch}: lower the experts' lr, now {spec.lr} "
+                               f"(objective.experts.lr= in a run, lr= here); the experts before it are kept")
             snapshots.append(flat_params(net))
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return torch.stack(snapshots)
@@ -176,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"genprior.experts: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"genprior.experts: diverged: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("genprior.experts: stopped by SIGINT (exit 130); the finished experts are kept: rerun to go on",
+              file=sys.stderr)
+        return 130
     print(f"{spec.num_experts} experts in {directory}")
     return 0
 

@@ -5,7 +5,9 @@ import re
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
+
+from genprior.files import write_png
 
 
 def grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, max_per_class: int = 20) -> torch.Tensor:
@@ -21,10 +23,7 @@ def grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, max_
 
 def save_grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | Path,
               max_per_class: int = 20) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid(unit_images, labels, num_classes, max_per_class), path)
-    return path
+    return write_png(path, grid(unit_images, labels, num_classes, max_per_class))
 
 
 def save_image_folder(unit_images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...],
@@ -34,7 +33,6 @@ def save_image_folder(unit_images: torch.Tensor, labels: torch.Tensor, class_nam
     counts: dict[int, int] = {}
     for x, y in zip(unit_images.cpu(), labels.tolist()):
         folder = root / f"{y:03d}_{re.sub(r'[^A-Za-z0-9]+', '_', class_names[y]).strip('_')}"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(x, folder / f"{counts.get(y, 0):04d}.png")
+        write_png(folder / f"{counts.get(y, 0):04d}.png", x)
         counts[y] = counts.get(y, 0) + 1
     return root

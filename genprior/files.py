@@ -38,6 +38,28 @@ def write_json(path: str | Path, doc, sort_keys: bool = False) -> Path:
     return write_text(path, json.dumps(doc, indent=2, sort_keys=sort_keys) + "\n")
 
 
+def write_torch(path: str | Path, obj) -> Path:
+    """Atomically `torch.save` `obj` (a checkpoint, a tensor) to `path`."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes(path, buffer.getvalue())
+
+
+def write_png(path: str | Path, image: torch.Tensor) -> Path:
+    """Atomically write an image in [0, 1] ([C, H, W], or a batch torchvision tiles) as a PNG."""
+    import io
+
+    from torchvision.utils import save_image
+
+    buffer = io.BytesIO()
+    save_image(image, buffer, format="png")
+    return write_bytes(path, buffer.getvalue())
+
+
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
                      metadata: dict[str, str] | None = None) -> Path:
     """Atomically write `tensors` to `path` with a canonical header; returns the path."""

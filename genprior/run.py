@@ -32,7 +32,6 @@ finished step.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -47,8 +46,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
-from genprior.errors import ConfigError, message
-from genprior.files import write_bytes, write_json, write_text
+from genprior.errors import ConfigError, Diverged, message
+from genprior.files import write_json, write_text, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
@@ -56,10 +55,6 @@ from genprior.shipped import CONFIG_DIR
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; fp16 and fp8 need a GPU
 SECTIONS = ("dataset", "synset", "objective", "protocol", "eval")  # config groups and nested sections
-
-
-class Diverged(RuntimeError):
-    pass
 
 
 class Terminated(BaseException):
@@ -267,9 +262,7 @@ def save_checkpoint(path: Path, step: int, cfg, synset, optimizer, objective, ne
              "prior_digest": synset.prior_digest, "synset": synset.state_dict(),
              "synset_aux": synset.aux_state(),
              "optimizer": optimizer.state_dict(), "objective": objective.state_dict()}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes(path, buffer.getvalue())  # atomic: a kill mid-write leaves the previous checkpoint intact
+    write_torch(path, state)  # atomic: a kill mid-write leaves the previous checkpoint intact
 
 
 def check_checkpoint(path: Path, cfg, net_digest: str) -> dict | None:
@@ -473,9 +466,8 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
         finally:
             bar.close()
         log(f"distilled steps {start}-{cfg.iterations} ({cfg.iterations - start} steps) in {time.time() - t0:.1f}s")
-        if main:
-            export(cfg, synset, run_dir, log)
-        accelerator.wait_for_everyone()
+        if main:  # the other ranks have nothing left to do and leave: waiting at a barrier through
+            export(cfg, synset, run_dir, log)  # the judging (an hour on a CPU) would time out (gloo: 30 min)
     return run_dir
 
 
@@ -537,7 +529,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     reads one (dd_ranking/), metrics.json."""
     from genprior import ddranking
     from genprior.data import dataset_info
-    from genprior.evaluate import evaluate_set, finished, judging_dir
+    from genprior.evaluate import evaluate_set, judged_dir
     from genprior.report import accuracy_text
     from genprior.files import save_safetensors
     from genprior.export import grid, save_grid, save_image_folder
@@ -568,7 +560,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         t0 = time.time()
         protocol = cfg.protocol  # checked at the start (check)
         metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path),
-                               rows=judging_dir(run_dir / "metrics.json"))  # a killed judging resumes
+                               rows=judged_dir(run_dir / "metrics.json"))  # judged once per architecture
         def acc(rows: dict) -> str:
             return ", ".join(f"{m} {accuracy_text(s)}" for m, s in rows.items()) + " %"
 
@@ -590,7 +582,6 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     if metrics:
         metrics["storage"] = synset.storage()
         write_json(run_dir / "metrics.json", metrics)  # atomic: a kill leaves no half-written metrics
-        finished(run_dir / "metrics.json")
         log(f"wrote {run_dir / 'metrics.json'}")
         log.track(_final_scalars(metrics), cfg.iterations)
 

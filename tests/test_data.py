@@ -109,6 +109,24 @@ def test_svhn_mat(tmp_path):
     assert torch.allclose(pix, torch.from_numpy(x[..., 3]).permute(2, 0, 1).float(), atol=1e-3)
 
 
+def test_downloading_svhn_for_a_run_fetches_the_test_split_it_will_be_judged_on(tmp_path, monkeypatch):
+    from scipy.io import savemat
+
+    import genprior.data as data
+
+    asked = []
+
+    def download(cls_name, root, split):  # torchvision's SVHN fetches the one .mat file of `split`
+        asked.append(split)
+        x = np.zeros((32, 32, 3, 10), dtype=np.uint8)
+        savemat(root / f"{split}_32x32.mat", {"X": x, "y": np.arange(1, 11).reshape(-1, 1)})
+
+    monkeypatch.setattr(data, "_torchvision_download", download)
+    assert len(load_split("svhn", "train", root=str(tmp_path), download=True).labels) == 10
+    assert sorted(asked) == ["test", "train"]
+    assert len(load_split("svhn", "test", root=str(tmp_path)).labels) == 10  # no download asked for
+
+
 def test_imagenette_image_folder(tmp_path):
     from PIL import Image
 

@@ -117,6 +117,7 @@ def test_full_data_is_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ev, "train_network", must_not_train)
     assert ev.full_data("mnist", "mlp", p, root=str(tmp_path)) == first
+    assert ev.full_data("mnist", "mlp", p, root=str(tmp_path), resolution=28) == first  # the native size, named
     with pytest.raises(AssertionError):  # another schedule is another key
         ev.full_data("mnist", "mlp", ev.load_protocol("fast", ["full_data.epochs=2"]), root=str(tmp_path))
 
@@ -161,13 +162,13 @@ def test_a_killed_full_data_run_keeps_its_epochs_and_cleans_up(tmp_path, monkeyp
     assert [f.suffix for f in (ev.cache_dir() / "full_data").iterdir()] == [".json"]  # the checkpoint is gone
 
 
-def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, monkeypatch):
+def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, monkeypatch, capsys):
     fake_mnist(tmp_path, n_train=60, n_test=20)
     path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "mnist", space="unit")
     args = [str(path), "protocol=fast", "runs=1", "models=[mlp,convnet]"]
     argv = args + ["epochs=1", "--no-baselines", "--data-root", str(tmp_path)]
-    assert ev.main(argv + ["--out", str(tmp_path / "whole.json")]) == 0
-    whole = json.loads((tmp_path / "whole.json").read_text())["synthetic"]
+    assert ev.main(argv + ["--out", str(tmp_path / "whole" / "metrics.json")]) == 0
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())["synthetic"]
     trained, real_train_runs = [], ev.train_runs
 
     def train_runs(model, *a, **k):
@@ -178,18 +179,18 @@ def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, 
 
     monkeypatch.setattr(ev, "train_runs", train_runs)
     kill = True
-    with pytest.raises(KeyboardInterrupt):
-        ev.main(argv)
-    assert not (tmp_path / "metrics.json").exists() and len(list((tmp_path / "metrics.judging").iterdir())) == 1
-    with pytest.raises(KeyboardInterrupt):  # another schedule decides another row: nothing kept is taken for it
-        ev.main(args + ["epochs=2", "--no-baselines", "--data-root", str(tmp_path)])
+    assert ev.main(argv) == 130
+    assert "stopped by SIGINT (exit 130); the architectures judged so far are kept in" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists() and len(list((tmp_path / "judged").iterdir())) == 1
+    # another schedule decides another row: nothing kept is taken for it
+    assert ev.main(args + ["epochs=2", "--no-baselines", "--data-root", str(tmp_path)]) == 130
     assert trained == ["mlp", "convnet", "mlp", "convnet"]
     kill = False
     assert ev.main(argv) == 0
     assert trained[4:] == ["convnet"]  # the finished architecture was not trained again
     resumed = json.loads((tmp_path / "metrics.json").read_text())["synthetic"]
     assert {m: r["runs"] for m, r in resumed.items()} == {m: r["runs"] for m, r in whole.items()}
-    assert not (tmp_path / "metrics.judging").exists()  # spent once metrics.json is written
+    assert ev.main(argv) == 0 and trained[5:] == []  # judging a judged set again trains nothing
 
 
 @needs_fashion_mnist

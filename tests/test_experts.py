@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -69,3 +70,13 @@ def test_fp16_storage_and_cli(tmp_path, capsys):
     assert main(["dataset=mnist", "epochz=2", f"data_root={tmp_path}"]) == 2
     assert "unknown key epochz; valid: batch, data_root" in capsys.readouterr().err
     assert spec_from({"epochs": "4", "net_kwargs": {"width": 8}}).epochs == 4
+
+
+def test_a_diverging_expert_is_one_line_exit_1_naming_the_lr(tmp_path, capsys):
+    fake_mnist(tmp_path, n_train=100, n_test=10)
+    rc = main(["dataset=mnist", "net=mlp", "epochs=2", "batch=50", "num_experts=1", "lr=1e12",
+               f"dir={tmp_path / 'b'}", f"data_root={tmp_path}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert re.match(r"genprior.experts: diverged: expert 0 diverged in epoch \d: lower the experts' lr, "
+                    r"now 1000000000000.0 ", err.strip().splitlines()[-1])  # the line after the progress lines

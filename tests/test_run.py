@@ -39,7 +39,7 @@ def test_each_preset_writes_every_output_and_they_load(preset, tmp_path):
     assert len(list((out / "images").rglob("*.png"))) == 10
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["synthetic"]["convnet"]["runs"] and metrics["storage"]["floats"] == 7840 + (preset == "mtt")
-    assert not (out / "metrics.judging").exists()  # rows kept for a killed judging are spent once it is written
+    assert len(list((out / "judged").glob("convnet-*.json"))) == 1  # the set's row; judged again never
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2
     assert "pixel" in (out / "config.yaml").read_text()

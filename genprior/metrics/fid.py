@@ -13,15 +13,17 @@ FID on a few hundred images is strongly biased upward (it is a plug-in estimate 
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from genprior.progress import progress
 
 from genprior.data import cache_dir, load_split, to_unit
 from genprior.errors import ConfigError
+from genprior.files import write_bytes
+from genprior.progress import progress
 from genprior.rng import generator
 
 MIN_FID = 10  # below this many images the covariance estimate is too crude to mean anything
@@ -50,7 +52,10 @@ def reference_features(space, dataset: str, split: str = "test", root: str | Non
 
     # Resume a pass that was interrupted: blocks done so far sit in a .partial.npz.
     partial = path.with_suffix(".partial.npz")
-    done = [np.load(partial)["features"]] if partial.is_file() else []
+    done = []
+    if partial.is_file():
+        with np.load(partial) as z:
+            done.append(z["features"])
     start = len(done[0]) if done else 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with progress(total=len(index), initial=start, desc=f"{space.name} features of {dataset} {split}",
@@ -68,9 +73,9 @@ def reference_features(space, dataset: str, split: str = "test", root: str | Non
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")  # np.savez appends .npz unless it is there
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())  # atomic, under a name of this process
 
 
 def fid_kid(features: np.ndarray, reference: np.ndarray, min_fid: int = MIN_FID, seed: int = 0) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genprior.augment import DSA
+from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
@@ -71,12 +71,13 @@ class DC:
                  inner_loop: int | None = None, lr_net: float = 0.01, batch_train: int = 256,
                  net_kwargs: dict | None = None):
         default_outer, default_inner = loops_for(ipc)
-        self.outer_loop, self.inner_loop = outer_loop or default_outer, inner_loop or default_inner
+        self.outer_loop = default_outer if outer_loop is None else outer_loop
+        self.inner_loop = default_inner if inner_loop is None else inner_loop  # 0: the network never trains
         if self.outer_loop < 1 or self.inner_loop < 0:
             raise ConfigError(f"DC needs outer_loop >= 1 and inner_loop >= 0, got {self.outer_loop}, {self.inner_loop}")
         self.real, self.net_name, self.batch_real, self.seed = real, net, batch_real, seed
         self.lr_net, self.batch_train = lr_net, batch_train
-        self.dsa = DSA(dsa, flip=real.info.flip_ok) if dsa not in (None, "", "none") else None
+        self.dsa = dsa_or_none(dsa, real.info.flip_ok)
         self.net_kwargs = dict(net_kwargs or {})
         self.net, self.at_step = None, -1  # the network and the step it is ready for
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genprior.augment import DSA
+from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
 from genprior.options import option
@@ -41,7 +41,7 @@ class DM:
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None,
                  compile: bool = False, chunk_real: int = 64):
         self.real, self.net, self.batch_real, self.seed = real, net, batch_real, seed
-        self.dsa = DSA(dsa, flip=real.info.flip_ok) if dsa not in (None, "", "none") else None
+        self.dsa = dsa_or_none(dsa, real.info.flip_ok)
         self.net_kwargs = dict(net_kwargs or {})
         self.compile, self.chunk_real = compile, chunk_real
         self._module, self._embed = None, None  # the one module a compiled graph runs on

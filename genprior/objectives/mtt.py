@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from genprior.augment import DSA
+from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.nets import build_net
@@ -117,7 +117,7 @@ class MTT:
         self.max_start_epoch, self.batch_syn, self.seed, self.mode = max_start_epoch, batch_syn, seed, mode
         self.per_step, self.init_lr = trajectories_per_step, init_lr
         self.setup: str | None = None  # from_config: how the experts came to be (the run's start line)
-        self.dsa = DSA(dsa, flip=info.flip_ok) if dsa not in (None, "", "none") else None
+        self.dsa = dsa_or_none(dsa, info.flip_ok)
 
     def units(self) -> int:
         return self.per_step  # one unit of work per trajectory segment matched

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genprior.augment import DSA
+from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.nets import build_net
@@ -141,7 +141,7 @@ class HabaSynset(Synset):
             torch.manual_seed(derive_seed(seed, 0x4ABB))
             self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution) for _ in range(hallucinators))
         self.assignment = torch.zeros(len(self), dtype=torch.long)  # which hallucinator renders each basis now
-        self.dsa = DSA(dsa, flip=info.flip_ok) if dsa not in ("", "none") else None
+        self.dsa = dsa_or_none(dsa, info.flip_ok)
         self.weights = {"set": lambda_set, "views": lambda_views, "contrast": lambda_contrast, "temperature": temperature}
         self.__dict__["adversary"] = None  # not a submodule: outside the set's state and its all-reduce
         if adversary:

@@ -40,3 +40,17 @@ def test_dc_gradients_reach_images_and_follow_the_schedule():
              net_kwargs={"width": 8, "depth": 2})
     parts = dc2(images, labels, 0, [0]) + dc2(images, labels, 0, [1])
     assert parts.item() == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_dc_inner_loop_zero_keeps_the_network_and_only_none_takes_the_schedule():
+    real = toy_split([[0.1 * i for i in range(8)], [1 + 0.1 * i for i in range(8)]])
+    real.images = real.images.expand(-1, 1, 8, 8).contiguous()
+    dc = DC(real, ipc=10, net="convnet", batch_real=4, dsa="none", outer_loop=2, inner_loop=0,
+            net_kwargs={"width": 8, "depth": 2})
+    assert (dc.outer_loop, dc.inner_loop) == (2, 0)  # not the IPC-10 schedule's 50
+    assert (DC(real, ipc=10).outer_loop, DC(real, ipc=10).inner_loop) == loops_for(10)
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 0, 1, 1])
+    dc(images, labels, 0, [0, 1])
+    net0 = {k: v.clone() for k, v in dc.net.state_dict().items()}
+    dc(images, labels, 1, [0, 1])  # within the round: with no inner steps the network stays as it was
+    assert all(torch.equal(net0[k], v) for k, v in dc.net.state_dict().items())
