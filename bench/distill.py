@@ -12,8 +12,9 @@ A rerun of the same command resumes an unfinished run directory, and does nothin
 bench/results/distill_<name>.json exists (--force runs and records it again), unless that
 result is stale: marked superseded, judged by networks other than today's (metrics.json
 records their digests, genprior/evaluate.py network_digests; a result too old to record them
-counts as stale), or distilled with a generator whose file has changed since (metrics.json's
-prior_digest). A stale result and its run directory are set aside (`.superseded` names)
+counts as stale), distilled with a generator whose file has changed since (metrics.json's
+prior_digest), or made with a config its command no longer composes (a preset's lr changed:
+every key both configs have must agree). A stale result and its run directory are set aside (`.superseded` names)
 and the run starts afresh: the set was distilled through the old network too.
 """
 from __future__ import annotations
@@ -48,7 +49,42 @@ def stale(result: dict) -> str | None:
         return f"the networks that judged it changed since ({', '.join(changed)})"
     if result.get("prior_digest") and prior_now(result["config"]) not in (None, result["prior_digest"]):
         return "the generator it was distilled with changed since (its prior digest)"
+    if changed := config_drift(result):
+        return f"its command composes another config today ({changed})"
     return None
+
+
+# keys that name where and how verbosely a run ran, not what it computed
+UNCOMPARED = ("run_dir", "threads", "log_every", "checkpoint_every", "name")
+
+
+def config_drift(result: dict) -> str:
+    """The keys whose value in the config a result ran with differs from what its command
+    composes today, as `key=then->now` ('' when none). Keys only one side has are left out:
+    an option added since, at a default that keeps the old behaviour, changes nothing."""
+    from omegaconf import OmegaConf
+
+    from genprior.errors import ConfigError
+    from genprior.run import compose
+    from genprior.rundir import flat
+
+    if "command" not in result or "config" not in result:
+        return ""  # nothing to compare with
+    args, overrides = shlex.split(result["command"])[2:], []
+    while args:  # bench/distill.py's own options are not overrides
+        arg = args.pop(0)
+        if arg in ("--name", "--launch"):
+            args.pop(0)
+        elif arg != "--force":
+            overrides.append(arg)
+    try:
+        today = flat(OmegaConf.to_container(compose(overrides), resolve=True))
+    except ConfigError as e:
+        return f"it no longer composes: {e}"
+    then = flat(OmegaConf.to_container(OmegaConf.create(result["config"]), resolve=True))
+    changed = sorted(k for k in then.keys() & today.keys()
+                     if k.split(".")[0] not in UNCOMPARED and then[k] != today[k])
+    return ", ".join(f"{k}={then[k]!r}->{today[k]!r}" for k in changed[:4]) + (" ..." if len(changed) > 4 else "")
 
 
 def prior_now(config: str) -> str | None:

@@ -1,7 +1,8 @@
-"""Latent learning rates for the generative-prior presets, derived from the pixel presets' image lrs.
+"""Learning rates for the presets of sets that are not pixels, derived from the pixel presets' image lrs.
 
     python bench/lr_probe.py [--prior glad] [--objectives dc dm mtt] [--ipc 1]
     python bench/lr_probe.py --prior diffusion --objectives dm
+    python bench/lr_probe.py --prior haba --ipc 10      # bases and hallucinators
 
 A latent lr is only meaningful relative to how far a step moves the images. For one
 distillation step of each objective, at the glad preset's initial latents:
@@ -15,8 +16,8 @@ so `matched_lr = lr_pixel |g_x| / |J g_t|` is the latent lr whose first SGD step
 images as far as the pixel preset's first step (both without momentum). The ratio
 |J g_t| / |g_x| is a property of the generator around the latents (how strongly it
 amplifies a latent step into pixels), so the same probe tells the lr for any objective.
-Each group (latents for z/w/w+ and for diffusion's z_T; f and w for F_n) is probed on its
-own. Writes bench/results/<prior>_lr_probe.json.
+Each group (latents for z/w/w+ and for diffusion's z_T; f and w for F_n; HaBa's bases and
+hallucinators) is probed on its own. Writes bench/results/<prior>_lr_probe.json.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the scr
 # the latent spaces probed per prior (overrides of its preset)
 SPACES = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["synset.space=f", "synset.layer=2"],
                    ["synset.space=w"]],
-          "diffusion": [[]], "minimax": [[]]}
+          "diffusion": [[]], "minimax": [[]], "haba": [[]]}
 
 
 def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
@@ -44,6 +45,7 @@ def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
     plan = check(cfg)
     synset, obj = build(plan, RunContext(real, cfg.ipc, cfg.seed, plan.dataset, cache_dir=cache_dir()))
+    synset.begin_step(0)  # HaBa: each basis through the hallucinator step 0 draws for it, as distilling does
     images = synset.render_all(cfg.chunk).requires_grad_(True)
     loss = obj(images, synset.labels, 0, list(range(obj.units())), synset.lr)
     g_x, = torch.autograd.grad(loss, images)

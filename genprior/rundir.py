@@ -41,16 +41,17 @@ def fingerprint(config: dict) -> dict:
 
 def config_diff(have: dict, want: dict) -> str:
     """'' if the two configs decide the same result, else the differing keys as `key=old->new, ...`."""
-    have, want = _flat(fingerprint(have)), _flat(fingerprint(want))
+    have, want = flat(fingerprint(have)), flat(fingerprint(want))
     diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
     shown = ", ".join(f"{k}={have.get(k)!r}->{want.get(k)!r}" for k in diff[:4])
     return shown + (" ..." if len(diff) > 4 else "")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flat(d: dict, prefix: str = "") -> dict:
+    """A nested config as {"synset.optim.images.lr": 5.0, ...}."""
     out = {}
     for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 

@@ -99,3 +99,17 @@ def test_a_result_is_stale_when_its_generator_file_changed(distill, tmp_path):
     save_generator(tiny(1), stem)  # retrained under the same name
     assert "generator it was distilled with changed" in distill.stale(result)
     assert distill.stale(record(config="synset:\n  kind: pixel\n")) is None  # nothing to compare: no prior
+
+
+def test_a_result_is_stale_when_its_preset_changed_since(distill):
+    from omegaconf import OmegaConf
+
+    from genprior.run import compose
+
+    command = "python bench/distill.py --name x pixel=dm ipc=1 iterations=3"
+    config = OmegaConf.to_container(compose(["pixel=dm", "ipc=1", "iterations=3"]), resolve=True)
+    config["run_dir"], config["added_since"] = "runs/bench/x", 1  # where it ran; a key today's config lacks
+    assert distill.stale(record(command=command, config=OmegaConf.to_yaml(config))) is None
+    config["synset"]["optim"]["images"]["lr"] = 1.0  # the preset's lr when it ran
+    why = distill.stale(record(command=command, config=OmegaConf.to_yaml(config)))
+    assert why == "its command composes another config today (synset.optim.images.lr=1.0->5.0)"
