@@ -110,6 +110,15 @@ def prior_now(config: str) -> str | None:
     return module_digest(g)
 
 
+def value_range(set_file: Path) -> dict:
+    """Where the set's values lie (min, max, std; real images normalized: about -0.8..2.0, std 1):
+    a set that left the data's range trains networks without a normalization layer badly."""
+    from genprior.setfile import load_set
+
+    x = load_set(set_file).images.double()
+    return {"min": round(x.min().item(), 3), "max": round(x.max().item(), 3), "std": round(x.std().item(), 3)}
+
+
 def set_aside(path: Path) -> Path:
     """Rename `path` to the first free <name>.superseded[-k][.json], keeping it for the record
     (names hold dots of their own, `protocol.runs-3`: only .json counts as a suffix)."""
@@ -169,6 +178,7 @@ def main() -> None:
         "prior_digest": metrics.get("prior_digest"),
         "storage": metrics.get("storage"), "loss_first_last": [losses[0], losses[-1]] if losses else None,
         "images": metrics.get("images"),
+        "values": value_range(run_dir / "synset.safetensors"),
         "config": (run_dir / "config.yaml").read_text(),
     }
     write_json(out, result)  # atomic: a kill leaves the old record or the new one

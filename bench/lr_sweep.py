@@ -65,6 +65,7 @@ def main() -> None:
                                        "command": command, "values": {}})
         row["values"][value] = {**accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]),
                                 "eval_s": result["eval_s"], "loss_first_last": result["loss_first_last"],
+                                "values": result.get("values"),
                                 "result": f"bench/results/distill_{name}.json"}
         row["verdict"] = verdict(row["values"])
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from genprior.evaluate import network_digests
+from genprior.setfile import save_set
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -59,6 +61,8 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
         (run_dir / "log.txt").write_text("distilled steps 0-2 (2 steps) in 1.5s\n")
         (run_dir / "curve.jsonl").write_text('{"step": 0, "loss": 2.0}\n{"step": 1, "loss": 1.0}\n')
         (run_dir / "config.yaml").write_text("ipc: 1\n")
+        save_set(run_dir / "synset.safetensors", torch.tensor([-1.0, 3.0]).view(2, 1, 1, 1).expand(2, 1, 28, 28),
+                 torch.tensor([0, 1]), "fashion_mnist")
         (run_dir / "metrics.json").write_text(json.dumps(
             {"synthetic": {"convnet": {"mean": 70.0, "std": 0.5, "runs": [69.5, 70.5]}}, "protocol": "fast",
              "protocol_config": {"models": ["convnet"]}, **record()}))
@@ -73,6 +77,7 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
     distill.main()
     assert len(calls) == 1 and "is stale: the networks that judged it changed since (convnet)" in capsys.readouterr().out
     assert json.loads(out.read_text())["networks"] == record()["networks"]
+    assert json.loads(out.read_text())["values"] == {"min": -1.0, "max": 3.0, "std": 2.001}  # 1568 values, n - 1
     assert json.loads((out.parent / "distill_pixel-dm_ipc-1.superseded.json").read_text())["networks"] == \
         {"convnet": "0" * 12}
     assert (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1.superseded" / "stale.txt").is_file()
