@@ -365,8 +365,16 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
 
 # ---------------------------------------------------------------- CLI
 
-RUN_OPTIONS = {"out": None, "ckpt": None, "device": None, "data_root": None, "log_every": 100,
-               "checkpoint_every": 500, "fid_images": 0}
+@dataclass
+class RunOptions:
+    """Where and how a training runs; the spec (TrainSpec, DiffusionSpec) says what is trained."""
+    out: str | None = None
+    ckpt: str | None = None
+    device: str | None = None
+    data_root: str | None = None
+    log_every: int = options.option(100, min=1)
+    checkpoint_every: int = options.option(500, min=1)
+    fid_images: int = options.option(0, min=0)
 
 
 def spec_classes() -> dict:
@@ -382,7 +390,7 @@ def spec_from(items: dict):
     arch = items.get("arch", "stylegan2")
     if arch not in classes:
         raise ConfigError(f"unknown generator architecture {arch!r}; valid: {', '.join(classes)}")
-    return options.spec_from(classes[arch], items, also_valid=tuple(RUN_OPTIONS))
+    return options.spec_from(classes[arch], items, also_valid=tuple(f.name for f in fields(RunOptions)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,19 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         for arch, cls in spec_classes().items():
             listed = [f"{f.name}={getattr(cls(arch=arch), f.name)!r}" for f in fields(cls) if f.name != "arch"]
             print(f"arch={arch}:", ", ".join(listed))
-        print("all:", ", ".join(f"{k}={v!r}" for k, v in RUN_OPTIONS.items()))
+        print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(RunOptions()).items()))
         return 0
     retain_freed_memory()
     try:
         items = options.key_values(argv)
-        run = {k: items.pop(k, v) for k, v in RUN_OPTIONS.items()}
-        if not run["out"]:
+        run = options.spec_from(RunOptions, {f.name: items.pop(f.name) for f in fields(RunOptions) if f.name in items})
+        if not run.out:
             raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")
         spec = spec_from(items)
-        ints = {k: _count(run[k], k, least) for k, least in (("log_every", 1), ("checkpoint_every", 1),
-                                                              ("fid_images", 0))}
-        train(spec, run["out"], run["ckpt"], device=check_device(run["device"] or ("cuda" if torch.cuda.is_available() else "cpu")),
-              data_root=run["data_root"], command=shlex.join(["python", "-m", "generators.train", *argv]), **ints)
+        train(spec, run.out, run.ckpt, device=check_device(run.device or ("cuda" if torch.cuda.is_available() else "cpu")),
+              data_root=run.data_root, command=shlex.join(["python", "-m", "generators.train", *argv]),
+              log_every=run.log_every, checkpoint_every=run.checkpoint_every, fid_images=run.fid_images)
     except ConfigError as e:
         print(f"generators.train: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
         return 2
@@ -417,15 +424,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return 0
 
-
-def _count(value, name: str, least: int) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = None
-    if n is None or n < least:
-        raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-    return n
 
 
 if __name__ == "__main__":

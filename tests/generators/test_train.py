@@ -103,7 +103,7 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["generator_kwargs=3", f"out={tmp_path / 'g'}"]) == 2
     assert "generator_kwargs must be a mapping, got 3" in capsys.readouterr().err
     assert main(["log_every=0", f"out={tmp_path / 'g'}"]) == 2  # would divide by zero after the first step
-    assert "log_every must be an integer >= 1, got '0'" in capsys.readouterr().err
+    assert "log_every must be an integer >= 1, got 0" in capsys.readouterr().err
     assert main(["fid_images=many", f"out={tmp_path / 'g'}"]) == 2
     assert "fid_images must be an integer >= 0, got 'many'" in capsys.readouterr().err
 
