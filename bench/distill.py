@@ -56,12 +56,16 @@ def stale(result: dict) -> str | None:
 
 # keys that name where and how verbosely a run ran, not what it computed
 UNCOMPARED = ("run_dir", "threads", "log_every", "checkpoint_every", "name")
+# options added with a default that changed what the code computes: key -> the value every
+# run made before the option existed behaved as (so those results are rerun, not reused)
+BEHAVED_AS = {"synset.bound": False}  # HaBa's rendered values, unbounded until 2026-11-30
 
 
 def config_drift(result: dict) -> str:
     """The keys whose value in the config a result ran with differs from what its command
     composes today, as `key=then->now` ('' when none). Keys only one side has are left out:
-    an option added since, at a default that keeps the old behaviour, changes nothing."""
+    an option added since, at a default that keeps the old behaviour, changes nothing; one
+    whose default changed it is compared as the value in BEHAVED_AS."""
     from omegaconf import OmegaConf
 
     from genprior.errors import ConfigError
@@ -82,6 +86,7 @@ def config_drift(result: dict) -> str:
     except ConfigError as e:
         return f"it no longer composes: {e}"
     then = flat(OmegaConf.to_container(OmegaConf.create(result["config"]), resolve=True))
+    then = {**{k: v for k, v in BEHAVED_AS.items() if k in today}, **then}
     changed = sorted(k for k in then.keys() & today.keys()
                      if k.split(".")[0] not in UNCOMPARED and then[k] != today[k])
     return ", ".join(f"{k}={then[k]!r}->{today[k]!r}" for k in changed[:4]) + (" ..." if len(changed) > 4 else "")

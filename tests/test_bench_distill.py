@@ -118,3 +118,10 @@ def test_a_result_is_stale_when_its_preset_changed_since(distill):
     config["synset"]["optim"]["images"]["lr"] = 1.0  # the preset's lr when it ran
     why = distill.stale(record(command=command, config=OmegaConf.to_yaml(config)))
     assert why == "its command composes another config today (synset.optim.images.lr=1.0->5.0)"
+    # an option added since whose default changed the computation: older results behaved as its old value
+    command = "python bench/distill.py --name x haba=dm ipc=1 iterations=3"
+    config = OmegaConf.to_container(compose(["haba=dm", "ipc=1", "iterations=3"]), resolve=True)
+    assert distill.stale(record(command=command, config=OmegaConf.to_yaml(config))) is None
+    del config["synset"]["bound"]  # made before HaBa's bound existed: unbounded
+    why = distill.stale(record(command=command, config=OmegaConf.to_yaml(config)))
+    assert why == "its command composes another config today (synset.bound=False->True)"

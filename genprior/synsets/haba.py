@@ -26,6 +26,14 @@ resolution (`base_resolution`, upsampled bilinearly before the hallucinators) ma
 at small budgets. `storage` also states the paper's accounting (bases = IPC images per
 class, hallucinators on top).
 
+Bound: a rendered image is a product of two learned factors, and DC and DM judge it through
+instance-normalized ConvNets that do not see its scale (README, HaBa), so nothing holds it
+near the data: an unbounded haba=dm set reached values of 1e13 and diverged AlexNet in
+every run. With `bound` (the default) the hallucinators' output passes through a scaled tanh
+onto the real split's per-channel value range, as a generator's output ends in one:
+c + w * tanh((y - c) / w), c and w the range's centre and half-width. bound=false is the
+official code's unbounded output.
+
 The saved set is the whole product, bases x hallucinators, in groups of `views`
 consecutive images per basis (metadata "views"): the protocol trains on all of them, or,
 with protocol.views=one, on one random view per basis each epoch, the paper's evaluation.
@@ -76,6 +84,7 @@ class HabaSynset(Synset):
         base_channels: int | None = option(min=1)
         base_resolution: int | None = option(min=3)
         init: str = option(choices=INITS)
+        bound: bool = option()
         adversary: bool = option()
         lambda_set: float = option(min=0)
         lambda_views: float = option(min=0)
@@ -93,7 +102,7 @@ class HabaSynset(Synset):
 
     def __init__(self, real: Split, ipc: int, hallucinators: int = 5, bases_per_class: int | None = None,
                  base_channels: int | None = None, base_resolution: int | None = None, init: str = "real",
-                 adversary: bool = True, lambda_set: float = 0.1, lambda_views: float = 0.1,
+                 bound: bool = True, adversary: bool = True, lambda_set: float = 0.1, lambda_views: float = 0.1,
                  lambda_contrast: float = 0.1, temperature: float = 0.07, adversary_lr: float = 1e-3,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0):
         info, (channels, resolution) = real.info, (real.images.shape[1], real.images.shape[-1])
@@ -140,6 +149,10 @@ class HabaSynset(Synset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, 0x4ABB))
             self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution) for _ in range(hallucinators))
+        # the data's per-channel range as centre and half-width; not state: the real split decides it
+        lo, hi = real.images.amin((0, 2, 3)), real.images.amax((0, 2, 3))
+        self.register_buffer("centre", ((hi + lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
+        self.register_buffer("half_width", ((hi - lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
         self.assignment = torch.zeros(len(self), dtype=torch.long)  # which hallucinator renders each basis now
         self.dsa = dsa_or_none(dsa, info.flip_ok)
         self.weights = {"set": lambda_set, "views": lambda_views, "contrast": lambda_contrast, "temperature": temperature}
@@ -162,6 +175,8 @@ class HabaSynset(Synset):
             mask = which == h
             if mask.any():
                 out[mask] = hallucinator(x[mask])
+        if self.centre is not None:
+            out = self.centre + self.half_width * torch.tanh((out - self.centre) / self.half_width)
         return out
 
     def begin_step(self, step: int) -> None:

@@ -52,6 +52,27 @@ def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd(
     assert s.bases.grad.abs().sum() > 0 and all(p.grad.abs().sum() > 0 for p in s.hallucinators.parameters())
 
 
+def test_the_bound_keeps_every_rendered_value_in_the_data_range_and_passes_gradients():
+    real = split(channels=3, resolution=32)
+    lo, hi = real.images.amin((0, 2, 3)).view(1, 3, 1, 1), real.images.amax((0, 2, 3)).view(1, 3, 1, 1)
+    bounded = HabaSynset(real, ipc=4, hallucinators=3, dsa="none", adversary=False)
+    free = HabaSynset(real, ipc=4, hallucinators=3, dsa="none", adversary=False, bound=False)
+    with torch.no_grad():  # a set that drifted far out of the data's range, as haba=dm did
+        for s in (bounded, free):
+            s.bases.mul_(1e3)
+    bounded.begin_step(0), free.begin_step(0)
+    x, raw = bounded.render_all(), free.render_all()
+    assert (raw < lo).any() and (raw > hi).any()  # unbounded: leaves the range (the official output)
+    assert (x >= lo).all() and (x <= hi).all() and x.std() > 0
+    c, w = (hi + lo) / 2, (hi - lo) / 2
+    torch.testing.assert_close(x, c + w * torch.tanh((raw - c) / w))  # the same product, squashed
+    with torch.no_grad():
+        bounded.bases.div_(1e3)
+    bounded.render(torch.arange(len(bounded))).pow(2).sum().backward()
+    assert bounded.bases.grad.abs().sum() > 0 and all(p.grad.abs().sum() > 0 for p in bounded.hallucinators.parameters())
+    assert "centre" not in bounded.state_dict()  # the range is the data's, never part of the saved set
+
+
 def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself():
     s = HabaSynset(split(), ipc=4, hallucinators=3)
     before_adv = {k: v.clone() for k, v in s.adversary.state_dict().items()}
