@@ -19,6 +19,10 @@
 # at IPC 1 and 40 at IPC 10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every architecture's judged row lands in the repository (a few hundred bytes each, named by
+# the digest of the images, network and schedule), so a machine that loses runs/ between
+# sessions retrains only what no earlier session finished.
+export GENPRIOR_JUDGED_DIR="${GENPRIOR_JUDGED_DIR:-$PWD/bench/results/judged}"
 REDUCED=(protocol.runs=3 protocol.epochs=300 protocol.compile=true)
 MTT=(objective.experts.num_experts=5 objective.experts.epochs=8 objective.max_start_epoch=4)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -370,8 +371,12 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
 
 
 def judged_dir(out: Path) -> Path:
-    """Where the rows judged for `out` (a metrics.json) are kept: judged/ beside it."""
-    return out.with_name("judged")
+    """Where the rows judged for `out` (a metrics.json) are kept: judged/ beside it, or one
+    folder shared by every run, $GENPRIOR_JUDGED_DIR (a row's file name is the digest of all
+    that decides it, so sharing is safe): rows outlive their run directories, e.g. on a
+    machine whose scratch disk is wiped between jobs, or a benchmark that commits them."""
+    shared = os.environ.get("GENPRIOR_JUDGED_DIR")
+    return Path(shared) if shared else out.with_name("judged")
 
 
 def _row_key(what: dict, model: str, dataset: str, space: str, resolution: int, protocol: DictConfig) -> dict:

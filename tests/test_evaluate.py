@@ -191,6 +191,11 @@ def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, 
     resumed = json.loads((tmp_path / "metrics.json").read_text())["synthetic"]
     assert {m: r["runs"] for m, r in resumed.items()} == {m: r["runs"] for m, r in whole.items()}
     assert ev.main(argv) == 0 and trained[5:] == []  # judging a judged set again trains nothing
+    # with one shared folder, the rows outlive the folder they were judged for
+    monkeypatch.setenv("GENPRIOR_JUDGED_DIR", str(tmp_path / "shared"))
+    assert ev.main(argv + ["--out", str(tmp_path / "a" / "metrics.json")]) == 0 and trained[5:] == ["mlp", "convnet"]
+    assert ev.main(argv + ["--out", str(tmp_path / "b" / "metrics.json")]) == 0 and trained[7:] == []
+    assert len(list((tmp_path / "shared").iterdir())) == 2 and not (tmp_path / "b" / "judged").exists()
 
 
 @needs_fashion_mnist
