@@ -51,8 +51,9 @@ def ddim_sample(denoiser, z: torch.Tensor, labels: torch.Tensor | None, alphas_c
     guidance > 1: classifier-free guidance, eps_null + guidance (eps_class - eps_null).
     grad_checkpoint: keep only each step's input for the backward pass (memory of one step).
     skip > 0: an LD3M-style skip from z_T (Moser et al. 2024) that keeps gradients reaching the
-    noise through long chains: after step i of N, x <- (1 - g_i) x + g_i z_T with g_i falling
-    linearly from skip to 0 at the last step (so the output itself is never mixed with noise)."""
+    noise through long chains: after step i of N (i = 0..N-1), x <- (1 - g_i) x + g_i z_T with
+    g_i = skip (1 - (i + 1) / N), falling linearly to 0 at the last step (so the output itself
+    is never mixed with noise; the largest weight, after the first step, is skip (N - 1) / N)."""
     x, n = z, len(timesteps)
     ratio = len(alphas_cumprod) // n
     for i, t in enumerate(timesteps):
@@ -63,7 +64,7 @@ def ddim_sample(denoiser, z: torch.Tensor, labels: torch.Tensor | None, alphas_c
             out = checkpoint(_guided, denoiser, x, t_batch, labels, guidance, null_label, use_reentrant=False)
         else:
             out = _guided(denoiser, x, t_batch, labels, guidance, null_label)
-        x0, eps = _x0_eps(out, x, a_t, prediction)
+        x0, eps = x0_and_eps(out, x, a_t, prediction)
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         if skip and i + 1 < n:
             g = skip * (1 - (i + 1) / n)
@@ -79,7 +80,18 @@ def _guided(denoiser, x, t, labels, guidance: float, null_label: int | None) -> 
     return null + guidance * (cond - null)
 
 
-def _x0_eps(out: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, prediction: str):
+def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
+    """What a network of this parameterization learns to output at x_t = sqrt(a) x0 + sqrt(1 - a) eps:
+    eps, v = sqrt(a) eps - sqrt(1 - a) x0, or x0 itself ("sample"). x0_and_eps inverts it."""
+    if prediction == "epsilon":
+        return eps
+    if prediction == "v_prediction":
+        return a_t.sqrt() * eps - (1 - a_t).sqrt() * x0
+    return x0
+
+
+def x0_and_eps(out: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, prediction: str):
+    """The (x0, eps) that a network output `out` at x_t = `x` stands for, in its parameterization."""
     s, r = a_t.sqrt(), (1 - a_t).sqrt()
     if prediction == "epsilon":
         return (x - r * out) / s, out
@@ -223,7 +235,7 @@ def load_diffusion(path: str | Path, class_names: list[str] | None = None, class
     e.g. ImageNette's ImageNet indices); a Stable-Diffusion folder takes `class_names`."""
     from diffusers import AutoencoderKL, DDIMScheduler
 
-    root = _local(path)
+    root = local_folder(path)
     index = _read_json(root, "model_index.json")
     scheduler = _load(DDIMScheduler, root, "scheduler", clip_sample=False)  # never clamp: it cuts gradients
     vae = None
@@ -264,7 +276,7 @@ def load_diffusion(path: str | Path, class_names: list[str] | None = None, class
     return frozen(g)
 
 
-def _local(path: str | Path) -> Path:
+def local_folder(path: str | Path) -> Path:
     """A local folder, or a hub id fetched into the cache (online only: offline it is one line)."""
     p = Path(path)
     if p.is_dir():

@@ -22,8 +22,11 @@ code (DiT-XL/2 on ImageNet subsets) uses EMA decay 0.9999 over thousands of step
 fine-tune of a few hundred steps takes its half-life from `ema_kimg` as the project's
 other trainings do.
 
-Several processes (torch.distributed initialized) split each batch: gradients are
-averaged, and the banks grow from every process's items, so they stay the same everywhere.
+Several processes (torch.distributed initialized) split each batch. Each process gathers
+the whole batch's x0 predictions (its own share live, the others' as values), so the
+per-class min and max are those of the whole batch, as in one process; each share's
+gradient then comes from its own process, and their sum is the batch's. The banks grow
+from the whole batch, so they stay the same everywhere.
 """
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from generators.diffusion import x0_and_eps, training_target
 from generators.train import update_ema
+from genprior.errors import ConfigError
 from genprior.options import option
 from genprior.progress import progress as progress_bar
 from genprior.rng import generator
@@ -113,47 +118,60 @@ def minimax_finetune(unet, alphas_cumprod: torch.Tensor, prediction: str, images
 
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0
+    if spec.batch < world:
+        raise ConfigError(f"synset.minimax.batch ({spec.batch}) must be at least the number of processes ({world})")
     model = copy.deepcopy(unet).train()
     params = mark_trainable(model, spec.trainable)
+    if not params:
+        raise ConfigError(f"synset.minimax.trainable {spec.trainable} matches no parameter of the UNet "
+                          f"(DiffFit's subset: {list(DIFFFIT)})")
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
-    device, alphas = images.device, alphas_cumprod.to(images.device)
+    alphas = alphas_cumprod.to(images.device)
     real_bank, fake_bank = Banks(spec.bank), Banks(spec.bank)
     logs = {}
     for step in progress_bar(range(spec.steps), desc="minimax fine-tune", enabled=progress):
-        g = generator(spec.seed, step)  # the whole batch's draws, the same on every process
-        idx = torch.randint(len(labels), (spec.batch,), generator=g).to(device)
-        classes = labels[idx]
-        dropped = (torch.rand(spec.batch, generator=g) < spec.label_dropout).to(device)
-        t = torch.randint(len(alphas), (spec.batch,), generator=g).to(device)
-        eps = torch.randn(images[idx].shape, generator=g).to(device)
-        mine = torch.arange(spec.batch, device=device)[rank::world]  # this process's share
-        x0, a = images[idx][mine], alphas[t[mine]].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps[mine]
-        out = model(xt, t[mine], class_labels=torch.where(dropped[mine], null_label, classes[mine])).sample
-        if prediction == "epsilon":
-            target, x0_pred = eps[mine], (xt - (1 - a).sqrt() * out) / a.sqrt()
-        else:  # v
-            target, x0_pred = a.sqrt() * eps[mine] - (1 - a).sqrt() * x0, a.sqrt() * xt - (1 - a).sqrt() * out
-        diffusion = F.mse_loss(out, target) * len(mine) / spec.batch
-        pos, neg = minimax_terms(x0_pred, classes[mine], real_bank, fake_bank, spec.lambda_pos, spec.lambda_neg)
+        loss, logs, (classes, x0, x0_pred) = step_loss(model, images, labels, alphas, prediction, null_label, spec,
+                                                       step, real_bank, fake_bank, rank, world)
         opt.zero_grad(set_to_none=True)
-        (diffusion + (pos + neg) / world).backward()
+        loss.backward()
         if world > 1:
             for p in params:
-                dist.all_reduce(p.grad)  # shares of one batch: the sum is the batch's gradient
+                dist.all_reduce(p.grad)  # each share's gradient from its own process: the sum is the batch's
         opt.step()
         update_ema(ema, model, spec, (step + 1) * spec.batch)
-        # the banks grow from the whole batch, gathered from every process, so they agree
-        all_x0, all_pred = _gather(x0.detach(), world), _gather(x0_pred.detach(), world)
-        all_classes = _gather(classes[mine], world)
-        for c in all_classes.unique().tolist():
-            real_bank.push(c, all_x0[all_classes == c])
-            fake_bank.push(c, all_pred[all_classes == c])
-        logs = {"diffusion": diffusion.item() * spec.batch / len(mine), "pos": pos.item(), "neg": neg.item()}
+        for c in classes.unique().tolist():  # every process holds the whole batch: the banks agree
+            real_bank.push(c, x0[classes == c])
+            fake_bank.push(c, x0_pred[classes == c])
     for p in ema.parameters():
         p.requires_grad_(False)
     return ema, logs
+
+
+def step_loss(model, images, labels, alphas, prediction: str, null_label: int, spec: MinimaxSpec, step: int,
+              real_bank: Banks, fake_bank: Banks, rank: int = 0, world: int = 1):
+    """This process's part of step `step`'s loss (its share of the diffusion loss plus the
+    Minimax terms of the whole batch, through its share), the logs, and the whole batch
+    (classes, images, x0 predictions, detached) for the banks. Summed over processes, the
+    gradients are those of one process taking the whole batch."""
+    device = images.device
+    g = generator(spec.seed, step)  # the whole batch's draws, the same on every process
+    idx = torch.randint(len(labels), (spec.batch,), generator=g).to(device)
+    classes = labels[idx]
+    dropped = (torch.rand(spec.batch, generator=g) < spec.label_dropout).to(device)
+    t = torch.randint(len(alphas), (spec.batch,), generator=g).to(device)
+    eps = torch.randn(images[idx].shape, generator=g).to(device)
+    mine = torch.arange(spec.batch, device=device)[rank::world]  # this process's share
+    x0, a = images[idx][mine], alphas[t[mine]].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps[mine]
+    out = model(xt, t[mine], class_labels=torch.where(dropped[mine], null_label, classes[mine])).sample
+    x0_pred, _ = x0_and_eps(out, xt, a, prediction)
+    diffusion = F.mse_loss(out, training_target(prediction, x0, eps[mine], a)) * len(mine) / spec.batch
+    # the whole batch's predictions, this share live: the terms' min and max are the batch's
+    batch_pred = _gather(x0_pred.detach(), world).index_put((mine,), x0_pred) if world > 1 else x0_pred
+    pos, neg = minimax_terms(batch_pred, classes, real_bank, fake_bank, spec.lambda_pos, spec.lambda_neg)
+    logs = {"diffusion": diffusion.item() * spec.batch / len(mine), "pos": pos.item(), "neg": neg.item()}
+    return diffusion + pos + neg, logs, (classes, images[idx], batch_pred.detach())
 
 
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:

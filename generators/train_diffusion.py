@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from generators.diffusion import DiffusionGenerator, PixelUNet, save_diffusion
+from generators.diffusion import DiffusionGenerator, PixelUNet, save_diffusion, training_target
 from generators.train import FORMAT, update_ema
 from genprior.data import Split, to_unit
 from genprior.options import option
@@ -102,7 +102,7 @@ class DiffusionTrainer:
         self.parts = {"unet": self.unet, "ema": self.ema, "opt": self.opt}
         self.generator = DiffusionGenerator(PixelUNet(self.ema), self.scheduler, self.num_classes,
                                             null_label=self.num_classes, steps=spec.sample_steps,
-                                            guidance=spec.sample_guidance)
+                                            guidance=spec.sample_guidance).to(device)  # its buffers too
         self.describe = f"UNet {sum(p.numel() for p in self.unet.parameters()):,} params"
 
     def step(self, step: int) -> dict:
@@ -114,8 +114,8 @@ class DiffusionTrainer:
         t = torch.randint(s.timesteps, (s.batch,), generator=g).to(device)
         eps = torch.randn(x0.shape, generator=g).to(device)
         a = self.alphas[t].view(-1, 1, 1, 1)
-        target = eps if s.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
-        loss = F.mse_loss(self.unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t, class_labels=labels).sample, target)
+        loss = F.mse_loss(self.unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t, class_labels=labels).sample,
+                          training_target(s.prediction, x0, eps, a))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

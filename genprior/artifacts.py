@@ -44,6 +44,8 @@ def files_digest(folder: str | Path) -> str:
     """A digest of every file under `folder` (names and bytes): an input's identity, e.g. a model."""
     h = hashlib.sha256()
     folder = Path(folder)
+    if not folder.is_dir():  # a name (a hub id) is no identity: every such name would digest alike
+        raise ConfigError(f"{folder} is not a folder: nothing to take a digest of")
     for p in sorted(q for q in folder.rglob("*") if q.is_file()):
         h.update(str(p.relative_to(folder)).encode())
         with open(p, "rb") as f:

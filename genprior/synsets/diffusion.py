@@ -94,10 +94,11 @@ class DiffusionSynset(LatentSynset):
 def minimax_model(base: Path, spec, ctx) -> tuple[Path, bool]:
     """The Minimax fine-tune of the pixel UNet folder `base` on ctx's train split, and whether this
     call built it (else it was cached)."""
-    from generators.diffusion import load_diffusion, save_diffusion
+    from generators.diffusion import load_diffusion, local_folder, save_diffusion
     from generators.minimax import minimax_finetune
     from genprior import artifacts
 
+    base = local_folder(base)  # a hub id as its downloaded folder: the files are the identity
     g = load_diffusion(base)
     unet = getattr(g.denoiser, "unet", None)
     if g.vae is not None or type(g.denoiser).__name__ != "PixelUNet":
@@ -111,7 +112,8 @@ def minimax_model(base: Path, spec, ctx) -> tuple[Path, bool]:
     directory = artifacts.default_dir(ctx.cache_dir, "minimax", real.info.name, identity)
     built = not (directory / artifacts.MANIFEST).is_file()  # the same answer on every rank: nobody wrote yet
     if built:
-        images = (to_unit(real.images, real.info.name, "normalized") * 2 - 1).to(ctx.device)
+        # the data's pixels, whatever value space the run distills in (the key names no space)
+        images = (to_unit(real.images, real.info.name, ctx.dataset.space, ctx.dataset.root) * 2 - 1).to(ctx.device)
         tuned, logs = minimax_finetune(unet.to(ctx.device), g.alphas_cumprod, g.scheduler.config.prediction_type,
                                        images, real.labels.to(ctx.device), g.null_label, spec,
                                        progress=ctx.rank == 0)

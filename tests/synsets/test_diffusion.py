@@ -96,3 +96,45 @@ def test_the_minimax_fine_tune_is_cached_and_reused(tmp_path, monkeypatch):
     assert minimax_model(base, MinimaxSpec(steps=4, batch=6), ctx)[0] != first and calls == [1, 1]  # another spec
     tuned = load_diffusion(first)
     assert tuned.info["minimax"]["spec"]["steps"] == 3 and tuned.null_label == 3
+
+
+def test_the_fine_tune_sees_the_data_pixels_whatever_space_the_run_distills_in(tmp_path, monkeypatch):
+    from generators import minimax
+    from generators.minimax import MinimaxSpec
+
+    seen, real_finetune = [], minimax.minimax_finetune
+
+    def recorded(unet, alphas, prediction, images, *rest, **kw):
+        seen.append(images)
+        return real_finetune(unet, alphas, prediction, images, *rest, **kw)
+
+    monkeypatch.setattr(minimax, "minimax_finetune", recorded)
+    normalized = split(per_class=8)
+    unit = normalized.images * 0.25 + 0.5  # the toy data set's mean 0.5, std 0.25
+    spaces = {"normalized": normalized.images, "unit": unit}
+    for space, images in spaces.items():
+        real = type(normalized)(images, normalized.labels, normalized.info, "train")
+        ctx = RunContext(real, 1, 0, DatasetOptions("toy", None, None, space), cache_dir=tmp_path / space)
+        minimax_model(unet_folder(tmp_path), MinimaxSpec(steps=1, batch=6), ctx)
+    expected = unit.clamp(0, 1) * 2 - 1
+    assert len(seen) == 2 and all(torch.allclose(images, expected, atol=1e-6) for images in seen)
+
+
+def test_a_hub_id_is_keyed_by_the_files_it_resolves_to(tmp_path, monkeypatch):
+    from generators import diffusion
+    from generators.minimax import MinimaxSpec
+
+    folders = {"org/a": unet_folder(tmp_path / "a"), "org/b": unet_folder(tmp_path / "b", num_classes=3)}
+    with torch.no_grad():  # b: other weights under the same layout
+        g = load_diffusion(folders["org/b"])
+        for p in g.denoiser.unet.parameters():
+            p.add_(0.01)
+        save_diffusion(g.denoiser.unet, g.scheduler, folders["org/b"], 3, 3, {})
+    local = diffusion.local_folder
+    monkeypatch.setattr(diffusion, "local_folder", lambda path: local(folders.get(str(path), path)))
+    ctx, spec = context(tmp_path), MinimaxSpec(steps=1, batch=6)
+    assert minimax_model("org/a", spec, ctx)[0] != minimax_model("org/b", spec, ctx)[0]
+    from genprior import artifacts
+
+    with pytest.raises(ConfigError, match="org/a is not a folder"):
+        artifacts.files_digest("org/a")
