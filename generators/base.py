@@ -56,6 +56,11 @@ class Generator(nn.Module):
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None, kind: str = "z") -> torch.Tensor:
         raise NotImplementedError  # abstract
 
+    def identity(self) -> dict:
+        """What decides its images beyond its state's tensors (none here; a diffusion model's
+        sampler schedule): part of a set's prior digest (genprior/artifacts.py module_digest)."""
+        return {}
+
     # ---- shared checks: one line naming what is valid
     @property
     def latent_kinds(self) -> tuple[str, ...]:

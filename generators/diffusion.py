@@ -183,6 +183,11 @@ class DiffusionGenerator(Generator):
         self.grad_checkpoint, self.skip = grad_checkpoint, skip
         self.set_sampler(steps, guidance)
 
+    def identity(self) -> dict:
+        """The scheduler's configuration (noise schedule, parameterization, timestep spacing): the
+        same weights under another schedule sample other images. Versions and names left out."""
+        return {"scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")}}
+
     def set_sampler(self, steps: int, guidance: float = 1.0) -> None:
         """Sampling steps (timesteps spaced as the model's scheduler config says) and guidance scale."""
         total = self.scheduler.config.num_train_timesteps

@@ -55,8 +55,13 @@ def files_digest(folder: str | Path) -> str:
 
 
 def module_digest(module) -> str:
-    """A digest of a module's whole state (a frozen generator: a set's prior, genprior/synsets/latent.py)."""
-    return tensor_digest(*module.state_dict().values())
+    """A digest of a module's whole state (a frozen generator: a set's prior, genprior/synsets/latent.py),
+    and of what it declares beyond its tensors (`identity()`, where it has one)."""
+    state = tensor_digest(*module.state_dict().values())
+    beyond = module.identity() if hasattr(module, "identity") else {}
+    if not beyond:
+        return state
+    return hashlib.sha256(json.dumps({"state": state, **beyond}, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:

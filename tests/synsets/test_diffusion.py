@@ -138,3 +138,18 @@ def test_a_hub_id_is_keyed_by_the_files_it_resolves_to(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="org/a is not a folder"):
         artifacts.files_digest("org/a")
+
+
+def test_the_prior_digest_covers_the_sampler_schedule(tmp_path):
+    """Latents never resume against the same weights under another noise schedule or spacing."""
+    import json
+
+    from genprior.artifacts import module_digest
+
+    folder = unet_folder(tmp_path)
+    before = module_digest(load_diffusion(folder))
+    assert module_digest(load_diffusion(folder)) == before  # the same files: the same prior
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps(dict(json.loads(config.read_text()), timestep_spacing="leading")))
+    after = load_diffusion(folder)
+    assert module_digest(after) != before and DiffusionSynset(split(), 1, after).prior_digest == module_digest(after)
