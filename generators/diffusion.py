@@ -297,8 +297,8 @@ def local_folder(path: str | Path) -> Path:
     try:
         return Path(snapshot_download(str(path)))
     except Exception as e:  # no network, no such repository, gated model
-        raise ConfigError(f"{path}: could not fetch it from the hub ({type(e).__name__}: {one_line(e)}); "
-                          f"pass a local diffusers folder") from None
+        raise ConfigError(f"{path}: no such local folder, and not fetched from the hub as a model id "
+                          f"({type(e).__name__}: {one_line(e)}); pass a local diffusers folder") from None
 
 
 def _read_json(root: Path, name: str, required: bool = True) -> dict:
