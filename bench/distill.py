@@ -167,7 +167,8 @@ def main() -> None:
     interrupted_s = [float(m) for m in re.findall(r"(?:interrupted after steps \d+-\d+ \(|this session ran "
                                                   r"\d+-\d+ in )([\d.]+)s\)", log)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    curve = [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
+    curve_file = run_dir / "curve.jsonl"  # none for a set that takes no step (the sample presets)
+    curve = [json.loads(line) for line in curve_file.read_text().splitlines()] if curve_file.is_file() else []
     losses = [c["loss"] for c in curve if "loss" in c]
     result = {
         "command": "python bench/distill.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),

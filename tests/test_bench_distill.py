@@ -83,6 +83,15 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
     assert (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1.superseded" / "stale.txt").is_file()
     distill.main()  # today's result: nothing runs again
     assert len(calls) == 1 and "done" in capsys.readouterr().out
+    # a preset that takes no step (diffusion=sample) leaves no curve.jsonl: a result all the same
+    monkeypatch.setattr(sys, "argv", ["distill.py", "--name", "sample", "pixel=dm", "ipc=1", "iterations=0"])
+    def no_steps(cmd, **kw):
+        fake_run(cmd, **kw)
+        (Path(cmd[-1].split("=", 1)[1]) / "curve.jsonl").unlink()
+
+    monkeypatch.setattr(subprocess, "run", no_steps)
+    distill.main()
+    assert json.loads((distill.RESULTS / "distill_sample.json").read_text())["loss_first_last"] is None
 
 
 def test_a_result_is_stale_when_its_generator_file_changed(distill, tmp_path):
