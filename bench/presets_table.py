@@ -11,7 +11,9 @@ IPC); every row gets FID/KID against the test split and the within-class distanc
 Inception features (eval.images). bench/results/presets_table.json gets per row: ConvNet
 mean +- std, the mean over the protocol's other architectures with its std (over runs:
 run r's mean across them), each architecture's mean +- std, FID, KID, the within-class
-distance, distill and judge seconds, and the commands. Rerunning skips finished runs.
+distance, distill seconds, judge_s (the networks' training summed over architectures, rows
+kept from an earlier call included), eval_s (this call's evaluation wall) and the commands.
+Rerunning skips finished runs.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ RESULTS = ROOT / "bench" / "results"
 def accuracy_row(syn: dict) -> dict:
     others = [m for m in syn if m != "convnet"]
     row = {"per_model": {m: accuracy_text(s) for m, s in syn.items()}}  # says how many runs diverged, if any
+    # what training the networks cost, rows kept from an earlier call included (eval_s: this call's wall)
+    row["judge_s"] = round(sum(s.get("wall_s", 0.0) for s in syn.values()), 1)
     if "convnet" in syn:
         row["convnet"], row["convnet_std"] = syn["convnet"]["mean"], syn["convnet"]["std"]
     if others:
