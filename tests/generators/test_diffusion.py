@@ -25,16 +25,17 @@ def scheduler(**kw):
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
-@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
-def test_ddim_loop_equals_diffusers_pipeline_for_the_same_noise(spacing, prediction):
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("extra", [{}, {"set_alpha_to_one": False, "steps_offset": 1}], ids=["plain", "sd-style"])
+def test_ddim_loop_equals_diffusers_pipeline_for_the_same_noise(spacing, prediction, extra):
     from diffusers import DDIMPipeline
 
-    unet, sched = tiny_unet(), scheduler(timestep_spacing=spacing, prediction_type=prediction)
+    unet, sched = tiny_unet(), scheduler(timestep_spacing=spacing, prediction_type=prediction, **extra)
     pipe = DDIMPipeline(unet=unet, scheduler=sched)
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(batch_size=3, generator=torch.Generator().manual_seed(3), num_inference_steps=7,
                   output_type="np").images
-    g = DiffusionGenerator(PixelUNet(unet), scheduler(timestep_spacing=spacing, prediction_type=prediction),
+    g = DiffusionGenerator(PixelUNet(unet), scheduler(timestep_spacing=spacing, prediction_type=prediction, **extra),
                            num_classes=0, steps=7)
     z = torch.randn((3, 1, 8, 8), generator=torch.Generator().manual_seed(3))
     ours = (g.decode(z) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).detach().numpy()
