@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from generators.diffusion import x0_and_eps, training_target
+from generators.diffusion import training_target, x0_and_eps
 from generators.train import update_ema
 from genprior.errors import ConfigError
 from genprior.options import option
