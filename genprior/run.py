@@ -61,6 +61,27 @@ class Terminated(BaseException):
     """SIGTERM, raised where the run is, like KeyboardInterrupt for SIGINT (see main)."""
 
 
+@contextmanager
+def held_signals():
+    """SIGINT and SIGTERM wait until the block ends, then stop the run as usual. A step's updates
+    (the optimizer's, then the synset's own: HaBa's adversary takes a whole training step) land
+    together, so a checkpoint never records step k for a set that has taken update k + 1."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt if caught[0] == signal.SIGINT else Terminated()
+
+
 @dataclass
 class RunOptions:
     """The top-level keys of configs/config.yaml."""
@@ -436,10 +457,11 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
                               f"too large or an expert trajectory is degenerate; last good {saved()}")
                     log(f"diverged: {reason}", echo=False)  # main prints it; log.txt keeps it
                     raise Diverged(reason)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                synset.end_step(step)
-                completed = step + 1
+                with held_signals():  # the set's update and the synset's own after it: both or neither
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    synset.end_step(step)
+                    completed = step + 1
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if (step + 1) % cfg.log_every == 0 or step == start:
                     # the pace since the last line, not since the start: a first step that compiles

@@ -101,6 +101,33 @@ def test_sigkill_after_a_checkpoint_resumes_to_the_same_result(tmp_path):
     assert [c["loss"] for c in curves[0]] == pytest.approx([c["loss"] for c in curves[1]], rel=1e-5)
 
 
+def test_ctrl_c_inside_a_steps_updates_still_checkpoints_that_step_whole(tmp_path, monkeypatch):
+    """A signal between the set's update and the synset's own (end_step: HaBa's adversary takes a
+    training step there) waits for both: the checkpoint says step k + 1, never k for a set one
+    update ahead, and the resumed run ends where an uninterrupted one does."""
+    import signal
+
+    from genprior.synsets.pixel import PixelSynset
+
+    args = ["pixel=dm", "ipc=1", "iterations=4", "checkpoint_every=100", "objective.batch_real=16",
+            "eval.enabled=false", "threads=1"]
+    stop_at = [1]
+
+    def end_step(self, step):
+        if step in stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(10 ** 5))  # bytecode after the signal: an unheld handler raises in here
+
+    monkeypatch.setattr(PixelSynset, "end_step", end_step)
+    assert run.main([*args, f"run_dir={tmp_path / 'stopped'}"]) == 130
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == 2
+    stop_at.clear()
+    assert run.main([*args, f"run_dir={tmp_path / 'stopped'}"]) == 0
+    assert run.main([*args, f"run_dir={tmp_path / 'straight'}"]) == 0
+    a, b = (load_set(tmp_path / d / "synset.safetensors").images for d in ("stopped", "straight"))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["pixel=dm", "ipc=1", "iterations=30", "checkpoint_every=1", "objective.batch_real=16",
