@@ -20,7 +20,7 @@ its state, its export, its storage or the gradient all-reduce; every process com
 alike from the same images and seeds.
 
 Storage: bases + hallucinator parameters must fit the budget of `ipc` real images per
-class. `bases_per_class` null takes as many as fit; single-channel bases
+class (a learned lr, MTT's one float, on top, as for pixels). `bases_per_class` null takes as many as fit; single-channel bases
 (`base_channels=1`, lifted by the hallucinator's first convolution) and bases at a lower
 resolution (`base_resolution`, upsampled bilinearly before the hallucinators) make room
 at small budgets. `storage` also states the paper's accounting (bases = IPC images per
@@ -32,7 +32,8 @@ near the data: an unbounded haba=dm set reached values of 1e13 and diverged Alex
 every run. With `bound` (the default) the hallucinators' output passes through a scaled tanh
 onto the real split's per-channel value range, as a generator's output ends in one:
 c + w * tanh((y - c) / w), c and w the range's centre and half-width. bound=false is the
-official code's unbounded output.
+official code's unbounded output. The range belongs to the data set, like its mean and std
+and its ZCA transform: not stored with the set, nor counted in its storage.
 
 The saved set is the whole product, bases x hallucinators, in groups of `views`
 consecutive images per basis (metadata "views"): the protocol trains on all of them, or,
