@@ -56,6 +56,9 @@ from genprior.rng import derive_seed, generator
 from genprior.synsets.base import Synset
 
 INITS = ("real", "noise")
+# HaBa's own random streams per step: (seed, step, HABA_SALT + k). The objectives draw theirs
+# from (seed, step, class or unit index), so small salts here would share their streams
+HABA_SALT = 0x4AB00
 
 
 class Hallucinator(nn.Module):
@@ -181,14 +184,14 @@ class HabaSynset(Synset):
         return out
 
     def begin_step(self, step: int) -> None:
-        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=generator(self.seed, step, 1))
+        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=generator(self.seed, step, HABA_SALT + 1))
 
     def render(self, index: torch.Tensor) -> torch.Tensor:
         return self._views(index, self.assignment.to(index.device)[index])
 
     def _two_views(self, step: int, salt: int, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two hallucinator choices per basis, different from each other (the first given, or drawn)."""
-        g = generator(self.seed, step, salt)
+        g = generator(self.seed, step, HABA_SALT + salt)
         h = len(self.hallucinators)
         first = torch.randint(h, (len(self),), generator=g) if first is None else first.cpu()
         second = (first + 1 + torch.randint(h - 1, (len(self),), generator=g)) % h
@@ -196,7 +199,7 @@ class HabaSynset(Synset):
 
     def _features(self, x: torch.Tensor, step: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dsa is not None:
-            x = self.dsa(x, derive_seed(self.seed, step, salt))
+            x = self.dsa(x, derive_seed(self.seed, step, HABA_SALT + salt))
         feats = self.adversary.embed(x)
         return feats, self.adversary.classifier(feats)
 

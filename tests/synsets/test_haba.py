@@ -38,7 +38,10 @@ def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
 
 def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd():
     s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none", adversary=False)
-    s.begin_step(3)
+    for step in range(100):  # a step whose draw uses every hallucinator
+        s.begin_step(step)
+        if len(s.assignment.unique()) == 3:
+            break
     weights = torch.randn(len(s), 1, 28, 28, generator=torch.Generator().manual_seed(1))
     loss_of = lambda x: ((x * weights).sum() ** 2) / 1e4 + (x ** 3 * weights).mean()  # noqa: E731
     loss_of(s.render(torch.arange(len(s)))).backward()
