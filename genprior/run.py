@@ -534,12 +534,11 @@ def _curve_point(cfg, synset, device, log, step: int) -> dict:
     from genprior.export import grid
 
     protocol = load_protocol(cfg.eval.curve_protocol)  # a named protocol beside the final one
-    with torch.no_grad():
-        images = synset.render_all(cfg.chunk).cpu()
+    images, labels, meta = synset.export_items(cfg.chunk)  # the set as the final judging sees it
+    images, labels = images.float().cpu(), labels.cpu()
     lr = None if synset.lr is None else synset.lr.item()
-    labels = synset.labels.cpu()
     acc = evaluate_images(images, labels, cfg.dataset.name, protocol, cfg.dataset.space, lr,
-                          str(device), cfg.dataset.root)
+                          str(device), cfg.dataset.root, views=meta.get("views", 1))
     if log.trackers:
         d = cfg.dataset
         log.image(grid(to_unit(images, d.name, d.space, d.root), labels, dataset_info(d.name).num_classes), step)

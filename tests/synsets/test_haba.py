@@ -135,3 +135,25 @@ def test_bad_input_is_one_line(kwargs, match):
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="at least 3 px"):
         Hallucinator(1, 1, 2)
+
+
+def test_the_curve_judges_the_set_the_final_judging_does(monkeypatch):
+    """eval.every's points train on the exported product, bases x hallucinators in groups of views,
+    not on one step's rendering (one view per basis)."""
+    from types import SimpleNamespace
+
+    from genprior import evaluate, run
+
+    s = HabaSynset(split(num_classes=10), ipc=10, hallucinators=3, dsa="none", adversary=False)
+    s.begin_step(0)
+    seen = {}
+
+    def judged(images, labels, *args, views=1, **kwargs):
+        seen.update(images=images, labels=labels, views=views)
+        return {"convnet": {"mean": 50.0}}
+
+    monkeypatch.setattr(evaluate, "evaluate_images", judged)
+    point = run._curve_point(run.compose(["haba=dm", "ipc=10"]), s, "cpu", SimpleNamespace(trackers=None), 1)
+    exported, labels, meta = s.export_items()
+    assert point == {"convnet": 50.0} and seen["views"] == meta["views"] == 3
+    assert torch.equal(seen["images"], exported) and torch.equal(seen["labels"], labels)
