@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,8 +67,6 @@ def held_signals():
     """SIGINT and SIGTERM wait until the block ends, then stop the run as usual. A step's updates
     (the optimizer's, then the synset's own: HaBa's adversary takes a whole training step) land
     together, so a checkpoint never records step k for a set that has taken update k + 1."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
         yield
         return
