@@ -157,12 +157,12 @@ def step_loss(model, images, labels, alphas, prediction: str, null_label: int, s
     device = images.device
     g = generator(spec.seed, step)  # the whole batch's draws, the same on every process
     idx = torch.randint(len(labels), (spec.batch,), generator=g).to(device)
-    classes = labels[idx]
+    batch, classes = images[idx], labels[idx]
     dropped = (torch.rand(spec.batch, generator=g) < spec.label_dropout).to(device)
     t = torch.randint(len(alphas), (spec.batch,), generator=g).to(device)
-    eps = torch.randn(images[idx].shape, generator=g).to(device)
+    eps = torch.randn(batch.shape, generator=g).to(device)
     mine = torch.arange(spec.batch, device=device)[rank::world]  # this process's share
-    x0, a = images[idx][mine], alphas[t[mine]].view(-1, 1, 1, 1)
+    x0, a = batch[mine], alphas[t[mine]].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps[mine]
     out = model(xt, t[mine], class_labels=torch.where(dropped[mine], null_label, classes[mine])).sample
     x0_pred, _ = x0_and_eps(out, xt, a, prediction)
@@ -171,7 +171,7 @@ def step_loss(model, images, labels, alphas, prediction: str, null_label: int, s
     batch_pred = _gather(x0_pred.detach(), world).index_put((mine,), x0_pred) if world > 1 else x0_pred
     pos, neg = minimax_terms(batch_pred, classes, real_bank, fake_bank, spec.lambda_pos, spec.lambda_neg)
     logs = {"diffusion": diffusion.item() * spec.batch / len(mine), "pos": pos.item(), "neg": neg.item()}
-    return diffusion + pos + neg, logs, (classes, images[idx], batch_pred.detach())
+    return diffusion + pos + neg, logs, (classes, batch, batch_pred.detach())
 
 
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:

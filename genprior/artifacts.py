@@ -61,7 +61,7 @@ def module_digest(module) -> str:
     beyond = module.identity() if hasattr(module, "identity") else {}
     if not beyond:
         return state
-    return hashlib.sha256(json.dumps({"state": state, **beyond}, sort_keys=True).encode()).hexdigest()[:16]
+    return digest({"state": state, **beyond})
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
