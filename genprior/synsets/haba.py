@@ -274,7 +274,9 @@ class HabaSynset(Synset):
 
 def supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020) over [N, views, D] L2-normalized features:
-    every other view of a same-class item is a positive, self excluded ("all" anchors)."""
+    every other view of a same-class item is a positive, self excluded ("all" anchors). The
+    common implementation scales the loss by temperature / base_temperature, both 0.07 in HaBa's
+    use: 1, left out (so another `temperature` here changes the logits only)."""
     n, v, _ = features.shape
     f = features.transpose(0, 1).reshape(n * v, -1)  # view-major
     y = labels.repeat(v)
