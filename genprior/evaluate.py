@@ -164,7 +164,7 @@ def _resume(checkpoint: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, 
     state = torch.load(checkpoint, map_location=device, weights_only=True)
     net.load_state_dict(state["net"])
     opt.load_state_dict(state["optimizer"])
-    g.set_state(state["generator"])
+    g.set_state(state["generator"].cpu())  # map_location moved it with the rest; a generator state lives on the CPU
     return state["epoch"]
 
 

@@ -63,21 +63,25 @@ class Terminated(BaseException):
 
 
 @contextmanager
-def held_signals():
+def held_signals(stopping: bool = False):
     """SIGINT and SIGTERM wait until the block ends, then stop the run as usual. A step's updates
     (the optimizer's, then the synset's own: HaBa's adversary takes a whole training step) land
-    together, so a checkpoint never records step k for a set that has taken update k + 1."""
+    together, so a checkpoint never records step k for a set that has taken update k + 1.
+    `stopping`: the run is already stopping (the last checkpoint's save); a signal caught then
+    has nothing left to stop and is dropped."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
         yield
         return
     caught = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    # a signal the process ignores (SIGINT in a `&` job of a script) stays ignored inside the block too
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if caught:
+    if caught and not stopping:
         raise KeyboardInterrupt if caught[0] == signal.SIGINT else Terminated()
 
 
@@ -414,6 +418,9 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
             start = state["step"]
+            if start > cfg.iterations:  # the set went further than asked: exporting it as `iterations` would mislabel it
+                raise ConfigError(f"{ckpt_path} holds step {start}, past iterations={cfg.iterations}; pass "
+                                  f"iterations={start} (or more) to export it, or another run_dir= to start over")
         if main:
             claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
         log = _Log(run_dir, main, accelerator if cfg.log_with else None)
@@ -478,7 +485,8 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
                     log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **point})
         except (KeyboardInterrupt, Terminated) as stop:  # keep every finished step
             if main and completed > last_saved:
-                save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective, net_digest)
+                with held_signals(stopping=True):  # a second Ctrl-C, or the launcher's SIGTERM after its own SIGINT, waits for it
+                    save_checkpoint(ckpt_path, completed, cfg, synset, optimizer, objective, net_digest)
                 last_saved = completed
             log(f"stopped by {'SIGTERM' if isinstance(stop, Terminated) else 'SIGINT'} after step {completed} "
                 f"(this session ran {start}-{completed} in {time.time() - t0:.1f}s); {saved()}: "
@@ -555,6 +563,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     from genprior.export import grid, save_grid, save_image_folder
     from genprior.setfile import load_set, save_set
 
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # it judged the set this one replaces (a resumed run)
     images, labels, item_meta = synset.export_items(cfg.chunk)
     images, labels = images.float().cpu(), labels.cpu()
     lr = None if synset.lr is None else synset.lr.item()

@@ -142,7 +142,9 @@ class RunDirectory:
         if held and self._found_holder is not None:  # refused after naming itself: the old name goes back
             self._write_holder(self._found_holder)
         self.release()
-        if self.created and all(p.name == LOCK for p in self.path.iterdir()):
+        if self.created and held and all(p.name == LOCK for p in self.path.iterdir()):
+            # (not `held`: the lock was refused, so another start holds this directory, perhaps one
+            # that created it at the same moment; its run.lock is not ours to remove)
             shutil.rmtree(self.path, ignore_errors=True)
         elif self.lock_created and held:
             (self.path / LOCK).unlink(missing_ok=True)

@@ -165,11 +165,38 @@ def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path, capsys):
     assert run.main(base + ["synset.optim.images.lr=3.0"]) == 2
     assert "another config (synset.optim.images.lr=5.0->3.0)" in capsys.readouterr().err
     assert ((out / "checkpoint.pt").read_bytes(), (out / "config.yaml").read_text()) == before
-    # more iterations of the same config is not another config: it resumes
+    # more iterations of the same config is not another config: it resumes; the metrics of the
+    # 1-step set (here a stand-in) judged a set that is replaced, so they go with it
+    (out / "metrics.json").write_text('{"synthetic": {}}')
     assert run.main(base[:2] + ["iterations=2"] + base[3:]) == 0
     assert "resuming at step 1/2" in (out / "log.txt").read_text()
+    assert not (out / "metrics.json").exists()
+    # fewer iterations than the checkpoint holds would export a 2-step set labelled as 1 step
+    capsys.readouterr()
+    before = (out / "checkpoint.pt").read_bytes(), (out / "synset.safetensors").read_bytes()
+    assert run.main(base) == 2
+    err = capsys.readouterr().err
+    assert "holds step 2, past iterations=1" in err and err.count("\n") == 1, err
+    assert ((out / "checkpoint.pt").read_bytes(), (out / "synset.safetensors").read_bytes()) == before
 
 
 def test_help_lists_groups(capsys):
     assert run.main(["--help"]) == 0
     assert "pixel=dc|dm|mtt" in capsys.readouterr().out
+
+
+def test_held_signals_keep_an_ignored_signal_ignored_and_drop_one_caught_while_stopping():
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a `&` job of a script
+    try:
+        with run.held_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(run.Terminated):  # held, then delivered when the block ends
+        with run.held_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+    with run.held_signals(stopping=True):  # the run is already stopping: nothing left to stop
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -244,3 +244,21 @@ def test_the_same_command_gives_the_same_bytes(finished, tmp_path):
     subprocess.run([sys.executable, RUN_PY, *BASE, f"run_dir={again}"], env=child_env(), check=True, capture_output=True)
     digest = [hashlib.sha256((d / "synset.safetensors").read_bytes()).hexdigest() for d in (finished, again)]
     assert digest[0] == digest[1]
+
+
+def test_a_claim_that_loses_a_race_for_a_new_directory_leaves_the_winners_lock(tmp_path):
+    """Two starts that both find no directory both see it as theirs to create; the one whose lock
+    is refused must not take the directory (and the winner's run.lock) away with it."""
+    from genprior.errors import ConfigError
+    from genprior.rundir import LOCK, RunDirectory
+
+    path = tmp_path / "run"
+    winner = RunDirectory.claim(path, {"ipc": 1})
+    loser = RunDirectory(path, open(path / LOCK, "a+"), created=True, lock_created=True)  # it saw no directory
+    try:
+        with pytest.raises(ConfigError, match="is in use by"):
+            loser._lock()
+        loser.abandon()
+        assert (path / LOCK).is_file() and str(os.getpid()) in (path / LOCK).read_text()
+    finally:
+        winner.release()
