@@ -375,11 +375,14 @@ def make_accelerator(cfg: DictConfig, run_dir: Path):
 
 @contextmanager
 def _ending_trackers(accelerator):
-    """The accelerator, whose trackers are flushed and closed however the run ends."""
+    """The accelerator, whose trackers are flushed and closed however the run ends. (Not
+    `end_training()`: it also ends the process group, which the next job of a sweep still needs;
+    main ends it once.)"""
     try:
         yield accelerator
     finally:
-        accelerator.end_training()
+        for tracker in accelerator.trackers:
+            tracker.finish()
 
 
 def _cpu_ranks() -> bool:
@@ -388,7 +391,8 @@ def _cpu_ranks() -> bool:
     return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def distill(cfg: DictConfig, plan: Plan) -> Path:
+def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
+    """One run: distill, export the set, and (`judge_now`) judge it; its run directory."""
     from accelerate import PartialState
 
     from genprior.data import cache_dir
@@ -497,6 +501,8 @@ def distill(cfg: DictConfig, plan: Plan) -> Path:
         log(f"distilled steps {start}-{cfg.iterations} ({cfg.iterations - start} steps) in {time.time() - t0:.1f}s")
         if main:  # the other ranks have nothing left to do and leave: waiting at a barrier through
             export(cfg, synset, run_dir, log)  # the judging (an hour on a CPU) would time out (gloo: 30 min)
+            if judge_now:
+                judge(cfg, run_dir, log, device)
     return run_dir
 
 
@@ -554,14 +560,12 @@ def _curve_point(cfg, synset, device, log, step: int) -> dict:
 
 def export(cfg, synset, run_dir: Path, log) -> None:
     """The set (safetensors, and the latents for latent synsets), PNGs, grid.png, the set as DD-Ranking
-    reads one (dd_ranking/), metrics.json."""
+    reads one (dd_ranking/); `judge` then writes its metrics.json."""
     from genprior import ddranking
     from genprior.data import dataset_info
-    from genprior.evaluate import evaluate_set, judged_dir
-    from genprior.report import accuracy_text
     from genprior.files import save_safetensors
     from genprior.export import grid, save_grid, save_image_folder
-    from genprior.setfile import load_set, save_set
+    from genprior.setfile import save_set
 
     (run_dir / "metrics.json").unlink(missing_ok=True)  # it judged the set this one replaces (a resumed run)
     images, labels, item_meta = synset.export_items(cfg.chunk)
@@ -583,13 +587,24 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     log(f"wrote {set_path}, {run_dir / 'grid.png'}, {run_dir / 'images'}/, {run_dir / 'dd_ranking'}/")
     if log.trackers:
         log.image(grid(unit, labels, info.num_classes), cfg.iterations)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def judge(cfg, run_dir: Path, log, device: torch.device) -> None:
+    """metrics.json for the set `export` wrote: its accuracy under cfg.protocol (every architecture's
+    row kept in judged/, so a killed judging resumes there), baselines, image metrics."""
+    from genprior.evaluate import evaluate_set, judged_dir
+    from genprior.report import accuracy_text
+    from genprior.setfile import load_set
+
+    set_path = run_dir / "synset.safetensors"
+    saved = load_set(set_path)
+    d = cfg.dataset
     metrics = {}
     if cfg.eval.enabled:
         t0 = time.time()
         protocol = cfg.protocol  # checked at the start (check)
-        metrics = evaluate_set(load_set(set_path), protocol, device, d.root, cfg.eval.baselines, str(set_path),
-                               rows=judged_dir(run_dir / "metrics.json"))  # judged once per architecture
+        metrics = evaluate_set(saved, protocol, device, d.root, cfg.eval.baselines, str(set_path),
+                               rows=judged_dir(run_dir / "metrics.json"))
         def acc(rows: dict) -> str:
             return ", ".join(f"{m} {accuracy_text(s)}" for m, s in rows.items()) + " %"
 
@@ -604,12 +619,13 @@ def export(cfg, synset, run_dir: Path, log) -> None:
         from genprior.metrics import image_metrics, summary_lines
 
         im = cfg.eval.images
-        metrics["images"] = image_metrics(unit, labels, d.name, "test", tuple(im.spaces), im.lpips, d.root, device,
-                                          limit=im.limit)
+        unit = to_unit(saved.images, d.name, d.space, d.root)
+        metrics["images"] = image_metrics(unit, saved.labels, d.name, "test", tuple(im.spaces), im.lpips, d.root,
+                                          device, limit=im.limit)
         for line in summary_lines(metrics["images"]):
             log(line)
     if metrics:
-        metrics["storage"] = synset.storage()
+        metrics["storage"] = saved.meta["storage"]
         write_json(run_dir / "metrics.json", metrics)  # atomic: a kill leaves no half-written metrics
         log(f"wrote {run_dir / 'metrics.json'}")
         log.track(_final_scalars(metrics), cfg.iterations)
@@ -701,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # once, after every job of a sweep (see _ending_trackers)
     return 0
 
 
@@ -718,25 +736,48 @@ def sweep(jobs: list[list[str]]) -> int:
         except ConfigError as e:
             raise ConfigError(f"job {i} ({' '.join(job)}): {e}") from None
     _check_sweep(jobs, [cfg for cfg, _ in configs])
-    say = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)  # every rank runs the sweep
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    say = print if rank == 0 else (lambda *a, **k: None)  # every rank runs the sweep
     say(f"genprior.run: sweep of {len(jobs)} jobs", file=sys.stderr)
+    # Under several processes rank 0 judges the sets after the last job, when the other ranks have
+    # left: judging a set while they wait in the next job's first collective would outlast the
+    # process group's timeout (gloo 30 min, NCCL 10) whenever judging takes long (an hour on a CPU).
+    judge_later = world > 1
     done, failed = [], []
+
+    def failure(i: int, job: list[str], e: Exception) -> None:
+        reason = message(e, "dataset.root=DIR", "dataset.download=true") if isinstance(e, ConfigError) else \
+            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        failed.append((i, job, reason))
+        say(f"genprior.run: job {i} failed: {reason}", file=sys.stderr)
+
     for i, (job, (cfg, plan)) in enumerate(zip(jobs, configs)):
         say(f"genprior.run: job {i} of {len(jobs)}: {' '.join(job)}", file=sys.stderr)
         try:
             cpu_threads(cfg.threads)
-            done.append(distill(cfg, plan))
+            done.append((i, job, cfg, distill(cfg, plan, judge_now=not judge_later)))
         except (KeyboardInterrupt, Terminated):
             raise  # the whole sweep stops; a rerun resumes this job and runs the rest
         except Exception as e:  # noqa: BLE001 - one job's failure is reported in the summary, the rest run
-            reason = message(e, "dataset.root=DIR", "dataset.download=true") if isinstance(e, ConfigError) else \
-                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            failed.append((i, job, reason))
-            say(f"genprior.run: job {i} failed: {reason}", file=sys.stderr)
+            failure(i, job, e)
+    if judge_later and rank != 0:
+        return 0  # rank 0 judges and sums up
+    for i, job, cfg, run_dir in done if judge_later else []:
+        say(f"genprior.run: judging job {i} ({run_dir})", file=sys.stderr)
+        try:
+            from accelerate import PartialState
+
+            judge(cfg, run_dir, _Log(run_dir, True), PartialState().device)
+        except (KeyboardInterrupt, Terminated):
+            raise  # a rerun of the sweep finds every set distilled and judges what is left
+        except Exception as e:  # noqa: BLE001
+            failure(i, job, e)
+    failed_jobs = {i for i, _, _ in failed}
+    done = [run_dir for i, _, _, run_dir in done if i not in failed_jobs]
     say(f"\n# sweep: {len(done)} of {len(jobs)} jobs done, {len(failed)} failed\n")
     if done:
         say(summary_table(done) + "\n")
-    for i, job, reason in failed:
+    for i, job, reason in sorted(failed, key=lambda f: f[0]):
         say(f"- job {i} FAILED ({' '.join(job)}): {reason}")
     return 1 if failed else 0
 

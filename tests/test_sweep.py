@@ -62,3 +62,17 @@ def test_hydra_keys_are_refused_naming_run_dir(key, tmp_path, monkeypatch, capsy
     assert len(err) == 1 and "run_dir=" in err[0]
     assert run.main(["-m", "pixel=dm", key]) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_runs_every_job_under_two_processes_and_judges_each_set(mnist, tmp_path):
+    from tests.runs import run_two_processes
+
+    args = ["-m", "pixel=dc,dm", "ipc=1", "iterations=2", "objective.batch_real=16", "protocol=fast",
+            "protocol.runs=1", "protocol.epochs=2", "eval.baselines=false", *mnist]
+    r = run_two_processes(args, tmp_path / "${objective.kind}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("# sweep: 2 of 2 jobs done, 0 failed") == 1, r.stdout[-2000:]
+    for kind in ("dc", "dm"):
+        assert "(2 processes" in (tmp_path / kind / "log.txt").read_text()
+        assert (tmp_path / kind / "metrics.json").is_file()
+    assert "judging job 1" in r.stderr  # after the last job, when the other rank had left
