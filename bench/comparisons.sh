@@ -6,7 +6,7 @@
 # Cheapest cells first (IPC 1 before IPC 10: judging an IPC 10 set takes about 65 min here,
 # bench/results/protocol_speed_cpu.json), so every hour spent lands finished rows. Every part
 # resumes: distilling from its checkpoint, judging at the architecture it was training
-# (metrics.judging/), and a finished part is skipped (bench/distill.py; a result judged by
+# (judged/, here bench/results/judged/), and a finished part is skipped (bench/distill.py; a result judged by
 # another network, or made with another generator, is rerun). The pixel set of a cell is
 # distilled and judged once for HaBa and GLaD alike (bench/prior_vs_pixel.py).
 # HaBa's cells after the presets table, and after a sweep of haba=dm's bases lr: unbounded, its

@@ -3,8 +3,8 @@
 # the reference ConvNet), one part after the other; every part resumes or is skipped when its
 # result exists, so rerunning this script after an interruption continues where it stopped.
 #     bash bench/headline.sh            (about 8 h on a 2-core CPU; one heavy job at a time)
-# protocol.compile=true: the same training to float rounding, 1.67x faster on CPU
-# (bench/results/protocol_speed_cpu.json; tests/test_protocol.py trains eager and compiled alike).
+# protocol.compile=true: the same training to float rounding, 1.55x faster on CPU
+# (bench/results/protocol_speed_cpu.json; tests/test_training.py trains eager and compiled alike).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python bench/protocol_baselines.py --ipc 1 10 --skip-full compile=true
