@@ -62,7 +62,7 @@ class Schedule:
     lr: float = option(above=0)
     momentum: float = option(min=0, below=1)
     weight_decay: float = option(min=0)
-    lr_decay_epoch: int | None = option(min=1)  # null: x0.1 after epoch epochs // 2
+    lr_decay_epoch: int | None = option(min=1)  # null: epochs // 2 + 1 (see _decay)
     dsa: str = option()
     precision: str = option("fp32", choices=PRECISIONS)
     compile: bool = option(False)  # torch.compile the training forward (same math, float rounding aside)
@@ -281,7 +281,10 @@ def _dsa(schedule: DictConfig, info) -> DSA | None:
 
 
 def _decay(opt, lr: float, epoch: int, schedule: DictConfig) -> None:
-    """x0.1 from epoch `lr_decay_epoch` (default epochs // 2 + 1, the DC schedule)."""
+    """x0.1 from 0-based epoch `lr_decay_epoch` on (default epochs // 2 + 1: that many epochs at the
+    full lr). The DC/DSA/DM reference trains epochs + 1 epochs, decays after epochs // 2 + 2 of them
+    and restarts momentum there; one epoch in a thousand apart, kept as it is so that judged rows
+    (genprior/evaluate.py kept_row) stay comparable."""
     if epoch == (schedule.lr_decay_epoch or schedule.epochs // 2 + 1):
         for group in opt.param_groups:
             group["lr"] = lr * 0.1

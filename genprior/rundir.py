@@ -30,18 +30,22 @@ from genprior.files import write_text
 
 LOCK = "run.lock"
 CONFIG = "config.yaml"
-# Keys that may change between a run and its resumption without changing what it computes.
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads", "name")
+# Keys (and sections) that may change between a run and its resumption without changing what it
+# computes: how far, how often, how judged, where and how verbose; `chunk` trades memory for time
+# (float rounding aside), `dataset.download|root` say where the data comes from, not which data.
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protocol", "run_dir", "threads", "name",
+                  "chunk", "log_with", "dataset.download", "dataset.root")
 
 
 def fingerprint(config: dict) -> dict:
-    """The part of a resolved config that decides the result (what a resumption must agree with)."""
-    return {k: v for k, v in config.items() if k not in RESUMABLE_KEYS}
+    """The part of a resolved config that decides the result (what a resumption must agree with),
+    flat: {"synset.optim.images.lr": 5.0, ...}."""
+    return {k: v for k, v in flat(config).items() if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)}
 
 
 def config_diff(have: dict, want: dict) -> str:
     """'' if the two configs decide the same result, else the differing keys as `key=old->new, ...`."""
-    have, want = flat(fingerprint(have)), flat(fingerprint(want))
+    have, want = fingerprint(have), fingerprint(want)
     diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
     shown = ", ".join(f"{k}={have.get(k)!r}->{want.get(k)!r}" for k in diff[:4])
     return shown + (" ..." if len(diff) > 4 else "")

@@ -262,3 +262,15 @@ def test_a_claim_that_loses_a_race_for_a_new_directory_leaves_the_winners_lock(t
         assert (path / LOCK).is_file() and str(os.getpid()) in (path / LOCK).read_text()
     finally:
         winner.release()
+
+
+def test_where_the_data_comes_from_and_how_much_memory_a_step_takes_do_not_block_a_resumption():
+    from genprior.rundir import config_diff
+
+    have = {"ipc": 1, "chunk": 50, "log_with": None, "synset": {"optim": {"images": {"lr": 5.0}}},
+            "dataset": {"name": "fashion_mnist", "root": None, "download": True, "space": "normalized"}}
+    same = {**have, "chunk": 10, "log_with": "tensorboard",
+            "dataset": {**have["dataset"], "root": "/data", "download": False}}
+    assert config_diff(have, same) == ""
+    other = {**have, "dataset": {**have["dataset"], "space": "zca"}, "synset": {"optim": {"images": {"lr": 3.0}}}}
+    assert config_diff(have, other) == "dataset.space='normalized'->'zca', synset.optim.images.lr=5.0->3.0"
