@@ -154,6 +154,11 @@ def compose(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"one preset at a time, got {' and '.join(chosen)}")
     with open_dict(cfg):
         del cfg["hydra"]
+    try:
+        OmegaConf.to_container(cfg, resolve=True)  # an interpolation naming no key (`${ipcc}`) fails here
+    except OmegaConfBaseException as e:
+        where = f" in {e.full_key}" if getattr(e, "full_key", None) else ""
+        raise ConfigError(f"bad interpolation{where}: {str(e).strip().splitlines()[0]}") from None
     return cfg
 
 
@@ -299,6 +304,8 @@ def check_checkpoint(path: Path, cfg, net_digest: str) -> dict | None:
     except Exception as e:
         raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
                           f"remove it to start over") from None
+    if not isinstance(state, dict) or not {"config", "step", "synset"} <= state.keys():
+        raise ConfigError(f"{path} is not a genprior checkpoint (no config, step or synset); remove it to start over")
     diff = config_diff(state["config"], OmegaConf.to_container(cfg, resolve=True))
     if diff:
         raise ConfigError(f"{path.parent} holds a run with another config ({diff}); pass another run_dir= or remove it")
@@ -680,8 +687,16 @@ class _Log:
         path = self.run_dir / "curve.jsonl"
         if not self.main or not path.is_file():
             return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        kept = [line for line in path.read_text().splitlines() if _curve_step(line) <= step]
         write_text(path, "".join(line + "\n" for line in kept))  # atomic: a kill here leaves the old curve or the new one, never half of it
+
+
+def _curve_step(line: str) -> float:
+    """A curve.jsonl line's step; infinity for a blank or torn line (a disk that filled mid-write), which goes."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,7 +83,12 @@ def load_set(path: str | Path, dataset: str | None = None, space: str | None = N
     missing = [k for k in ("images", "labels") if k not in tensors]
     if missing:
         raise ConfigError(f"{path} has no {' or '.join(missing)} tensor (keys: {', '.join(map(str, tensors)) or 'none'})")
-    images, labels = tensors["images"], tensors["labels"]
+    images, labels, lr = tensors["images"], tensors["labels"], tensors.get("lr")
+    if isinstance(lr, (int, float)):  # a foreign .pt may hold the lr as a plain number
+        lr = torch.tensor([float(lr)])
+    bad = [k for k, t in (("images", images), ("labels", labels), ("lr", lr)) if t is not None and not torch.is_tensor(t)]
+    if bad:
+        raise ConfigError(f"{path}: {', '.join(bad)} must be tensors (got {', '.join(type(tensors[k]).__name__ for k in bad)})")
     _check_tensors(images, labels, str(path))
     dataset = header.get("dataset") or dataset
     if not dataset:
@@ -91,7 +96,6 @@ def load_set(path: str | Path, dataset: str | None = None, space: str | None = N
     space = header.get("space") or space or "unit"
     if space not in SPACES:
         raise ConfigError(f"{path}: unknown space {space!r}; valid: {', '.join(SPACES)}")
-    lr = tensors.get("lr")
     try:
         extra = json.loads(header.get("extra", "{}"))
     except json.JSONDecodeError:

@@ -81,6 +81,7 @@ def refused(args, capsys) -> str:
     (["+objective.batch_rael=3"], "unknown key objective.batch_rael; valid:"),
     (["glad=dm"], "one preset at a time, got pixel=dm and glad=dm"),
     (["seed=-1"], "seed must be an integer >= 0, got -1"),
+    (["name=x${ipcc}"], "bad interpolation in name: Interpolation key 'ipcc' not found"),
     (["synset.optim.images.lr=3.0"], "holds a run with another config (synset.optim.images.lr=5.0->3.0)"),
 ])
 def test_bad_value_is_one_line_and_changes_nothing(bad, message, finished, capsys):
@@ -223,6 +224,8 @@ def test_a_fresh_start_clears_the_curve_of_a_run_killed_before_its_first_checkpo
     out = tmp_path / "run"
     assert run.main([*BASE, "log_every=1", f"run_dir={out}"]) == 0
     (out / "checkpoint.pt").unlink()  # as if killed before its first checkpoint: the curve is there, no state
+    with open(out / "curve.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # and its disk filled mid-line
     assert run.main([*BASE, "log_every=1", f"run_dir={out}"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "curve.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
@@ -274,3 +277,12 @@ def test_where_the_data_comes_from_and_how_much_memory_a_step_takes_do_not_block
     assert config_diff(have, same) == ""
     other = {**have, "dataset": {**have["dataset"], "space": "zca"}, "synset": {"optim": {"images": {"lr": 3.0}}}}
     assert config_diff(have, other) == "dataset.space='normalized'->'zca', synset.optim.images.lr=5.0->3.0"
+
+
+def test_a_checkpoint_that_is_a_tensor_file_of_something_else_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run.main([*BASE, f"run_dir={out}"]) == 0
+    torch.save({"weights": torch.zeros(2)}, out / "checkpoint.pt")
+    capsys.readouterr()
+    err = refused([*BASE, f"run_dir={out}"], capsys)
+    assert "is not a genprior checkpoint (no config, step or synset)" in err

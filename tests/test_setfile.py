@@ -22,6 +22,11 @@ def test_foreign_torch_file_loads_safely(tmp_path):
     assert s.space == "unit" and s.lr is None and s.images.shape == (10, 3, 32, 32)
     with pytest.raises(ConfigError, match="dataset=NAME"):
         load_set(tmp_path / "set.pt")
+    torch.save({"images": torch.rand(10, 3, 32, 32), "labels": torch.arange(10), "lr": 0.01}, tmp_path / "lr.pt")
+    assert load_set(tmp_path / "lr.pt", dataset="cifar10").lr == pytest.approx(0.01)  # a plain-number lr
+    torch.save({"images": [[0.5]], "labels": torch.arange(1)}, tmp_path / "list.pt")
+    with pytest.raises(ConfigError, match="images must be tensors"):
+        load_set(tmp_path / "list.pt", dataset="cifar10")
 
     class Payload:
         def __reduce__(self):
