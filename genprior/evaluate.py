@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -399,14 +399,21 @@ def _timed(runs: Callable[[], tuple[list[float], list[dict]]]) -> dict:
     return {**stats(accs), **({"diverged": diverged} if diverged else {}), "wall_s": round(time.time() - t0, 1)}
 
 
+def full_data_key(dataset: str, model: str, protocol: DictConfig, space: str, resolution: int) -> dict:
+    """What decides a full-data row: the schedule trained (with what it inherits from the protocol:
+    precision, compile, ...), the network, the data and the seed."""
+    schedule = OmegaConf.to_container(OmegaConf.merge(protocol, protocol.full_data), resolve=True)
+    return {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
+            "schedule": {f.name: schedule.get(f.name) for f in fields(Schedule)},
+            "net_digest": network_digests([model], dataset, resolution)[model]}
+
+
 def full_data(dataset: str, model: str, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
               root: str | None = None, resolution: int | None = None) -> dict:
     """The full train split under the protocol's large-set schedule; cached by everything that decides it."""
-    schedule = OmegaConf.merge(protocol, protocol.full_data)
+    schedule = OmegaConf.merge(protocol, protocol.full_data)  # full_data's keys over the protocol's
     resolution = resolution or dataset_info(dataset).resolution  # None and 28 are one key (the CLI, run.py)
-    key = {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
-           "schedule": OmegaConf.to_container(protocol.full_data, resolve=True),
-           "net_digest": network_digests([model], dataset, resolution)[model]}
+    key = full_data_key(dataset, model, protocol, space, resolution)
     path = cache_dir() / "full_data" / f"{dataset}-{model}-{artifacts.digest(key)}.json"
     if path.is_file():
         return json.loads(path.read_text())["stats"]

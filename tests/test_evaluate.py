@@ -42,6 +42,15 @@ def test_summary_gain_and_gap():
                                           "gain_over_random": 10.0, "gap_closed": 0.5}
 
 
+def test_the_full_data_key_names_what_the_schedule_inherits_from_the_protocol():
+    key = lambda *o: ev.full_data_key("fashion_mnist", "convnet", ev.load_protocol("fast", list(o)), "normalized", 28)
+    base = key()
+    assert base["schedule"]["epochs"] == 1 and base["schedule"]["compile"] is False  # full_data's, the protocol's
+    assert key("compile=true") != base  # full_data names no `compile`: the protocol's trains it
+    assert key("precision=bf16") == base  # full_data names its own precision (fp32)
+    assert key("epochs=5") == base  # nor are the protocol's own epochs the full-data schedule's
+
+
 def test_summary_without_full_data_has_no_gap():
     m = {"synthetic": {"convnet": {"mean": 80.0}}, "random_real": {"convnet": {"mean": 70.0}}}
     assert ev.summarize(m)["convnet"]["gain_over_random"] == 10.0
