@@ -23,11 +23,12 @@ written: the top-level keys here, each component's own keys by its `Options`.
 A sweep (-m / --multirun, Hydra's `a=x,y` syntax) composes and checks every job before the
 first starts, runs them one after the other in this process, each in its own run directory,
 and ends with one summary table (genprior/report.py); a job that fails is reported there and
-the others still run. Hydra's own keys (hydra.run.dir, ...) are refused: genprior never
+the others still run. Under several processes rank 0 judges the sets after the last job. Hydra's own keys (hydra.run.dir, ...) are refused: genprior never
 changes directory, and `run_dir=` says where a run writes.
 
-Exit codes: 0 done; 1 diverged (a sweep: some job failed); 2 bad input (one line, nothing
-written); 130 stopped by SIGINT (Ctrl-C) and 143 by SIGTERM, both after saving every
+Exit codes: 0 done; 1 diverged (a sweep: some job failed); 2 bad input (one line; found by
+the checks before a run starts, nothing is written; found later, e.g. a data file that does not
+load, the run directory keeps what was finished); 130 stopped by SIGINT (Ctrl-C) and 143 by SIGTERM, both after saving every
 finished step.
 """
 from __future__ import annotations
