@@ -451,6 +451,9 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
             + ("; the checkpoint predates prior digests: resumed as if the generator were unchanged"
                if state is not None and "prior_digest" not in state and synset.prior_digest else ""))
         log.track({f"storage/{k}": v for k, v in synset.storage().items() if isinstance(v, (int, float))}, start)
+        if main and cfg.eval.every and start and start % cfg.eval.every == 0 and not log.has_accuracy_at(start):
+            # a stop inside step `start`'s curve point saved the step, not the point: it is taken now
+            log(f"step {start} curve accuracy", curve={"step": start, **_curve_point(cfg, synset, device, log, start)})
 
         # This rank's share of each step's work. What every rank needs whole (DC's network
         # following the set between steps) each rank computes alike from identical inputs.
@@ -682,6 +685,11 @@ class _Log:
             from genprior.trackers import log_image
 
             log_image(self.trackers, "grid", image, step)
+
+    def has_accuracy_at(self, step: int) -> bool:
+        path = self.run_dir / "curve.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        return any(_curve_step(line) == step and json.loads(line).keys() - {"step", "loss"} for line in lines)
 
     def drop_curve_after(self, step: int) -> None:
         """Keep the curve up to `step` (all of it gone on a fresh start, step 0)."""

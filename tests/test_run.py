@@ -200,3 +200,28 @@ def test_held_signals_keep_an_ignored_signal_ignored_and_drop_one_caught_while_s
             os.kill(os.getpid(), signal.SIGTERM)
     with run.held_signals(stopping=True):  # the run is already stopping: nothing left to stop
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_curve_point_a_stop_interrupted_is_taken_on_resumption(tmp_path):
+    from tests.test_data import fake_mnist
+
+    from omegaconf import OmegaConf
+
+    from genprior.evaluate import load_protocol
+
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    OmegaConf.save(load_protocol("fast", ["runs=1", "epochs=3"]), tmp_path / "tiny.yaml")  # a protocol by path
+    out = tmp_path / "r"
+    args = ["pixel=dm", "dataset=mnist", f"dataset.root={tmp_path}", "ipc=1", "iterations=2", "log_every=1",
+            "eval.every=2", f"eval.curve_protocol={tmp_path / 'tiny.yaml'}", "eval.enabled=false", f"run_dir={out}"]
+    assert run.main(args) == 0
+    curve = (out / "curve.jsonl").read_text().splitlines()
+    point = [line for line in curve if "convnet" in line]
+    assert len(point) == 1 and json.loads(point[0])["step"] == 2
+    # as if stopped inside step 2's curve point: the checkpoint holds step 2, the curve lacks its point
+    (out / "curve.jsonl").write_text("".join(line + "\n" for line in curve if line not in point))
+    assert run.main(args) == 0
+    again = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines() if "convnet" in line]
+    assert [p["step"] for p in again] == [2] and again[0]["convnet"] == json.loads(point[0])["convnet"]
+    assert run.main(args) == 0  # a point that is there is not taken twice
+    assert (out / "curve.jsonl").read_text().count("convnet") == 1
