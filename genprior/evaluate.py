@@ -66,7 +66,7 @@ class Schedule:
     dsa: str = option()
     precision: str = option("fp32", choices=PRECISIONS)
     compile: bool = option(False)  # torch.compile the training forward (same math, float rounding aside)
-    batched: bool = option(False)  # train all runs of a model together (vmap): independent runs, one stream
+    batched: bool = option(False)  # train all runs of a model together (vmap): independent runs, one stream; not compiled
     views: str = option("all", choices=VIEWS)  # sets of several views per item (HaBa): train on all, or one per epoch
 
     def __post_init__(self):
@@ -327,15 +327,9 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, dataset: str, pr
     """The protocol on one set: {model: stats and wall_s}. `lr` (a learned one) replaces the
     protocol's; `views`: the set's items come in groups of that many views (epoch_order);
     `rows`: a folder keeping each finished architecture's row (kept_row)."""
-    test = load_split(dataset, "test", root, images.shape[-1], space=space)
-    test = (test.images, test.labels)
-    seeds = [protocol.seed + r for r in range(protocol.runs)]
     what = {"set": artifacts.tensor_digest(images, labels), "lr": lr, "views": views}
-    return {model: kept_row(rows, _row_key(what, model, dataset, space, images.shape[-1], protocol),
-                            lambda m=model: _timed(lambda: train_runs(
-                                m, [(images, labels)] * protocol.runs, test, dataset, protocol, seeds, lr, device,
-                                desc=f"{label} {m}", views=views)))
-            for model in protocol.models}
+    return _rows(what, [(images, labels)] * protocol.runs, dataset, protocol, space, lr, device, root, label,
+                 views, rows)
 
 
 def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "normalized", device: str = "cpu",
@@ -343,14 +337,22 @@ def random_real(dataset: str, ipc: int, protocol: DictConfig, space: str = "norm
     """The protocol on random real subsets of `ipc` images per class, a fresh subset per run."""
     pool = load_split(dataset, "train", root, resolution, space=space)
     check_ipc(ipc, pool)
+    subsets = [pool.random_subset(ipc, torch.Generator().manual_seed(protocol.seed + r)) for r in range(protocol.runs)]
+    what = {"random_real": ipc}  # the subsets follow from the data set, ipc and the protocol's seeds
+    return _rows(what, subsets, dataset, protocol, space, None, device, root, f"random ipc{ipc}", rows=rows)
+
+
+def _rows(what: dict, sets: list, dataset: str, protocol: DictConfig, space: str, lr: float | None, device: str,
+          root: str | None, label: str, views: int = 1, rows: Path | None = None) -> dict:
+    """{model: row} for `sets` (one (images, labels) per run, run r seeded protocol.seed + r), each
+    architecture's row kept under `what` and the protocol (kept_row)."""
+    resolution = sets[0][0].shape[-1]
     test = load_split(dataset, "test", root, resolution, space=space)
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
-    subsets = [pool.random_subset(ipc, torch.Generator().manual_seed(seed)) for seed in seeds]
-    what = {"random_real": ipc}  # the subsets follow from the data set, ipc and the protocol's seeds
-    return {model: kept_row(rows, _row_key(what, model, dataset, space, pool.images.shape[-1], protocol),
-                            lambda m=model: _timed(lambda: train_runs(m, subsets, test, dataset, protocol, seeds, None,
-                                                                      device, desc=f"random ipc{ipc} {m}")))
+    return {model: kept_row(rows, _row_key(what, model, dataset, space, resolution, protocol),
+                            lambda m=model: _timed(lambda: train_runs(m, sets, test, dataset, protocol, seeds, lr,
+                                                                      device, desc=f"{label} {m}", views=views)))
             for model in protocol.models}
 
 
