@@ -218,7 +218,7 @@ def to_unit(images: torch.Tensor, dataset: str, space: str, root: str | None = N
     info = dataset_info(dataset)
     if space == "zca":
         with torch.no_grad():
-            images = zca_for(dataset, root, images.shape[-1]).to(images.device).inverse(images)
+            images = _zca_on(dataset, root, images.shape[-1], str(images.device)).inverse(images)
     if space in ("zca", "normalized"):
         images = denormalize(images, info)
     elif space != "unit":
@@ -236,7 +236,7 @@ def from_unit(unit: torch.Tensor, dataset: str, space: str, root: str | None = N
         raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
     images = normalize(unit, info)
     if space == "zca":
-        images = zca_for(dataset, root, unit.shape[-1]).to(unit.device)(images)
+        images = _zca_on(dataset, root, unit.shape[-1], str(unit.device))(images)
     return images
 
 
@@ -244,6 +244,16 @@ def from_unit(unit: torch.Tensor, dataset: str, space: str, root: str | None = N
 def zca_for(dataset: str, root: str | None = None, resolution: int | None = None) -> ZCA:
     """The ZCA transform of a data set: fitted once on its normalized train split."""
     return ZCA.fit(load_split(dataset, "train", root, resolution).images, eps=0.1)
+
+
+@functools.lru_cache(maxsize=4)
+def _zca_on(dataset: str, root: str | None, resolution: int, device: str) -> ZCA:
+    """zca_for's transform on `device`: a copy per device, so that no caller moves the shared one
+    (on a GPU, a latent synset's images went through it, and then the CPU splits did not)."""
+    import copy
+
+    zca = zca_for(dataset, root, resolution)
+    return zca if torch.device(device) == next(zca.buffers()).device else copy.deepcopy(zca).to(device)
 
 
 @functools.lru_cache(maxsize=8)

@@ -211,3 +211,16 @@ def test_a_missing_data_set_names_the_keys_of_the_command_that_failed(command, h
     if "dataset.root=DIR" in hint:  # and following the hint works
         fake_cifar10(tmp_path)
         assert command(tmp_path) == 0
+
+
+def test_the_zca_of_a_data_set_stays_where_it_was_fitted_whatever_device_images_come_from(tmp_path):
+    from genprior.data import _zca_on, from_unit, to_unit, zca_for
+
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    shared = zca_for("mnist", str(tmp_path), 28)
+    assert _zca_on("mnist", str(tmp_path), 28, "cpu") is shared
+    elsewhere = _zca_on("mnist", str(tmp_path), 28, "meta")  # any other device: a copy there
+    assert next(elsewhere.buffers()).device.type == "meta" and next(shared.buffers()).device.type == "cpu"
+    unit = torch.rand(2, 1, 28, 28)
+    back = to_unit(from_unit(unit, "mnist", "zca", str(tmp_path)), "mnist", "zca", str(tmp_path))
+    assert torch.allclose(back, unit, atol=1e-4)
