@@ -35,7 +35,11 @@ def image_metrics(unit: torch.Tensor, labels: torch.Tensor | None, dataset: str,
     if len(unit) == 0:
         raise ConfigError("no images to measure")
     t0 = time.time()
-    out: dict = {"reference": {"dataset": dataset, "split": split, "limit": limit}, "n": len(unit)}
+    # the real split at the images' own resolution: a set distilled at 32 px from 128-px data is
+    # measured against the 32-px data it was distilled from, not penalized for the resizing
+    resolution = unit.shape[-1]
+    out: dict = {"reference": {"dataset": dataset, "split": split, "limit": limit, "resolution": resolution},
+                 "n": len(unit)}
     for spec in spaces:
         try:
             space = feature_space(spec, device, inception)
@@ -47,7 +51,7 @@ def image_metrics(unit: torch.Tensor, labels: torch.Tensor | None, dataset: str,
         t = time.time()
         features = space(unit)
         seconds = time.time() - t
-        ref, ref_labels = reference_features(space, dataset, split, root, limit=limit)
+        ref, ref_labels = reference_features(space, dataset, split, root, resolution, limit=limit)
         if labels is None:
             entry = {"overall": fid_kid(features, ref, min_fid)}
             pooled = np.zeros(len(features), np.int64)

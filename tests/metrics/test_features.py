@@ -94,3 +94,18 @@ def test_encoder_space_in_image_metrics_and_absent_weights(tmp_path):
 def test_unknown_space_names_the_valid_ones():
     with pytest.raises(ConfigError, match="'inception' or a folder"):
         feat.feature_space("vgg")
+
+
+@needs_fashion_mnist
+def test_images_are_measured_against_the_real_split_at_their_own_resolution(tmp_path, monkeypatch):
+    import genprior.metrics as metrics
+
+    seen = []
+    real = metrics.reference_features
+    monkeypatch.setattr(metrics, "reference_features",
+                        lambda space, dataset, split, root, resolution=None, limit=None:
+                        seen.append(resolution) or real(space, dataset, split, root, resolution, limit=limit))
+    x, y = fashion("train", 20)
+    x = torch.nn.functional.interpolate(x, size=32, mode="bilinear")  # a set distilled at 32 px
+    m = image_metrics(x, y, "fashion_mnist", spaces=(str(_tiny_dinov2(tmp_path / "dinov2")),), lpips=False, limit=40)
+    assert seen == [32] and m["reference"]["resolution"] == 32
