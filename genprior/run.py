@@ -649,8 +649,11 @@ def _final_scalars(metrics: dict) -> dict:
         out.update({f"{row}/{model}": s["mean"] for model, s in metrics.get(row, {}).items()})
     for model, s in metrics.get("dd_ranking", {}).items():
         out.update({f"dd_ranking/{k}/{model}": v["mean"] for k, v in s.items()})
-    for space, m in metrics.get("images", {}).get("spaces", {}).items():
-        out.update({f"images/{space}/{k}": v for k, v in m.items() if isinstance(v, (int, float))})
+    for space, m in metrics.get("images", {}).items():  # {space name: {"overall": {fid, kid, ...}, ...}, ...}
+        if isinstance(m, dict) and "overall" in m:
+            out.update({f"images/{space}/{k}": v for k, v in m["overall"].items() if isinstance(v, (int, float))})
+            if m.get("diversity", {}).get("mean") is not None:
+                out[f"images/{space}/diversity"] = m["diversity"]["mean"]
     return out
 
 

@@ -225,3 +225,14 @@ def test_a_curve_point_a_stop_interrupted_is_taken_on_resumption(tmp_path):
     assert [p["step"] for p in again] == [2] and again[0]["convnet"] == json.loads(point[0])["convnet"]
     assert run.main(args) == 0  # a point that is there is not taken twice
     assert (out / "curve.jsonl").read_text().count("convnet") == 1
+
+
+def test_the_final_scalars_carry_the_image_metrics_as_image_metrics_writes_them():
+    metrics = {"synthetic": {"convnet": {"mean": 70.0}},
+               "images": {"reference": {"dataset": "fashion_mnist"}, "n": 10, "wall_s": 3.0,
+                          "inception": {"overall": {"fid": 190.4, "kid": 0.01, "n": 10, "n_ref": 10000},
+                                        "diversity": {"mean": 12.5}},
+                          "lpips": {"unavailable": "no weights"}}}
+    assert run._final_scalars(metrics) == {"accuracy/convnet": 70.0, "images/inception/fid": 190.4,
+                                           "images/inception/kid": 0.01, "images/inception/n": 10,
+                                           "images/inception/n_ref": 10000, "images/inception/diversity": 12.5}
