@@ -194,7 +194,7 @@ class NVlabsGenerator(StyleGenerator):
             w += block.num_conv
         x = img = None
         if f is not None:
-            c = self.stages[start - 1].out_channels
+            c = self.stages[start].in_channels  # NVlabs' blocks keep their input width, not their output's
             x, img = f[:, :c], (f[:, c:] if f.shape[1] > c else None)
         for i in range(start, stop):
             block = self.stages[i]

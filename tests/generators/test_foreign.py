@@ -102,7 +102,8 @@ FAKE_NETS = textwrap.dedent('''
     class Block(nn.Module):
         def __init__(self, w_dim, cin, cout, res, first):
             super().__init__()
-            self.first, self.num_conv, self.num_torgb, self.out_channels = first, 1 if first else 2, 1, cout
+            # the attributes NVlabs' SynthesisBlock has (in_channels, 0 for the first; no out_channels)
+            self.first, self.num_conv, self.num_torgb, self.in_channels = first, 1 if first else 2, 1, 0 if first else cin
             if first:
                 self.const = nn.Parameter(torch.randn(cout, res, res))
             else:
