@@ -103,7 +103,7 @@ def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cach
     """Set `synset`'s latents to the inversion of `targets` (item i -> targets[i], in [-1, 1]).
     `identity` says what else decided them (generator, data set, space, seed, images); with
     the settings and the latents' shapes it names the artifact under cache/inversion/, which
-    is reused where it exists, else built (rank r inverts every world-th missing batch).
+    is reused where it exists, else built (rank r inverts the missing batches k with k % world == r).
     Returns the line the run's start line shows."""
     groups = synset.latent_groups()
     batches = torch.arange(len(synset), device=synset.labels.device).split(spec.batch)
@@ -112,10 +112,12 @@ def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cach
     directory = artifacts.default_dir(cache, "inversion", dataset, identity)
     artifacts.open_manifest(directory, identity, "latent inversion")
     path = [directory / f"batch_{k:04d}.safetensors" for k in range(len(batches))]
-    missing = [k for k in range(len(batches)) if not path[k].is_file()]
-    perceptual = lpips_loss(targets.device) if spec.perceptual > 0 and missing else None
+    # rank r builds the missing batches k with k % world == r: a share that does not depend on when
+    # each rank looked (a list of what is missing, split by position, would shift as others finish)
+    mine = [k for k in range(rank, len(batches), world) if not path[k].is_file()]
+    perceptual = lpips_loss(targets.device) if spec.perceptual > 0 and mine else None
     t0 = time.time()
-    for k in missing[rank::world]:
+    for k in mine:
         index = batches[k]
         before, after = invert_batch(synset, index, targets[index], spec, perceptual,
                                      desc=f"inverting batch {k + 1}/{len(batches)}", show=rank == 0)
@@ -134,6 +136,6 @@ def invert(synset, targets: torch.Tensor, spec: InvertSpec, identity: dict, cach
             before.append(saved["mse_before"])
             after.append(saved["mse_after"])
     before, after = torch.cat(before), torch.cat(after)
-    how = f"built in {time.time() - t0:.0f}s" if missing else "cached"
+    how = f"built in {time.time() - t0:.0f}s" if mine else "cached"
     return (f"latents inverted from {len(synset)} real images ({how}, {directory}): pixel MSE "
             f"{before.mean():.4f} -> {after.mean():.4f} in {spec.steps} Adam steps at lr {spec.lr}")

@@ -131,3 +131,25 @@ def test_inversion_leaves_no_gradient_behind_even_with_a_finetuned_generator(tmp
                                                                    cache_dir=tmp_path))
     assert all(p.grad is None for p in s.parameters())
     assert all(torch.equal(p, q) for p, q in zip(s.generator.parameters(), generator_before))  # only latents move
+
+
+def test_each_rank_builds_its_own_batches_whenever_the_others_finish(tmp_path, monkeypatch):
+    # 2 ranks, 3 batches: rank 1 builds batch 1 before rank 0 starts looking. Rank 0 must still
+    # build batches 0 and 2 (a split of "what is missing now" by position would give it 0 only)
+    from genprior.errors import ConfigError
+
+    _patch_toy_dataset(monkeypatch)
+    real, spec = split(), InvertSpec(steps=5, lr=0.1, batch=2)
+
+    def run(rank: int) -> GanSynset:
+        s = GanSynset(real, 2, stylegan2(), space="w+", data_space="unit", init="invert")
+        ctx = RunContext(real, 2, 0, DatasetOptions("toy", None, None, "unit"), rank=rank, world=2,
+                         cache_dir=tmp_path / "shared")
+        s.invert_real(real, spec, ctx)
+        return s
+
+    with pytest.raises(ConfigError, match="batch 0 missing after the build"):  # alone, it cannot finish
+        run(1)
+    together = run(0)
+    alone, _, _ = inverted("w+", tmp_path / "alone", spec)
+    torch.testing.assert_close(together.latents, alone.latents)
