@@ -9,7 +9,7 @@ training state as named parts, and one step). The GANs are here; diffusion model
 (arch=unet) are generators/train_diffusion.py.
 
 GANs: non-saturating logistic GAN loss, lazy R1 on reals (every r1_every steps, weighted by
-r1_every, with Adam's lr/betas adjusted for the skipped steps as StyleGAN2 does), Adam
+r1_every, added to that step's D loss: one D step either way, so Adam's lr and betas stay), Adam
 (betas (0, 0.99) for StyleGAN2, (0.5, 0.999) for DCGAN), and an EMA of the generator's
 weights, which is the generator that gets saved. StyleGAN2 batches come in groups of 4 images
 of one class (class_groups), the groups its discriminator's minibatch std is taken over.
@@ -70,19 +70,19 @@ class TrainSpec:
     arch: str = "stylegan2"
     dataset: str = "fashion_mnist"
     resolution: int | None = None  # None: the data set's native resolution
-    steps: int = 20000  # not part of the identity: a larger value extends a run
-    batch: int = 64
-    lr: float | None = None  # None: the arch's default (ARCHS), for G and D
-    betas: list | None = None
-    r1_gamma: float | None = None
-    r1_every: int = 16  # lazy R1: penalize every k-th D step with weight k
+    steps: int = options.option(20000, min=0)  # not part of the identity: a larger value extends a run
+    batch: int = options.option(64, min=1)
+    lr: float | None = options.option(None, above=0)  # None: the arch's default (ARCHS), for G and D
+    betas: list | None = options.option(None, min=0, below=1)  # Adam's two betas
+    r1_gamma: float | None = options.option(None, min=0)
+    r1_every: int = options.option(16, min=1)  # lazy R1: penalize every k-th D step with weight k
     # batches as groups of this many images of one class (None: the arch's default). StyleGAN2's
     # discriminator takes its minibatch std over the same groups, so that feature measures
     # *within-class* variety and a generator that renders one image per class is caught; with
     # labels drawn independently (1) a group mixes classes and the std only sees class changes.
     class_groups: int | None = None
-    ema_kimg: float = 10.0  # EMA half-life in thousands of images ...
-    ema_rampup: float = 0.05  # ... but at most this fraction of the images seen so far
+    ema_kimg: float = options.option(10.0, min=0)  # EMA half-life in thousands of images ...
+    ema_rampup: float = options.option(0.05, min=0)  # ... but at most this fraction of the images seen so far
     seed: int = 0
     generator_kwargs: dict = field(default_factory=dict)  # e.g. {"channel_base": 512}
     discriminator_kwargs: dict = field(default_factory=dict)
@@ -92,6 +92,8 @@ class TrainSpec:
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown generator architecture {self.arch!r}; valid: {', '.join(ARCHS)}")
         d = ARCHS[self.arch]
+        if self.betas is not None and len(self.betas) != 2:
+            raise ConfigError(f"betas must be two numbers in [0, 1) (Adam's), got {self.betas}")
         return TrainSpec(**{**asdict(self), "lr": self.lr if self.lr is not None else d["lr"],
                             "betas": list(self.betas if self.betas is not None else d["betas"]),
                             "r1_gamma": self.r1_gamma if self.r1_gamma is not None else d["r1_gamma"],
@@ -123,11 +125,12 @@ def build(spec: TrainSpec, real: Split):
 
 
 def optimizers(spec: TrainSpec, G, D):
+    # One lr and betas for both. (StyleGAN2 shrinks D's by k / (k + 1) because its lazy R1 is a
+    # separate optimizer step every k steps; here R1 joins that step's loss, so D takes one step
+    # per iteration either way. The generators shipped before this took D at 16/17 of the lr; a
+    # resumed checkpoint keeps the lr and betas its optimizer state holds.)
     opt_G = torch.optim.Adam(G.parameters(), lr=spec.lr, betas=tuple(spec.betas), eps=1e-8)
-    # lazy regularization: D's R1 steps come on top of its loss steps, so shrink its lr and
-    # momentum horizon by k / (k + 1) to keep the effective schedule (StyleGAN2 appendix B)
-    ratio = spec.r1_every / (spec.r1_every + 1) if spec.r1_every > 1 else 1.0
-    opt_D = torch.optim.Adam(D.parameters(), lr=spec.lr * ratio, betas=tuple(b ** ratio for b in spec.betas), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=spec.lr, betas=tuple(spec.betas), eps=1e-8)
     return opt_G, opt_D
 
 
@@ -221,12 +224,20 @@ def load_checkpoint(path: Path, identity: dict, parts: dict) -> tuple[int, float
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ConfigError(f"checkpoint {path} does not load ({type(e).__name__}); delete it to start over") from None
+    if not isinstance(state, dict) or "identity" not in state or not set(parts) <= state.keys():
+        raise ConfigError(f"checkpoint {path} is not a generator training checkpoint (no identity or "
+                          f"{', '.join(sorted(set(parts) - set(state) if isinstance(state, dict) else parts))}); "
+                          f"pass ckpt=OTHER_PATH or delete it")
     have = json.loads(state["identity"])
     diff = [f"{k}: checkpoint {have.get(k)!r}, now {identity[k]!r}" for k in identity if have.get(k) != identity[k]]
     if diff:
         raise ConfigError(f"checkpoint {path} is another run ({'; '.join(diff)}); pass ckpt=OTHER_PATH or delete it")
     for name, part in parts.items():
-        part.load_state_dict(state[name])
+        try:
+            part.load_state_dict(state[name])
+        except (RuntimeError, KeyError, ValueError) as e:  # a checkpoint of an older module layout
+            raise ConfigError(f"checkpoint {path}: its {name} does not fit this code's "
+                              f"({str(e).strip().splitlines()[0][:120]}); pass ckpt=OTHER_PATH or delete it") from None
     return int(state["step"]), float(state["wall"])
 
 
@@ -320,6 +331,9 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
         real = load_split(spec.dataset, "train", data_root, resolution=spec.resolution)
     trainer = spec.trainer(spec, real, device)
     start, wall = load_checkpoint(ckpt, spec.identity(), trainer.parts)
+    if start > spec.steps:  # saving it as a `steps`-step generator would mislabel it
+        raise ConfigError(f"checkpoint {ckpt} holds step {start}, past steps={spec.steps}; pass steps={start} "
+                          f"(or more), or ckpt=OTHER_PATH to start over")
     if start:
         print(f"resuming {ckpt} at step {start}/{spec.steps}", flush=True)
     print(f"{spec.arch} on {spec.dataset} {tuple(real.images.shape[1:])}: {trainer.describe}, batch {spec.batch}, "

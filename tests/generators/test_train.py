@@ -72,6 +72,11 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     train(spec("dcgan", 1), tmp_path / "a", tmp_path / "ckpt", real=real, progress=False)
     with pytest.raises(ConfigError, match="another run.*seed: checkpoint 0, now 1"):
         train(spec("dcgan", 2, seed=1), tmp_path / "a", tmp_path / "ckpt", real=real, progress=False)
+    with pytest.raises(ConfigError, match="holds step 1, past steps=0"):  # would be saved as a 0-step generator
+        train(spec("dcgan", 0), tmp_path / "a", tmp_path / "ckpt", real=real, progress=False)
+    torch.save({"step": 3, "config": {}}, tmp_path / "other")  # e.g. a distillation's checkpoint.pt
+    with pytest.raises(ConfigError, match="not a generator training checkpoint"):
+        train(spec("dcgan", 2), tmp_path / "a", tmp_path / "other", real=real, progress=False)
 
 
 def test_fid_is_recorded_from_genprior_metrics(tmp_path, monkeypatch):
@@ -106,6 +111,10 @@ def test_cli_errors(tmp_path, capsys):
     assert "log_every must be an integer >= 1, got 0" in capsys.readouterr().err
     assert main(["fid_images=many", f"out={tmp_path / 'g'}"]) == 2
     assert "fid_images must be an integer >= 0, got 'many'" in capsys.readouterr().err
+    assert main(["lr=-1", f"out={tmp_path / 'g'}"]) == 2  # was Adam's traceback after the data loaded
+    assert "lr must be a number > 0 (or null), got -1" in capsys.readouterr().err
+    assert main(["betas=[0.5]", f"out={tmp_path / 'g'}"]) == 2
+    assert "betas must be two numbers in [0, 1)" in capsys.readouterr().err
 
 
 @needs_fashion_mnist
