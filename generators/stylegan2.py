@@ -169,6 +169,11 @@ class StyleGAN2(StyleGenerator):
             spec["f"] = {n: self.f_shape(n) for n in range(1, self.num_layers)}
         return spec
 
+    def identity(self) -> dict:
+        """Its noise mode decides its images too (its JSON can change it without touching a
+        tensor); the default, "const", adds nothing, so the shipped generators' digests stay."""
+        return {} if self.noise_mode == "const" else {"noise_mode": self.noise_mode}
+
     def f_shape(self, n: int) -> tuple[int, int, int]:
         self.check_layer(n)
         b = self.blocks[n - 1]

@@ -106,3 +106,12 @@ def test_bad_input_is_one_line(make, match):
     with pytest.raises(ConfigError, match=match) as e:
         make()
     assert "\n" not in str(e.value)
+
+
+def test_the_prior_digest_covers_the_noise_mode_and_keeps_the_shipped_ones():
+    from genprior.artifacts import module_digest, tensor_digest
+
+    g = stylegan2()
+    assert module_digest(g) == tensor_digest(*g.state_dict().values())  # "const": the digest is the state's
+    g.noise_mode = "none"  # what editing the generator's JSON does: other images, the same tensors
+    assert module_digest(g) != tensor_digest(*g.state_dict().values())
