@@ -82,16 +82,25 @@ def invert_batch(synset, index: torch.Tensor, targets: torch.Tensor, spec: Inver
 
     with torch.no_grad():
         before = errors()[0]
-    bar = progress(range(spec.steps), desc=desc, enabled=show)
-    for _ in bar:
-        mse, x = errors()
-        loss = mse.sum()
-        if perceptual is not None:
-            loss = loss + spec.perceptual * perceptual(x, targets).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.set_postfix(mse=f"{mse.mean().item():.4f}", refresh=False)
+    # only the latents move: a fine-tuned generator's weights (synset.finetune) would take a
+    # gradient every step for nothing
+    trainable = [p for p in synset.generator.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        bar = progress(range(spec.steps), desc=desc, enabled=show)
+        for _ in bar:
+            mse, x = errors()
+            loss = mse.sum()
+            if perceptual is not None:
+                loss = loss + spec.perceptual * perceptual(x, targets).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.set_postfix(mse=f"{mse.mean().item():.4f}", refresh=False)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     synset.zero_grad(set_to_none=True)  # no stale gradient (latents, a fine-tuned generator) may reach distillation
     with torch.no_grad():
         after = errors()[0]
