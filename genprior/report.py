@@ -47,7 +47,11 @@ def load_run(path: str | Path) -> Run:
     metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
     curve = []
     if (path / "curve.jsonl").is_file():
-        curve = [json.loads(line) for line in (path / "curve.jsonl").read_text().splitlines() if line.strip()]
+        for line in (path / "curve.jsonl").read_text().splitlines():
+            try:
+                curve.append(json.loads(line))
+            except ValueError:  # blank, or torn by a kill or a full disk: run.py drops it on resumption too
+                continue
     return Run(path.name, path, config, metrics, curve)
 
 
@@ -210,7 +214,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 def _curves_section(runs: list[Run], out: Path) -> list[str]:
     lines = ["## Curves", ""]
     loss = {r.name: [(p["step"], p["loss"]) for p in r.curve if "loss" in p] for r in runs}
-    loss = {k: v for k, v in loss.items() if v}
+    loss = {k: v for k, v in loss.items() if any(math.isfinite(y) for _, y in v)}  # a diverged run's NaNs: no line
     if loss:
         positive = all(y > 0 for v in loss.values() for _, y in v)
         line_plot(loss, "distillation loss", out / "loss.png", log_y=positive)
@@ -219,13 +223,13 @@ def _curves_section(runs: list[Run], out: Path) -> list[str]:
     for r in runs:
         for p in r.curve:
             for k, v in p.items():
-                if k not in ("step", "loss"):
+                if k not in ("step", "loss") and isinstance(v, (int, float)) and math.isfinite(v):
                     acc.setdefault(f"{r.name} {k}", []).append((p["step"], v))
     if acc:
         line_plot(acc, "test accuracy during distillation (%)", out / "accuracy.png")
         lines += ["![accuracy](accuracy.png)", ""]
     if not loss and not acc:
-        lines += ["No curve.jsonl in these runs.", ""]
+        lines += ["No finite curve values in these runs (no curve.jsonl, or only a diverged loss).", ""]
     return lines
 
 

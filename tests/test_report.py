@@ -54,3 +54,15 @@ def test_line_plot_draws_every_series(tmp_path):
 
 def _colors(img):
     return {tuple(p) for p in np.asarray(img.convert("RGB")).reshape(-1, 3).tolist()}
+
+
+def test_a_diverged_run_with_a_torn_curve_still_reports(tmp_path):
+    # no run: a run directory as a killed, diverged run leaves it
+    d = tmp_path / "diverged"
+    d.mkdir()
+    (d / "config.yaml").write_text("dataset: {name: fashion_mnist}\nsynset: {kind: pixel}\nobjective: {kind: dm}\n"
+                                   "ipc: 1\niterations: 3\nseed: 0\n")
+    (d / "curve.jsonl").write_text('{"step": 1, "loss": NaN}\n{"step": 2, "loss": NaN}\n{"step": 3, "lo')
+    assert report.main([str(d), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| diverged | fashion_mnist | pixel | dm | 1 |" in md and "No finite curve values" in md
