@@ -86,7 +86,11 @@ def summary_lines(m: dict) -> list[str]:
             kid = "n/a" if o["kid"] is None else f"{o['kid']:.4f}"
             div = entry["diversity"]["mean"]
             lines.append(f"{name}: FID {fid}, KID {kid} (n={o['n']} vs {o['n_ref']}), within-class distance "
-                         f"{'n/a' if div is None else f'{div:.2f}'} (real {entry['reference_diversity']['mean']:.2f})")
+                         f"{'n/a' if div is None else f'{div:.2f}'} (real {_number(entry['reference_diversity']['mean'])})")
         elif name == "lpips" and entry.get("mean") is not None:
             lines.append(f"lpips: within-class {entry['mean']:.4f}")
     return lines
+
+
+def _number(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unknown option {', '.join(sorted(unknown))}=; valid: dataset=")
         if not targets:
             raise ConfigError("give a run directory, a set file or a folder of images")
+        if a.limit is not None and a.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {a.limit}")
+        if a.min_fid < 2:
+            raise ConfigError(f"--min-fid must be >= 2 (a covariance needs two images), got {a.min_fid}")
         if a.out and len(targets) > 1:
             raise ConfigError("--out takes one target at a time")
         for t in targets:

@@ -90,7 +90,10 @@ def fid_kid(features: np.ndarray, reference: np.ndarray, min_fid: int = MIN_FID,
         mu_r, sigma_r = reference.mean(0), np.cov(reference, rowvar=False)
         with warnings.catch_warnings():  # clean-fid passes scipy an argument scipy now deprecates
             warnings.simplefilter("ignore", DeprecationWarning)
-            out["fid"] = float(frechet_distance(mu, sigma, mu_r, sigma_r))
+            try:
+                out["fid"] = float(frechet_distance(mu, sigma, mu_r, sigma_r))
+            except ValueError as e:  # sqrtm of a near-singular product (a few samples in 2048 dims) went complex
+                out["fid_unavailable"] = f"the covariances' square root is not real ({e}); a larger sample fixes it"
     else:
         out["fid_unavailable"] = f"{_count(min(n, n_ref))}; FID needs at least {min_fid}"
     if min(n, n_ref) >= 2:

@@ -44,6 +44,10 @@ def test_other_bad_input(tmp_path, capsys):
     assert "dataset=NAME" in capsys.readouterr().err
     assert main([str(tmp_path / "f"), "datset=mnist"]) == 2
     assert "valid: dataset=" in capsys.readouterr().err
+    assert main([str(tmp_path / "f"), "dataset=mnist", "--limit", "0"]) == 2
+    assert "--limit must be >= 1, got 0" in capsys.readouterr().err
+    assert main([str(tmp_path / "f"), "dataset=mnist", "--min-fid", "1"]) == 2
+    assert "--min-fid must be >= 2" in capsys.readouterr().err
 
 
 @needs_inception

@@ -38,6 +38,18 @@ def test_too_few_images_say_why_and_keep_kid():
     assert one["kid"] is None and "1 image;" in one["kid_unavailable"]
 
 
+def test_a_square_root_that_goes_complex_is_an_unavailable_fid_not_an_error(monkeypatch):
+    import cleanfid.fid
+
+    def complex_root(*a):
+        raise ValueError("Imaginary component 0.5")  # what clean-fid raises for a near-singular product
+
+    monkeypatch.setattr(cleanfid.fid, "frechet_distance", complex_root)
+    a = np.random.default_rng(0).normal(size=(12, 3))
+    m = fid_kid(a, a + 1)
+    assert m["fid"] is None and "not real (Imaginary component 0.5)" in m["fid_unavailable"] and m["kid"] is not None
+
+
 def test_kid_is_seeded_and_leaves_numpy_alone():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(30, 4)), rng.normal(size=(40, 4))
