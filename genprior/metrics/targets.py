@@ -40,15 +40,16 @@ def load_target(path: str | Path, dataset: str | None = None, root: str | None =
     if path.is_dir():
         if dataset is None:
             raise ConfigError(f"{path} is a folder of images: say which data set it shows (dataset=NAME)")
-        unit, labels = read_image_folder(path, dataset_info(dataset).num_classes)
+        unit, labels = read_image_folder(path, dataset_info(dataset).class_names)
         return Target(unit, labels, dataset)
     raise ConfigError(f"not found: {path} (give a run directory, a set file or a folder of images)")
 
 
-def read_image_folder(folder: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Flat folder -> unlabeled; class subfolders (sorted, or named NNN_... as runs write them) -> labels."""
+def read_image_folder(folder: Path, class_names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flat folder -> unlabeled; class subfolders -> labels (see _class_labels)."""
+    num_classes = len(class_names)
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    groups = [(None, folder)] if not subdirs else [(_class_of(d, i), d) for i, d in enumerate(subdirs)]
+    groups = [(None, folder)] if not subdirs else list(zip(_class_labels(folder, subdirs, class_names), subdirs))
     files, labels = [], []
     for c, d in groups:
         found = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -76,6 +77,19 @@ def read_image_folder(folder: Path, num_classes: int) -> tuple[torch.Tensor, tor
     return unit, (torch.tensor(labels) if subdirs else None)
 
 
-def _class_of(d: Path, position: int) -> int:
-    m = re.match(r"(\d+)_", d.name)
-    return int(m.group(1)) if m else position
+def _class_labels(folder: Path, subdirs: list[Path], class_names: tuple[str, ...]) -> list[int]:
+    """Each class folder's label: its number (`7`, or `007_sneaker` as runs write them), else its
+    class name in the data set's order (`Sneaker`, `ankle_boot`); folders named neither take
+    their sorted position (torchvision's ImageFolder). A mix of the three is refused: a position
+    among folders some of which are numbered would be a guess."""
+    key = lambda name: name.lower().replace(" ", "_")
+    names = {key(n): i for i, n in enumerate(class_names)}
+    numbered = [re.fullmatch(r"(\d+)(_.*)?", d.name) for d in subdirs]
+    if all(numbered):
+        return [int(m.group(1)) for m in numbered]
+    if all(key(d.name) in names for d in subdirs):
+        return [names[key(d.name)] for d in subdirs]
+    if any(numbered) or any(key(d.name) in names for d in subdirs):
+        raise ConfigError(f"{folder}: name every class folder by its number (7 or 007_sneaker) or by its class "
+                          f"name ({', '.join(class_names[:3])}, ...), not a mix")
+    return list(range(len(subdirs)))

@@ -84,3 +84,25 @@ def test_run_directory_gets_images_merged_into_its_metrics(tmp_path):
     assert main([str(d), "dataset=fashion_mnist", "--limit", "20", "--no-lpips", "--out", str(tmp_path / "f.json")]) == 0
     f = json.loads((tmp_path / "f.json").read_text())
     assert f["inception"]["overall"]["fid"] == pytest.approx(im["inception"]["overall"]["fid"], rel=1e-6)
+
+
+def test_class_folders_are_labelled_by_number_or_class_name_never_by_text_order(tmp_path):
+    from genprior.data import dataset_info
+    from genprior.errors import ConfigError
+    from genprior.metrics.targets import read_image_folder
+
+    names = dataset_info("fashion_mnist").class_names
+
+    def labels(*folders):
+        root = tmp_path / "-".join(folders)
+        for f in folders:
+            (root / f).mkdir(parents=True)
+            Image.new("L", (28, 28)).save(root / f / "a.png")
+        return read_image_folder(root, names)[1].tolist()
+
+    assert labels("8", "9") == [8, 9]  # bare numbers (torchvision-style "0".."9"), not positions 0, 1
+    assert labels("007_sneaker", "009_ankle_boot") == [7, 9]  # as runs write them
+    assert labels("Sneaker", "ankle_boot") == [7, 9]  # class names, in the data set's order
+    assert labels("a", "b") == [0, 1]  # neither: sorted positions, as torchvision's ImageFolder
+    with pytest.raises(ConfigError, match="not a mix"):
+        labels("3", "Bag")
