@@ -13,7 +13,8 @@ mean +- std, the mean over the protocol's other architectures with its std (over
 run r's mean across them), each architecture's mean +- std, FID, KID, the within-class
 distance, distill seconds, judge_s (the networks' training summed over architectures, rows
 kept from an earlier call included), eval_s (this call's evaluation wall) and the commands.
-Rerunning skips finished runs.
+Rerunning skips finished runs. `--markdown` runs nothing: it prints the README's table of
+the rows already in presets_table.json for those presets, IPCs and overrides.
 """
 from __future__ import annotations
 
@@ -66,16 +67,39 @@ def random_real_images(ipc: int) -> dict:
     return image_metrics(to_unit(x, "fashion_mnist", "normalized"), y, "fashion_mnist", "test")
 
 
+def markdown(table: dict, presets: list[str], ipc: int, tag: str) -> str:
+    """The rows of `presets` at `ipc` as a Markdown table (a row not measured yet is left out)."""
+    def number(x, digits):
+        return "n/a" if x is None else f"{x:.{digits}f}"
+
+    rows = [table[key] for p in presets if (key := f"{p.replace(' ', '_')}_ipc{ipc}{tag}") in table]
+    real = next((r["real_within_class_distance"] for r in rows if r.get("real_within_class_distance")), None)
+    lines = [f"| IPC {ipc} | ConvNet | cross-arch mean | FID | KID | within-class distance (real {number(real, 1)}) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        name = r["preset"] if r["preset"] == "random real" else f"`{r['preset']}`"
+        lines.append(f"| {name} | {r['convnet']:.2f} +- {r['convnet_std']:.2f} | {r['cross_arch_mean']:.2f} +- "
+                     f"{r['cross_arch_std']:.2f} | {number(r.get('fid'), 1)} | {number(r.get('kid'), 4)} | "
+                     f"{number(r.get('within_class_distance'), 1)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["diffusion=sample", "minimax=sample", "minimax=dm", "pixel=dm"])
     p.add_argument("--ipc", type=int, nargs="+", default=[10, 1])
     p.add_argument("--iterations", type=int, default=None, help="every run (default: each preset's own)")
+    p.add_argument("--markdown", action="store_true", help="print the README table of finished rows; run nothing")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
     a = p.parse_args()
     out = RESULTS / "presets_table.json"
     command = "python bench/presets_table.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     tag = overrides_tag(a.overrides)
+    if a.markdown:
+        table = json.loads(out.read_text()) if out.is_file() else {}
+        for ipc in a.ipc:
+            print(markdown(table, ["random real", *a.presets], ipc, tag) + "\n")
+        return
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
             name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}" + (f"_it{a.iterations}" if a.iterations else "")
