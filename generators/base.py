@@ -123,6 +123,11 @@ class StyleGenerator(Generator):
     def f_shape(self, n: int) -> tuple[int, ...]:
         raise NotImplementedError  # abstract
 
+    def f_first_row(self, n: int) -> int:
+        """The first w+ row `from_f(f, ws, n)` reads: the rows before it shaped F_n and are
+        not read again, so an F_n set does not store them (genprior/synsets/gan.py storage)."""
+        raise NotImplementedError  # abstract
+
     def check_layer(self, n: int) -> None:
         if self.num_layers < 2:
             raise ConfigError(f"{self.arch} generator has no F_n latents (no synthesis blocks to split); "

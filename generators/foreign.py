@@ -169,6 +169,12 @@ class NVlabsGenerator(StyleGenerator):
         self.check_layer(n)
         return self._run(self.as_ws(ws, None, "w+"), n, self.num_layers, f)
 
+    def f_first_row(self, n: int) -> int:
+        self.check_layer(n)
+        if self.layout == "layers":
+            return n + 1  # layer i reads row i + 1 (row 0 is the input's; see _run)
+        return sum(block.num_conv for block in self.stages[:n])  # block i starts where the convs before it end
+
     def f_shape(self, n: int) -> tuple[int, ...]:
         self.check_layer(n)
         if n not in self._f_cache:

@@ -190,6 +190,10 @@ class StyleGAN2(StyleGenerator):
         x, img = self.synthesize(self.as_ws(ws, labels, "w+"), 0, n, None, None, noise_mode)
         return torch.cat([x, img], dim=1)
 
+    def f_first_row(self, n: int) -> int:
+        self.check_layer(n)
+        return 2 * n - 1  # block i reads rows 2i-1 .. 2i+1 (see synthesize)
+
     def from_f(self, f, ws, n, noise_mode: str | None = None):
         shape = self.f_shape(n)
         if tuple(f.shape[1:]) != shape:

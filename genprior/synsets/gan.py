@@ -131,5 +131,12 @@ class GanSynset(LatentSynset):
     def latent_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"f": [self.f], "w": [self.ws]} if self.space == "f" else {"latents": [self.latents]}
 
+    def latent_floats(self) -> int:
+        if self.space != "f":
+            return super().latent_floats()
+        # F_n and the w+ rows decode reads; the rows before those only shaped F_n's start and are
+        # kept in the parameter (and latents.safetensors) for the shape, not stored as the set
+        return self.f.numel() + self.ws[:, self.generator.f_first_row(self.layer):].numel()
+
     def latents_counted(self) -> str:
-        return f"latents ({self.space})"
+        return f"latents (F_{self.layer} and the w+ rows read after it)" if self.space == "f" else f"latents ({self.space})"

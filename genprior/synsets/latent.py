@@ -67,8 +67,12 @@ class LatentSynset(Synset):
             groups["generator"] = list(self.generator.parameters())
         return groups
 
+    def latent_floats(self) -> int:
+        """The floats a set of these latents stores: all of them, unless decode reads fewer."""
+        return sum(p.numel() for ps in self.latent_groups().values() for p in ps)
+
     def storage(self) -> dict:
-        latents = sum(p.numel() for ps in self.latent_groups().values() for p in ps)
+        latents = self.latent_floats()
         g_params = sum(p.numel() for p in self.generator.parameters())
         out = {"floats": latents + (self.lr is not None), "counted": self.latents_counted(),
                "generator_params": g_params}

@@ -179,6 +179,10 @@ def test_nvlabs_adapter_on_stand_in_networks(tmp_path, fake_checkout, layout, re
         f = g.to_f(ws, n, y)
         assert f.shape[1:] == g.f_shape(n)
         assert torch.equal(g.from_f(f, ws, n), full)
+        first, other = g.f_first_row(n), ws + 1
+        assert torch.equal(g.from_f(f, torch.cat([other[:, :first], ws[:, first:]], 1), n), full)  # rows not read
+        moved = torch.cat([ws[:, :first], other[:, first:first + 1], ws[:, first + 1:]], 1)
+        assert not torch.equal(g.from_f(f, moved, n), full)  # the first row read is read
     f = g.to_f(ws, 1, y).detach().requires_grad_(True)
     g.from_f(f, ws, 1).sum().backward()
     assert f.grad.abs().sum() > 0

@@ -64,7 +64,14 @@ def test_latents_not_the_generator_are_the_set(monkeypatch):
     assert st["generator_params"] == s.generator.num_params()
     f = synset("f")
     assert set(f.state_dict()) == {"f", "ws"} and set(f.groups()) == {"f", "w"}
-    assert f.storage()["floats"] == f.f.numel() + f.ws.numel()
+    first = f.generator.f_first_row(f.layer)  # the w+ rows before it shaped F_n and are not read again
+    assert f.storage()["floats"] == f.f.numel() + f.ws[:, first:].numel() < f.f.numel() + f.ws.numel()
+    with torch.no_grad():
+        before = f.decode(torch.arange(len(f)))
+        f.ws[:, :first] += 1
+        assert torch.equal(f.decode(torch.arange(len(f))), before)
+        f.ws[:, first] += 1
+        assert not torch.equal(f.decode(torch.arange(len(f))), before)
     tuned = synset("w", finetune=True)
     assert any(k.startswith("generator.") for k in tuned.state_dict()) and "generator" in tuned.groups()
     assert tuned.storage()["floats"] == tuned.latents.numel() + tuned.generator.num_params()
