@@ -52,7 +52,8 @@ def generator_files(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_generator(g: Generator, path: str | Path, info: dict | None = None) -> Path:
-    """Write both files atomically (tmp + rename); returns the safetensors path."""
+    """Write each file atomically (tmp + rename), the weights first; returns the safetensors path.
+    (A kill between the two leaves new weights beside the old JSON: rerun the save.)"""
     weights, config = generator_files(path)
     if g.arch not in GENERATORS:
         raise ConfigError(f"only the project's own generators are saved this way ({', '.join(GENERATORS)}), "

@@ -83,7 +83,8 @@ class EqualConv(nn.Module):
 
 def minibatch_std(x: torch.Tensor, group: int = 4) -> torch.Tensor:
     """Append one channel: the mean std of features across a group of images (StyleGAN's
-    guard against mode collapse). Groups are the largest of 4, 2, 1 dividing the batch."""
+    guard against mode collapse). Groups of gcd(batch, group) images, strided as StyleGAN lays
+    them out: item i is in group i mod (batch / gcd)."""
     n, c, h, w = x.shape
     g = math.gcd(n, group)
     y = x.reshape(g, n // g, c, h, w)

@@ -58,7 +58,10 @@ class Mapping(nn.Module):
 
 
 class ModulatedConv(nn.Module):
-    """Style-modulated conv; `demodulate` rescales each output map to unit expected variance."""
+    """Style-modulated conv; `demodulate` divides each output map by the norm of its modulated
+    weights (StyleGAN2's demodulation: unit expected variance for a plain conv; an `up` layer's
+    stride-2 transposed conv has each output see a quarter of the taps, about 1/4 of it, which
+    the shipped generators were trained with and StyleGAN2 compensates for with a gain of 4)."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel: int, demodulate: bool = True,
                  up: bool = False):

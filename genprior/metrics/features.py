@@ -158,6 +158,7 @@ class Encoder:
         h = hashlib.sha256()
         for f in [folder / "config.json", *weights]:
             h.update(file_digest(f).encode())
+        h.update(json.dumps([self.size, list(self.mean), list(self.std)]).encode())  # how images are prepared
         self.key = f"{config.model_type}-{h.hexdigest()[:12]}"
 
     @torch.no_grad()
