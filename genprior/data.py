@@ -197,14 +197,25 @@ def load_split(dataset: str, split: str = "train", root: str | None = None, reso
     if resolution < 8:
         raise ConfigError(f"resolution must be >= 8, got {resolution}")
     root = str(root) if root else None
+    if download:
+        _fetch_if_missing(dataset, split, root, resolution)
     if space == "normalized":
-        return _load_split(dataset, split, root, resolution, download)
-    return _in_space(dataset, split, root, resolution, download, space)
+        return _load_split(dataset, split, root, resolution)
+    return _in_space(dataset, split, root, resolution, space)
+
+
+def _fetch_if_missing(dataset: str, split: str, root: str | None, resolution: int) -> None:
+    """Download the split where it is not found. The cached splits are keyed by the files, not
+    by whether a download was allowed: one copy in memory whichever caller asked."""
+    try:
+        _load_split(dataset, split, root, resolution)
+    except ConfigError:
+        _READERS[dataset](DATASETS[dataset], split, root, resolution, True)
 
 
 @functools.lru_cache(maxsize=4)
-def _in_space(dataset, split, root, resolution, download, space) -> Split:
-    s = _load_split(dataset, split, root, resolution, download)
+def _in_space(dataset, split, root, resolution, space) -> Split:
+    s = _load_split(dataset, split, root, resolution)
     if space == "unit":
         images = denormalize(s.images, s.info)
     else:
@@ -257,9 +268,9 @@ def _zca_on(dataset: str, root: str | None, resolution: int, device: str) -> ZCA
 
 
 @functools.lru_cache(maxsize=8)
-def _load_split(dataset: str, split: str, root: str | None, resolution: int, download: bool) -> Split:
+def _load_split(dataset: str, split: str, root: str | None, resolution: int) -> Split:
     info = DATASETS[dataset]
-    uint8, labels = _READERS[dataset](info, split, root, resolution, download)
+    uint8, labels = _READERS[dataset](info, split, root, resolution, False)
     images = uint8.float().div_(255.0)
     if resolution and images.shape[-1] != resolution:
         images = F.interpolate(images, size=(resolution, resolution), mode="bilinear",

@@ -125,6 +125,10 @@ def test_downloading_svhn_for_a_run_fetches_the_test_split_it_will_be_judged_on(
     assert len(load_split("svhn", "train", root=str(tmp_path), download=True).labels) == 10
     assert sorted(asked) == ["test", "train"]
     assert len(load_split("svhn", "test", root=str(tmp_path)).labels) == 10  # no download asked for
+    # one copy in memory, whether the caller allowed a download or not; nothing fetched twice
+    assert load_split("svhn", "train", root=str(tmp_path)) is load_split("svhn", "train", root=str(tmp_path),
+                                                                          download=True)
+    assert sorted(asked) == ["test", "train"]
 
 
 def test_imagenette_image_folder(tmp_path):
