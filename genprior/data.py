@@ -424,7 +424,7 @@ def _read_svhn(info, split, root, resolution, download):
 
 # ---------------------------------------------------------------- ImageNet subsets (ImageFolder)
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def _read_image_folder(info, split, root, resolution, download, wnids, folders):

@@ -10,9 +10,9 @@ image metrics missing from a run are named with the command that computes them.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from genprior.errors import ArgumentParser, ConfigError
-from genprior.files import write_text
+from genprior.files import write_bytes, write_text
 
 PROG = "genprior-report"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -67,7 +67,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     md += ["## Grids", "", "One row per class.", ""]
     for r in runs:
         if (r.path / "grid.png").is_file():
-            shutil.copyfile(r.path / "grid.png", out / "grids" / f"{r.name}.png")
+            write_bytes(out / "grids" / f"{r.name}.png", (r.path / "grid.png").read_bytes())
             md += [f"**{r.name}**", "", f"![{r.name}](grids/{r.name}.png)", ""]
         else:
             md += [f"**{r.name}**: no grid.png", ""]
@@ -273,9 +273,9 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, path: Pa
         ly = top + ph + 36 + 18 * i
         d.line([left, ly + 6, left + 24, ly + 6], fill=color, width=3)
         d.text((left + 30, ly), name, fill="black", font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return write_bytes(path, buffer.getvalue())  # atomic, as every file genprior writes
 
 
 

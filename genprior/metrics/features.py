@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genprior.data import cache_dir
+from genprior.data import IMAGENET_MEAN, IMAGENET_STD, cache_dir
 from genprior.errors import ConfigError
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # the name clean-fid downloads it under
@@ -127,8 +127,6 @@ class Inception:
             out.append(self.layers((x - 128) / 128).reshape(len(x), -1).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim))
 
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class Encoder:

@@ -13,10 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genprior.data import dataset_info, to_unit
+from genprior.data import IMAGE_SUFFIXES, dataset_info, to_unit
 from genprior.errors import ConfigError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass
