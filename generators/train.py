@@ -245,16 +245,15 @@ def load_checkpoint(path: Path, identity: dict, parts: dict) -> tuple[int, float
 
 @torch.no_grad()
 def sample_grid(G: Generator, path: Path, per_class: int = 10, seed: int = 0) -> Path:
-    """One row per class (8 x 8 when unconditional), fixed latents, PNG."""
-    from torchvision.utils import save_image
+    """One row per class (8 x 8 when unconditional), fixed latents, PNG (genprior.export's grid)."""
+    from genprior.export import save_grid
 
     rows = G.num_classes or 8
     labels = torch.arange(rows).repeat_interleave(per_class if G.num_classes else 8)
     z = G.sample_latents(labels, "z", torch.Generator().manual_seed(seed))
     images = G.decode(z, labels.to(z.device), "z")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image((images.float().cpu() + 1) / 2, str(path), nrow=len(labels) // rows, padding=1)
-    return path
+    unit = ((images.float().cpu() + 1) / 2).clamp(0, 1)
+    return save_grid(unit, labels, rows, path, max_per_class=len(labels) // rows)
 
 
 @torch.no_grad()
