@@ -251,9 +251,19 @@ def from_unit(unit: torch.Tensor, dataset: str, space: str, root: str | None = N
     return images
 
 
+ZCA_MAX_DIM = 3 * 64 * 64  # Tiny ImageNet's, the largest MTT whitens
+
+
 @functools.lru_cache(maxsize=2)
 def zca_for(dataset: str, root: str | None = None, resolution: int | None = None) -> ZCA:
     """The ZCA transform of a data set: fitted once on its normalized train split."""
+    info = dataset_info(dataset)
+    res = resolution or info.resolution
+    dim = info.channels * res * res
+    if dim > ZCA_MAX_DIM:  # its covariance is dim x dim in float64, and eigh of it takes hours
+        raise ConfigError(f"space zca at {res} px: a {dim}-dim covariance ({dim * dim * 8 / 2 ** 30:.0f} GiB); ZCA "
+                          f"takes images of up to {ZCA_MAX_DIM} values (64 px RGB): dataset.resolution=64 or less, "
+                          f"or dataset.space=normalized")
     return ZCA.fit(load_split(dataset, "train", root, resolution).images, eps=0.1)
 
 

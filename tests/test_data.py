@@ -228,3 +228,10 @@ def test_the_zca_of_a_data_set_stays_where_it_was_fitted_whatever_device_images_
     unit = torch.rand(2, 1, 28, 28)
     back = to_unit(from_unit(unit, "mnist", "zca", str(tmp_path)), "mnist", "zca", str(tmp_path))
     assert torch.allclose(back, unit, atol=1e-4)
+
+
+def test_zca_at_a_resolution_whose_covariance_would_not_fit_is_one_line():
+    from genprior.data import zca_for
+
+    with pytest.raises(ConfigError, match=r"space zca at 128 px: a 49152-dim covariance \(18 GiB\)"):
+        zca_for("imagenette", None, 128)  # refused before any file is read
