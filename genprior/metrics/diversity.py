@@ -45,8 +45,10 @@ def alexnet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
 
 
-def lpips_diversity(unit: torch.Tensor, labels: torch.Tensor, device: str = "cpu", batch: int = 256) -> dict:
-    """Per-class mean pairwise LPIPS (AlexNet), or {"unavailable": why}."""
+def lpips_diversity(unit: torch.Tensor, labels: torch.Tensor, device: str = "cpu", batch: int = 256,
+                    max_per_class: int = 200) -> dict:
+    """Per-class mean pairwise LPIPS (AlexNet) over the first `max_per_class` images of each
+    class (200: ~20k pairs a class; a 5000-image pool would be 12.5M), or {"unavailable": why}."""
     weights = alexnet_weights_path()
     if not weights.is_file():
         return {"unavailable": f"LPIPS needs torchvision's ImageNet AlexNet weights at {weights}; they are not "
@@ -64,7 +66,7 @@ def lpips_diversity(unit: torch.Tensor, labels: torch.Tensor, device: str = "cpu
     per_class = {}
     with torch.no_grad():
         for c in sorted(set(labels.tolist())):
-            xc = x[labels == c]
+            xc = x[labels == c][:max_per_class]
             i, j = torch.triu_indices(len(xc), len(xc), offset=1)
             if len(i) == 0:
                 per_class[str(c)] = None
@@ -74,4 +76,4 @@ def lpips_diversity(unit: torch.Tensor, labels: torch.Tensor, device: str = "cpu
             per_class[str(c)] = float(d.mean())
     values = [v for v in per_class.values() if v is not None]
     return {"mean": float(np.mean(values)) if values else None, "per_class": per_class, "net": "alex",
-            "upsampled_to": max(LPIPS_MIN_SIZE, x.shape[-1])}
+            "upsampled_to": max(LPIPS_MIN_SIZE, x.shape[-1]), "max_per_class": max_per_class}

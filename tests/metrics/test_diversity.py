@@ -41,6 +41,9 @@ def test_lpips_with_backbone_file_runs_per_class(tmp_path, monkeypatch):
     out = lpips_diversity(x, torch.tensor([0, 0, 0, 1, 1]))
     assert out["per_class"]["1"] == pytest.approx(0.0, abs=1e-6)
     assert out["per_class"]["0"] > 0 and out["upsampled_to"] == 64
+    x[1] = x[0]  # capped at 2 per class, class 0 is two identical images
+    assert lpips_diversity(x, torch.tensor([0, 0, 0, 1, 1]), max_per_class=2)["per_class"]["0"] == \
+        pytest.approx(0.0, abs=1e-6)
 
     path.write_bytes(b"corrupt")
     assert "could not load" in lpips_diversity(x, torch.tensor([0, 0, 0, 1, 1]))["unavailable"]
