@@ -350,7 +350,16 @@ def _read_mnist_like(info, split, root, resolution, download, tv_name: str, debi
                            also="install the Debian package dataset-fashion-mnist, " if debian else "")
     images = read_idx(_idx_path(found, names[0]))
     labels = read_idx(_idx_path(found, names[1]))
+    if root and found == Path(root):  # the top level of a root may hold either family's files, same names
+        mean = float(images.mean()) / 255
+        nearest = min(MNIST_FAMILY_MEANS, key=lambda name: abs(MNIST_FAMILY_MEANS[name] - mean))
+        if nearest != info.name:
+            raise ConfigError(f"{found} holds {nearest}'s IDX files, by their pixel mean {mean:.3f} ({info.name}'s "
+                              f"is {MNIST_FAMILY_MEANS[info.name]}); point dataset.root at the {info.name} files")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+MNIST_FAMILY_MEANS = {"mnist": 0.1307, "fashion_mnist": 0.2860}  # train pixel means (their normalization)
 
 
 def _read_fashion_mnist(info, split, root, resolution, download):

@@ -235,3 +235,16 @@ def test_zca_at_a_resolution_whose_covariance_would_not_fit_is_one_line():
 
     with pytest.raises(ConfigError, match=r"space zca at 128 px: a 49152-dim covariance \(18 GiB\)"):
         zca_for("imagenette", None, 128)  # refused before any file is read
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_files_are_not_taken_for_mnist_at_the_top_of_a_root(tmp_path):
+    import shutil
+
+    from genprior.data import DEBIAN_FASHION_MNIST
+
+    for f in DEBIAN_FASHION_MNIST.glob("t10k-*"):
+        shutil.copy(f, tmp_path / f.name)  # the same file names as MNIST's, at the top of the root
+    assert len(load_split("fashion_mnist", "test", root=str(tmp_path)).labels) == 10000
+    with pytest.raises(ConfigError, match="holds fashion_mnist's IDX files, by their pixel mean 0.28"):
+        load_split("mnist", "test", root=str(tmp_path))
