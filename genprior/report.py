@@ -139,15 +139,17 @@ def _accuracy_section(runs: list[Run]) -> str:
     for r in with_acc:
         lines.append(row(f"**{r.name}**", r.metrics["synthetic"]))
     seen = set()
-    for r in with_acc:  # baselines once per (data set, IPC): runs compared side by side usually share them
-        key = (r.config.get("dataset", {}).get("name"), r.config.get("ipc"))
+    for r in with_acc:  # baselines once per (data set, IPC, protocol): runs side by side usually share them
+        key = (r.config.get("dataset", {}).get("name"), r.config.get("ipc"),
+               json.dumps(r.metrics.get("protocol_config", {}), sort_keys=True))  # the protocol that judged it
         if key in seen:
             continue
         seen.add(key)
+        under = f", {_protocol_label(r.metrics)}" if len(protocols) > 1 else ""
         if r.metrics.get("random_real"):
-            lines.append(row(f"random real ({key[0]}, IPC {key[1]})", r.metrics["random_real"]))
+            lines.append(row(f"random real ({key[0]}, IPC {key[1]}{under})", r.metrics["random_real"]))
         if r.metrics.get("full_data"):
-            lines.append(row(f"full train split ({key[0]})", r.metrics["full_data"]))
+            lines.append(row(f"full train split ({key[0]}{under})", r.metrics["full_data"]))
     gains = [(r.name, m, s) for r in with_acc for m, s in r.metrics.get("summary", {}).items()]
     if gains:
         lines += ["", "Gain over random real (points) and share of the random-to-full gap closed:", ""]
@@ -163,6 +165,13 @@ def _accuracy_section(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def _reference(ref: dict) -> str:
+    """The real images a run's image metrics were measured against, in words."""
+    extra = [f"{ref['resolution']} px"] if ref.get("resolution") else []
+    extra += [f"a fixed subset of {ref['limit']}"] if ref.get("limit") else []
+    return f"{ref['dataset']} {ref['split']} split" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def _score(s: dict | None) -> str:
     return "" if not s else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
@@ -173,8 +182,8 @@ def _image_section(runs: list[Run]) -> str:
     if measured:
         spaces = list(dict.fromkeys(k for r in measured for k, v in r.metrics["images"].items()
                                     if isinstance(v, dict) and ("overall" in v or "unavailable" in v) and k != "lpips"))
-        ref = measured[0].metrics["images"]["reference"]
-        lines += [f"Against the {ref['dataset']} {ref['split']} split. KID ×10³ (unbiased; FID on few images is "
+        refs = list(dict.fromkeys(_reference(r.metrics["images"]["reference"]) for r in measured))
+        lines += [f"Against the {'; '.join(refs)}. KID ×10³ (unbiased; FID on few images is "
                   "biased upward). Within-class: mean pairwise feature distance, synthetic / real.", ""]
         head = "| run | n |" + "".join(f" FID ({s}) | KID×10³ ({s}) | within-class ({s}) |" for s in spaces)
         lines += [head + " LPIPS within-class |", "|---|---|" + "---|---|---|" * len(spaces) + "---|"]

@@ -66,3 +66,20 @@ def test_a_diverged_run_with_a_torn_curve_still_reports(tmp_path):
     assert report.main([str(d), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| diverged | fashion_mnist | pixel | dm | 1 |" in md and "No finite curve values" in md
+
+
+def test_baselines_judged_under_two_protocols_are_both_shown(tmp_path):
+    dirs = []
+    for protocol, epochs, acc in (("fast", 100, 60.0), ("dc_convnet", 1000, 70.0)):
+        d = tmp_path / protocol
+        d.mkdir()
+        (d / "config.yaml").write_text("dataset: {name: fashion_mnist}\nsynset: {kind: pixel}\n"
+                                       "objective: {kind: dm}\nipc: 1\niterations: 3\nseed: 0\n")
+        row = {"convnet": {"mean": acc, "std": 1.0, "runs": [acc]}}
+        (d / "metrics.json").write_text(json.dumps({"synthetic": row, "random_real": row, "protocol": protocol,
+                                                    "protocol_config": {"epochs": epochs, "runs": 1}}))
+        dirs.append(d)
+    assert report.main([str(d) for d in dirs] + ["--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "random real (fashion_mnist, IPC 1, fast: 100 epochs x 1 runs) | 60.00" in md
+    assert "random real (fashion_mnist, IPC 1, dc_convnet: 1000 epochs x 1 runs) | 70.00" in md
