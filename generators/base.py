@@ -56,6 +56,9 @@ class Generator(nn.Module):
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None, kind: str = "z") -> torch.Tensor:
         raise NotImplementedError  # abstract
 
+    def forward(self, latents, labels=None, kind="z"):  # a generator called is a generator decoding
+        return self.decode(latents, labels, kind)
+
     def identity(self) -> dict:
         """What decides its images beyond its state's tensors (none here; a diffusion model's
         sampler schedule): part of a set's prior digest (genprior/artifacts.py module_digest)."""

@@ -62,9 +62,6 @@ class DCGAN(Generator):
         x = self.fc(x).view(-1, self.base_channels, self.base, self.base)
         return self.net(x)
 
-    def forward(self, latents, labels=None, kind="z"):
-        return self.decode(latents, labels, kind)
-
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 10, channel_base: int = 1024,
@@ -89,4 +86,3 @@ class DCGANDiscriminator(nn.Module):
         if self.embed is not None:  # projection discriminator (Miyato & Koyama 2018)
             score = score + (self.embed(labels) * h).sum(dim=1) / math.sqrt(self.dim)
         return score
-

@@ -224,9 +224,6 @@ class DiffusionGenerator(Generator):
             x = self.vae.decode(x / self.vae.config.scaling_factor).sample
         return x
 
-    def forward(self, latents, labels=None, kind="z"):
-        return self.decode(latents, labels, kind)
-
 
 # ---------------------------------------------------------------- loading diffusers folders
 

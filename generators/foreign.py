@@ -72,9 +72,6 @@ class TutorialDCGAN(Generator):
             raise ConfigError(f"{self.arch}: z must be [N, {self.z_dim}], got {list(latents.shape)}")
         return self.net(latents[:, :, None, None])
 
-    def forward(self, latents, labels=None, kind="z"):
-        return self.decode(latents, labels, kind)
-
 
 def gan_face_generate_weights() -> Path:
     spec = importlib.util.find_spec("gan_face_generate")  # a top-level find_spec imports nothing
@@ -208,9 +205,6 @@ class NVlabsGenerator(StyleGenerator):
         if stop == self.num_layers:
             return img
         return x if img is None else torch.cat([x, img], dim=1)
-
-    def forward(self, latents, labels=None, kind="z"):
-        return self.decode(latents, labels, kind)
 
 
 def load_nvlabs_pickle(path: str | Path, code_dir: str | Path, allow_pickle: bool = False) -> NVlabsGenerator:

@@ -41,6 +41,11 @@ from genprior.errors import ConfigError
 NOISE_MODES = ("const", "random", "none")
 
 
+def check_noise_mode(mode: str) -> None:
+    if mode not in NOISE_MODES:
+        raise ConfigError(f"unknown noise_mode {mode!r}; valid: {', '.join(NOISE_MODES)}")
+
+
 class Mapping(nn.Module):
     def __init__(self, z_dim: int, w_dim: int, num_classes: int, layers: int, lr_mul: float = 0.01):
         super().__init__()
@@ -148,8 +153,7 @@ class StyleGAN2(StyleGenerator):
                  noise_mode: str = "const"):
         super().__init__()
         base, k = base_and_blocks(resolution)
-        if noise_mode not in NOISE_MODES:
-            raise ConfigError(f"unknown noise_mode {noise_mode!r}; valid: {', '.join(NOISE_MODES)}")
+        check_noise_mode(noise_mode)
         self.config = dict(resolution=resolution, channels=channels, num_classes=num_classes, z_dim=z_dim,
                            w_dim=w_dim, mapping_layers=mapping_layers, channel_base=channel_base,
                            channel_max=channel_max, noise_mode=noise_mode)
@@ -219,15 +223,11 @@ class StyleGAN2(StyleGenerator):
 
     def synthesize(self, ws, start, stop, x, img, noise_mode=None):
         noise_mode = noise_mode or self.noise_mode
-        if noise_mode not in NOISE_MODES:
-            raise ConfigError(f"unknown noise_mode {noise_mode!r}; valid: {', '.join(NOISE_MODES)}")
+        check_noise_mode(noise_mode)
         for i in range(start, stop):
             block_ws = ws[:, :2] if i == 0 else ws[:, 2 * i - 1: 2 * i + 2]
             x, img = self.blocks[i](x, img, block_ws, noise_mode)
         return x, img
-
-    def forward(self, latents, labels=None, kind="z"):
-        return self.decode(latents, labels, kind)
 
 
 class DiscriminatorBlock(nn.Module):
