@@ -225,8 +225,9 @@ def load_checkpoint(path: Path, identity: dict, parts: dict) -> tuple[int, float
     except Exception as e:
         raise ConfigError(f"checkpoint {path} does not load ({type(e).__name__}); delete it to start over") from None
     if not isinstance(state, dict) or "identity" not in state or not set(parts) <= state.keys():
-        raise ConfigError(f"checkpoint {path} is not a generator training checkpoint (no identity or "
-                          f"{', '.join(sorted(set(parts) - set(state) if isinstance(state, dict) else parts))}); "
+        missing = ["identity", *parts] if not isinstance(state, dict) else \
+            [k for k in ("identity", *parts) if k not in state]
+        raise ConfigError(f"checkpoint {path} is not a generator training checkpoint (no {', '.join(missing)}); "
                           f"pass ckpt=OTHER_PATH or delete it")
     have = json.loads(state["identity"])
     diff = [f"{k}: checkpoint {have.get(k)!r}, now {identity[k]!r}" for k in identity if have.get(k) != identity[k]]

@@ -209,7 +209,7 @@ def _fetch_if_missing(dataset: str, split: str, root: str | None, resolution: in
     by whether a download was allowed: one copy in memory whichever caller asked."""
     try:
         _load_split(dataset, split, root, resolution)
-    except ConfigError:
+    except DataNotFound:
         _READERS[dataset](DATASETS[dataset], split, root, resolution, True)
 
 
@@ -351,15 +351,15 @@ def _read_mnist_like(info, split, root, resolution, download, tv_name: str, debi
     images = read_idx(_idx_path(found, names[0]))
     labels = read_idx(_idx_path(found, names[1]))
     if root and found == Path(root):  # the top level of a root may hold either family's files, same names
-        mean = float(images.mean()) / 255
-        nearest = min(MNIST_FAMILY_MEANS, key=lambda name: abs(MNIST_FAMILY_MEANS[name] - mean))
+        mean = float(images.mean()) / 255  # against each family's normalization mean
+        nearest = min(MNIST_FAMILY, key=lambda name: abs(DATASETS[name].mean[0] - mean))
         if nearest != info.name:
             raise ConfigError(f"{found} holds {nearest}'s IDX files, by their pixel mean {mean:.3f} ({info.name}'s "
-                              f"is {MNIST_FAMILY_MEANS[info.name]}); point dataset.root at the {info.name} files")
+                              f"is {DATASETS[info.name].mean[0]}); point dataset.root at the {info.name} files")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-MNIST_FAMILY_MEANS = {"mnist": 0.1307, "fashion_mnist": 0.2860}  # train pixel means (their normalization)
+MNIST_FAMILY = ("mnist", "fashion_mnist")
 
 
 def _read_fashion_mnist(info, split, root, resolution, download):

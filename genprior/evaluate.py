@@ -406,7 +406,7 @@ def full_data_key(dataset: str, model: str, protocol: DictConfig, space: str, re
     precision, compile, ...), the network, the data and the seed."""
     schedule = OmegaConf.to_container(OmegaConf.merge(protocol, protocol.full_data), resolve=True)
     return {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
-            "schedule": {f.name: schedule.get(f.name) for f in fields(Schedule)},
+            "schedule": {f.name: schedule.get(f.name) for f in fields(Schedule) if f.name not in ("batched", "views")},
             "net_digest": network_digests([model], dataset, resolution)[model]}
 
 

@@ -140,8 +140,7 @@ def _accuracy_section(runs: list[Run]) -> str:
         lines.append(row(f"**{r.name}**", r.metrics["synthetic"]))
     seen = set()
     for r in with_acc:  # baselines once per (data set, IPC, protocol): runs side by side usually share them
-        key = (r.config.get("dataset", {}).get("name"), r.config.get("ipc"),
-               json.dumps(r.metrics.get("protocol_config", {}), sort_keys=True))  # the protocol that judged it
+        key = (r.config.get("dataset", {}).get("name"), r.config.get("ipc"), _protocol_label(r.metrics))
         if key in seen:
             continue
         seen.add(key)
@@ -225,7 +224,7 @@ def _curves_section(runs: list[Run], out: Path) -> list[str]:
     loss = {r.name: [(p["step"], p["loss"]) for p in r.curve if "loss" in p] for r in runs}
     loss = {k: v for k, v in loss.items() if any(math.isfinite(y) for _, y in v)}  # a diverged run's NaNs: no line
     if loss:
-        positive = all(y > 0 for v in loss.values() for _, y in v)
+        positive = all(y > 0 for v in loss.values() for _, y in v if math.isfinite(y))
         line_plot(loss, "distillation loss", out / "loss.png", log_y=positive)
         lines += ["![loss](loss.png)", ""]
     acc = {}

@@ -310,6 +310,9 @@ def check_checkpoint(path: Path, cfg, net_digest: str) -> dict | None:
     diff = config_diff(state["config"], OmegaConf.to_container(cfg, resolve=True))
     if diff:
         raise ConfigError(f"{path.parent} holds a run with another config ({diff}); pass another run_dir= or remove it")
+    if state["step"] > cfg.iterations:  # the set went further than asked: exporting it as `iterations` would mislabel it
+        raise ConfigError(f"{path} holds step {state['step']}, past iterations={cfg.iterations}; pass "
+                          f"iterations={state['step']} (or more) to export it, or another run_dir= to start over")
     if state.get("net_digest", net_digest) != net_digest:
         raise ConfigError(f"{path.parent} holds a run distilled through another version of objective.net="
                           f"{cfg.objective.net} (network digest {state['net_digest']}, now {net_digest}); "
@@ -430,9 +433,6 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
             start = state["step"]
-            if start > cfg.iterations:  # the set went further than asked: exporting it as `iterations` would mislabel it
-                raise ConfigError(f"{ckpt_path} holds step {start}, past iterations={cfg.iterations}; pass "
-                                  f"iterations={start} (or more) to export it, or another run_dir= to start over")
         if main:
             claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
         log = _Log(run_dir, main, accelerator if cfg.log_with else None)
@@ -794,6 +794,7 @@ def sweep(jobs: list[list[str]]) -> int:
         try:
             from accelerate import PartialState
 
+            cpu_threads(cfg.threads)  # the job's own, as when it distilled (its trackers are closed: log.txt only)
             judge(cfg, run_dir, _Log(run_dir, True), PartialState().device)
         except (KeyboardInterrupt, Terminated):
             raise  # a rerun of the sweep finds every set distilled and judges what is left

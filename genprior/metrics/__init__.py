@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from genprior.data import dataset_info
 from genprior.errors import ConfigError
 from genprior.metrics.diversity import feature_diversity, lpips_diversity
 from genprior.metrics.features import Encoder, Inception, Unavailable, feature_space
@@ -37,7 +38,8 @@ def image_metrics(unit: torch.Tensor, labels: torch.Tensor | None, dataset: str,
     t0 = time.time()
     # the real split at the images' own resolution: a set distilled at 32 px from 128-px data is
     # measured against the 32-px data it was distilled from, not penalized for the resizing
-    resolution = unit.shape[-1]
+    # (not above the native size: Inception resizes to 299 anyway, and an upsampled split only costs memory)
+    resolution = min(unit.shape[-1], dataset_info(dataset).resolution)
     out: dict = {"reference": {"dataset": dataset, "split": split, "limit": limit, "resolution": resolution},
                  "n": len(unit)}
     for spec in spaces:

@@ -106,6 +106,9 @@ def test_images_are_measured_against_the_real_split_at_their_own_resolution(tmp_
                         lambda space, dataset, split, root, resolution=None, limit=None:
                         seen.append(resolution) or real(space, dataset, split, root, resolution, limit=limit))
     x, y = fashion("train", 20)
-    x = torch.nn.functional.interpolate(x, size=32, mode="bilinear")  # a set distilled at 32 px
-    m = image_metrics(x, y, "fashion_mnist", spaces=(str(_tiny_dinov2(tmp_path / "dinov2")),), lpips=False, limit=40)
-    assert seen == [32] and m["reference"]["resolution"] == 32
+    space = (str(_tiny_dinov2(tmp_path / "dinov2")),)
+    small = torch.nn.functional.interpolate(x, size=16, mode="bilinear")  # a set distilled at 16 px
+    m = image_metrics(small, y, "fashion_mnist", spaces=space, lpips=False, limit=40)
+    assert seen == [16] and m["reference"]["resolution"] == 16
+    large = torch.nn.functional.interpolate(x, size=32, mode="bilinear")  # above the native 28: not upsampled
+    assert image_metrics(large, y, "fashion_mnist", spaces=space, lpips=False, limit=40)["reference"]["resolution"] == 28
