@@ -109,6 +109,10 @@ def test_ctrl_c_inside_a_steps_updates_still_checkpoints_that_step_whole(tmp_pat
 
     from genprior.synsets.pixel import PixelSynset
 
+    # as in a terminal: a `&` job of a script (CI) starts with SIGINT ignored, which a run leaves ignored
+    monkeypatch.setattr(signal, "getsignal", lambda s: signal.default_int_handler if s == signal.SIGINT else
+                        signal.SIG_DFL)
+
     args = ["pixel=dm", "ipc=1", "iterations=4", "checkpoint_every=100", "objective.batch_real=16",
             "eval.enabled=false", "threads=1"]
     stop_at = [1]

@@ -45,7 +45,7 @@ def test_each_glad_preset_writes_every_output_and_they_load(preset, space, gener
     assert set(latents) - {"lr"} == ({"f", "ws"} if space == "f" else {"latents"})
     assert ("lr" in latents) == (preset == "mtt")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["storage"]["counted"].startswith(f"latents ({space})")
+    assert metrics["storage"]["counted"].startswith("latents (F_" if space == "f" else f"latents ({space})")
     assert "generator" in metrics["storage"]["not_counted"]
     assert "gan" in (out / "config.yaml").read_text()
     from generators.io import open_generator
