@@ -170,7 +170,11 @@ class NVlabsGenerator(StyleGenerator):
         self.check_layer(n)
         if self.layout == "layers":
             return n + 1  # layer i reads row i + 1 (row 0 is the input's; see _run)
-        return sum(block.num_conv for block in self.stages[:n])  # block i starts where the convs before it end
+        return self._block_starts()[n]
+
+    def _block_starts(self) -> list[int]:
+        """The first w+ row of each block (NVlabs' blocks layout): where the convs before it end."""
+        return [sum(block.num_conv for block in self.stages[:i]) for i in range(len(self.stages))]
 
     def f_shape(self, n: int) -> tuple[int, ...]:
         self.check_layer(n)
@@ -191,10 +195,7 @@ class NVlabsGenerator(StyleGenerator):
                 x = x * s.output_scale
             return x.float()
         # blocks (StyleGAN2-ADA): block i reads ws[w_i : w_i + num_conv + num_torgb], w_i += num_conv
-        starts, w = [], 0
-        for block in self.stages:
-            starts.append(w)
-            w += block.num_conv
+        starts = self._block_starts()
         x = img = None
         if f is not None:
             c = self.stages[start].in_channels  # NVlabs' blocks keep their input width, not their output's
