@@ -792,10 +792,7 @@ def sweep(jobs: list[list[str]]) -> int:
     for i, job, cfg, run_dir in done if judge_later else []:
         say(f"genprior.run: judging job {i} ({run_dir})", file=sys.stderr)
         try:
-            from accelerate import PartialState
-
-            cpu_threads(cfg.threads)  # the job's own, as when it distilled (its trackers are closed: log.txt only)
-            judge(cfg, run_dir, _Log(run_dir, True), PartialState().device)
+            judge_finished(cfg, run_dir)
         except (KeyboardInterrupt, Terminated):
             raise  # a rerun of the sweep finds every set distilled and judges what is left
         except Exception as e:  # noqa: BLE001
@@ -808,6 +805,20 @@ def sweep(jobs: list[list[str]]) -> int:
     for i, job, reason in sorted(failed, key=lambda f: f[0]):
         say(f"- job {i} FAILED ({' '.join(job)}): {reason}")
     return 1 if failed else 0
+
+
+def judge_finished(cfg: DictConfig, run_dir: Path) -> None:
+    """Judge the set of a run that has ended (a multi-process sweep's job), holding its directory
+    again: it was released when the run ended, and a run started on it since (a resumption) must not
+    write the set while this reads it, nor this its metrics.json while that runs."""
+    from accelerate import PartialState
+
+    claim = RunDirectory.claim(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    try:
+        cpu_threads(cfg.threads)  # the job's own, as when it distilled (its trackers are closed: log.txt only)
+        judge(cfg, run_dir, _Log(run_dir, True), PartialState().device)
+    finally:
+        claim.release()
 
 
 def _check_sweep(jobs: list[list[str]], configs: list[DictConfig]) -> None:

@@ -76,3 +76,21 @@ def test_a_sweep_runs_every_job_under_two_processes_and_judges_each_set(mnist, t
         assert "(2 processes" in (tmp_path / kind / "log.txt").read_text()
         assert (tmp_path / kind / "metrics.json").is_file()
     assert "judging job 1" in r.stderr  # after the last job, when the other rank had left
+
+
+def test_judging_a_finished_run_holds_its_directory(mnist, tmp_path, monkeypatch):
+    from genprior.errors import ConfigError
+    from genprior.rundir import RunDirectory
+
+    monkeypatch.chdir(tmp_path)
+    overrides = ["pixel=dm", "ipc=1", "iterations=1", "protocol=fast", "protocol.runs=1", "protocol.epochs=1",
+                 "eval.baselines=false", "eval.enabled=false", "run_dir=r", *mnist]
+    assert run.main(overrides) == 0
+    cfg = run.compose([o.replace("eval.enabled=false", "eval.enabled=true") for o in overrides])
+    resumed = RunDirectory.claim(tmp_path / "r", run.OmegaConf.to_container(cfg, resolve=True))  # a run on it meanwhile
+    with pytest.raises(ConfigError, match="in use"):
+        run.judge_finished(cfg, tmp_path / "r")
+    assert not (tmp_path / "r" / "metrics.json").exists()
+    resumed.release()
+    run.judge_finished(cfg, tmp_path / "r")
+    assert (tmp_path / "r" / "metrics.json").is_file()
