@@ -196,6 +196,8 @@ def load_split(dataset: str, split: str = "train", root: str | None = None, reso
         raise ConfigError(f"{dataset} resolution must be one of {info.resolutions}, got {resolution}")
     if resolution < 8:
         raise ConfigError(f"resolution must be >= 8, got {resolution}")
+    if space == "zca":
+        _check_zca_size(info, resolution)  # before a download or a read that would be for nothing
     root = str(root) if root else None
     if download:
         _fetch_if_missing(dataset, split, root, resolution)
@@ -254,16 +256,19 @@ def from_unit(unit: torch.Tensor, dataset: str, space: str, root: str | None = N
 ZCA_MAX_DIM = 3 * 64 * 64  # Tiny ImageNet's, the largest MTT whitens
 
 
-@functools.lru_cache(maxsize=2)
-def zca_for(dataset: str, root: str | None = None, resolution: int | None = None) -> ZCA:
-    """The ZCA transform of a data set: fitted once on its normalized train split."""
-    info = dataset_info(dataset)
+def _check_zca_size(info: DatasetInfo, resolution: int | None) -> None:
     res = resolution or info.resolution
     dim = info.channels * res * res
     if dim > ZCA_MAX_DIM:  # its covariance is dim x dim in float64, and eigh of it takes hours
         raise ConfigError(f"space zca at {res} px: a {dim}-dim covariance ({dim * dim * 8 / 2 ** 30:.0f} GiB); ZCA "
                           f"takes images of up to {ZCA_MAX_DIM} values (64 px RGB): dataset.resolution=64 or less, "
                           f"or dataset.space=normalized")
+
+
+@functools.lru_cache(maxsize=2)
+def zca_for(dataset: str, root: str | None = None, resolution: int | None = None) -> ZCA:
+    """The ZCA transform of a data set: fitted once on its normalized train split."""
+    _check_zca_size(dataset_info(dataset), resolution)
     return ZCA.fit(load_split(dataset, "train", root, resolution).images, eps=0.1)
 
 

@@ -237,6 +237,12 @@ def test_zca_at_a_resolution_whose_covariance_would_not_fit_is_one_line():
         zca_for("imagenette", None, 128)  # refused before any file is read
 
 
+def test_a_zca_split_too_large_to_whiten_is_refused_before_downloading(tmp_path):
+    with pytest.raises(ConfigError, match="space zca at 128 px"):
+        load_split("imagenette", "train", str(tmp_path), 128, download=True, space="zca")
+    assert list(tmp_path.iterdir()) == []  # nothing fetched for a set that could not be used
+
+
 @needs_fashion_mnist
 def test_fashion_mnist_files_are_not_taken_for_mnist_at_the_top_of_a_root(tmp_path):
     import shutil
