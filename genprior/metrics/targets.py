@@ -51,12 +51,13 @@ def read_image_folder(folder: Path, class_names: tuple[str, ...]) -> tuple[torch
     files, labels = [], []
     for c, d in groups:
         found = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if found and c is not None and c >= num_classes:  # by its number, or its position among too many folders
+            raise ConfigError(f"{folder}: class folder {d.name} is label {c}, but the data set has "
+                              f"{num_classes} classes (labels 0-{num_classes - 1})")
         files += found
         labels += [c] * len(found)
     if not files:
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    if subdirs and max(labels) >= num_classes:
-        raise ConfigError(f"{folder} has {len(subdirs)} class folders; the data set has {num_classes} classes")
     arrays, sizes = [], {}
     for f in files:
         try:

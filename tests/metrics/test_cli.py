@@ -106,3 +106,5 @@ def test_class_folders_are_labelled_by_number_or_class_name_never_by_text_order(
     assert labels("a", "b") == [0, 1]  # neither: sorted positions, as torchvision's ImageFolder
     with pytest.raises(ConfigError, match="not a mix"):
         labels("3", "Bag")
+    with pytest.raises(ConfigError, match=r"class folder 12_extra is label 12, but the data set has 10 classes"):
+        labels("3", "12_extra")  # names the folder, not a count of folders
