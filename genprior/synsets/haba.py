@@ -217,6 +217,8 @@ class HabaSynset(Synset):
         return self.weights["set"] * ((F.cosine_similarity(f0, f1, dim=1) + 1) / 2).mean()
 
     def end_step(self, step: int) -> None:
+        # Every rank takes this step on the same set with the same seeded views, so the adversary
+        # stays one network across processes without a collective (a small ConvNet: redundant, cheap).
         if self.adversary is None:
             return
         index = torch.arange(len(self), device=self.bases.device)
