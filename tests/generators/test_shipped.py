@@ -51,16 +51,35 @@ def fashion_classifier():
     return clf
 
 
+PER_CLASS = 20
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """PER_CLASS samples a class of a shipped generator in [-1, 1], drawn once for both tests
+    below (the UNet's 10 DDIM steps take most of a minute for 200 images)."""
+    cache = {}
+
+    def draw(stem: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        if stem not in cache:
+            g = load(stem)
+            labels = torch.arange(10).repeat_interleave(PER_CLASS)
+            with torch.no_grad():
+                x = g.decode(g.sample_latents(labels, "z", torch.Generator().manual_seed(0)), labels, "z")
+            cache[stem] = x.clamp(-1, 1), labels
+        return cache[stem]
+
+    return draw
+
+
 @needs_fashion_mnist
 @pytest.mark.parametrize("stem", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_shipped_generator_makes_its_classes(stem, fashion_classifier):
-    g = load(stem)
+def test_shipped_generator_makes_its_classes(stem, fashion_classifier, samples):
     if not stem.name.startswith("fashion_mnist"):
         pytest.skip("class check written for FashionMNIST generators")
-    labels = torch.arange(10).repeat_interleave(20)
+    x, labels = samples(stem)
     with torch.no_grad():
-        x = g.decode(g.sample_latents(labels, "z", torch.Generator().manual_seed(0)), labels, "z")
-        pred = fashion_classifier(((x.clamp(-1, 1) + 1) / 2).flatten(1)).argmax(1)
+        pred = fashion_classifier(((x + 1) / 2).flatten(1)).argmax(1)
     accuracy = (pred == labels).float().mean().item()
     assert accuracy > 0.6, f"{stem.name}: a real-data classifier labels only {accuracy:.0%} of samples as asked"
 
@@ -73,19 +92,17 @@ def within_class_spread(x: torch.Tensor) -> float:
 
 @needs_fashion_mnist
 @pytest.mark.parametrize("stem", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_shipped_generator_varies_within_a_class(stem):
+def test_shipped_generator_varies_within_a_class(stem, samples):
     """A generator that renders one image per class passes the class check but gives GLaD ten
-    copies of one image at IPC 10: its samples must spread at least half as far as real ones."""
-    g = load(stem)
+    copies of one image at IPC 10: its samples must spread at least half as far as real ones
+    (measured at 20 a class: 0.79-0.88 of the real spread for the shipped three)."""
     if not stem.name.startswith("fashion_mnist"):
         pytest.skip("written for FashionMNIST generators")
     s = load_split("fashion_mnist", "train")
     gen = torch.Generator().manual_seed(0)
     members = [torch.nonzero(s.labels == c).flatten() for c in range(10)]
-    idx = torch.stack([m[torch.randperm(len(m), generator=gen)[:50]] for m in members])
+    idx = torch.stack([m[torch.randperm(len(m), generator=gen)[:PER_CLASS]] for m in members])
     real = within_class_spread(to_unit(s.images[idx], "fashion_mnist", "normalized") * 2 - 1)
-    labels = torch.arange(10).repeat_interleave(50)
-    with torch.no_grad():
-        x = g.decode(g.sample_latents(labels, "z", gen), labels, "z").clamp(-1, 1)
-    fake = within_class_spread(x.view(10, 50, *x.shape[1:]))
+    x, _ = samples(stem)
+    fake = within_class_spread(x.view(10, PER_CLASS, *x.shape[1:]))
     assert fake > 0.5 * real, f"{stem.name}: within-class spread {fake:.2f}, real {real:.2f}"
