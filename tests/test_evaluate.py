@@ -90,10 +90,10 @@ def test_metrics_name_the_networks_that_judged(tmp_path):
 @needs_fashion_mnist
 def test_protocol_learns_and_tells_real_from_noise():
     """A short schedule on 10 real images per class beats chance clearly; pure noise does not."""
-    p = ev.load_protocol("fast", ["epochs=40", "runs=1", "dsa=none"])
+    p = ev.load_protocol("fast", ["epochs=15", "runs=1", "dsa=none"])  # measured: real 71 %, noise 11 %
     train = load_split("fashion_mnist", "train")
     test = load_split("fashion_mnist", "test")
-    test = (test.images[:2000], test.labels[:2000])
+    test = (test.images[:1000], test.labels[:1000])
     x, y = train.random_subset(10, torch.Generator().manual_seed(0))
     real = ev.train_and_test("convnet", x, y, test, "fashion_mnist", p, seed=0)
     noise = ev.train_and_test("convnet", torch.randn_like(x), y, test, "fashion_mnist", p, seed=0)
