@@ -212,11 +212,11 @@ def test_cli_writes_metrics_for_a_set_file(tmp_path):
     train = load_split("fashion_mnist", "train")
     x, y = train.random_subset(1, torch.Generator().manual_seed(0))
     path = save_set(tmp_path / "synset.safetensors", denormalize(x, train.info), y, "fashion_mnist", space="unit")
-    rc = ev.main([str(path), "protocol=fast", "runs=1", "epochs=5", "--no-baselines"])
+    rc = ev.main([str(path), "protocol=fast", "runs=1", "epochs=5", "models=[mlp]", "--no-baselines"])
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["ipc"] == 1 and metrics["space"] == "unit" and metrics["protocol_config"]["epochs"] == 5
-    assert len(metrics["synthetic"]["convnet"]["runs"]) == 1
+    assert len(metrics["synthetic"]["mlp"]["runs"]) == 1
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -50,7 +50,8 @@ def test_a_stopped_bar_says_where_it_stopped_and_disabled_says_nothing(monkeypat
 @needs_fashion_mnist
 def test_a_runs_log_file_shows_expert_building_distillation_and_evaluation(tmp_path):
     args = ["pixel=mtt", "ipc=1", "iterations=3", "objective.net_kwargs={width:16,depth:3}", "protocol=fast",
-            "protocol.runs=1", "protocol.epochs=3", "eval.baselines=false", "objective.experts.num_experts=1",
+            "protocol.runs=1", "protocol.epochs=3", "protocol.models=[mlp]", "eval.baselines=false",
+            "objective.experts.num_experts=1",
             "objective.experts.epochs=2", "objective.experts.images_per_epoch=512", "objective.syn_steps=2",
             "objective.expert_epochs=1", "objective.max_start_epoch=1", f"objective.experts.dir={tmp_path / 'e'}",
             f"run_dir={tmp_path / 'run'}"]
@@ -59,5 +60,5 @@ def test_a_runs_log_file_shows_expert_building_distillation_and_evaluation(tmp_p
                        env=dict(os.environ, OMP_NUM_THREADS="1", GENPRIOR_PROGRESS_EVERY="0"), check=True)
     text = (tmp_path / "out.log").read_text()
     assert "\r" not in text
-    for line in ("expert 0: 2/", "pixel+mtt: 3/3 (100%)", "set convnet 1/1: 3/3 (100%)"):
+    for line in ("expert 0: 2/", "pixel+mtt: 3/3 (100%)", "set mlp 1/1: 3/3 (100%)"):
         assert line in text, (line, text[-3000:])

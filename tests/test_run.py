@@ -14,8 +14,10 @@ from tests.conftest import needs_fashion_mnist
 from tests.runs import RUN_PY, kill_after_first_checkpoint, run_two_processes
 
 pytestmark = needs_fashion_mnist
+# judged by an MLP: the judging plumbing is the same for every network, and a ConvNet's pass over
+# the 10k test images alone took 20 s of each run on CI (the ConvNet's training: tests/test_evaluate.py)
 TINY = ["ipc=1", "iterations=2", "log_every=1", "objective.net_kwargs={width:16,depth:3}", "protocol=fast",
-        "protocol.runs=1", "protocol.epochs=2", "eval.baselines=false"]
+        "protocol.runs=1", "protocol.epochs=2", "protocol.models=[mlp]", "eval.baselines=false"]
 TINY_MTT = ["objective.experts.num_experts=1", "objective.experts.epochs=2",
             "objective.experts.images_per_epoch=512", "objective.syn_steps=2", "objective.expert_epochs=1",
             "objective.max_start_epoch=1"]
@@ -38,8 +40,8 @@ def test_each_preset_writes_every_output_and_they_load(preset, tmp_path):
     assert Image.open(out / "grid.png").size[0] > 28
     assert len(list((out / "images").rglob("*.png"))) == 10
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["synthetic"]["convnet"]["runs"] and metrics["storage"]["floats"] == 7840 + (preset == "mtt")
-    assert len(list((out / "judged").glob("convnet-*.json"))) == 1  # the set's row; judged again never
+    assert metrics["synthetic"]["mlp"]["runs"] and metrics["storage"]["floats"] == 7840 + (preset == "mtt")
+    assert len(list((out / "judged").glob("mlp-*.json"))) == 1  # the set's row; judged again never
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2
     assert "pixel" in (out / "config.yaml").read_text()

@@ -11,7 +11,8 @@ from tests.conftest import needs_fashion_mnist
 
 pytestmark = needs_fashion_mnist
 TINY = ["ipc=1", "synset.steps=2", "synset.minimax.steps=3", "synset.minimax.batch=8", "objective.batch_real=16",
-        "objective.net_kwargs={width:16,depth:3}", "protocol.runs=1", "protocol.epochs=2", "eval.baselines=false"]
+        "objective.net_kwargs={width:16,depth:3}", "protocol.runs=1", "protocol.epochs=2", "protocol.models=[mlp]",
+        "eval.baselines=false"]
 
 
 def unet_folder(path, num_class_embeds=11, size=28, channels=1, null_label=10):

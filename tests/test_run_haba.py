@@ -18,7 +18,7 @@ TINY = ["haba=dm", "ipc=2", "objective.batch_real=16", "objective.net_kwargs={wi
 def test_the_exported_set_is_the_product_and_the_protocol_judges_it(tmp_path):
     out = tmp_path / "run"
     assert run.main([*TINY[:-1], "iterations=2", "protocol=fast", "protocol.runs=1", "protocol.epochs=2",
-                     "eval.baselines=[random_real]", f"run_dir={out}"]) == 0
+                     "protocol.models=[mlp]", "eval.baselines=[random_real]", f"run_dir={out}"]) == 0
     s = load_set(out / "synset.safetensors")
     assert s.meta["views"] == 3 and len(s.labels) == 10 * s.meta["bases_per_class"] * 3
     metrics = json.loads((out / "metrics.json").read_text())
