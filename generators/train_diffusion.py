@@ -123,6 +123,7 @@ class DiffusionTrainer:
         return {"loss": loss.item()}
 
     def save(self, out: Path, info: dict) -> Path:
-        return save_diffusion(self.ema.cpu(), self.scheduler, out, self.num_classes, self.num_classes,
+        # a CPU copy: the EMA UNet is also the sampling generator's, which stays on its device
+        return save_diffusion(copy.deepcopy(self.ema).cpu(), self.scheduler, out, self.num_classes, self.num_classes,
                               dict(info, sampler={"steps": self.spec.sample_steps,
                                                   "guidance": self.spec.sample_guidance}))

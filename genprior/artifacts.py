@@ -102,6 +102,12 @@ def open_manifest(directory: Path, identity: dict, what: str, extra: dict | None
     write_json(directory / MANIFEST, dict(identity, **(extra or {})), sort_keys=True)
 
 
+def check_buildable(directory: Path, what: str) -> None:
+    """A folder without a manifest that holds files is not ours to fill (nor to delete)."""
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(f"{what} {directory} holds files but no {MANIFEST}; delete it to rebuild")
+
+
 def build_once(directory: Path, identity: dict, build: Callable[[Path], None], what: str) -> Path:
     """`directory` holding what `build(folder)` writes for `identity`: reused if it exists and
     matches, else built in a temporary sibling and renamed into place."""
@@ -109,8 +115,7 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
     if (directory / MANIFEST).is_file():
         check_manifest(directory, identity, what)
         return directory
-    if directory.exists() and any(directory.iterdir()):
-        raise ConfigError(f"{what} {directory} holds files but no {MANIFEST}; delete it to rebuild")
+    check_buildable(directory, what)
     tmp = directory.with_name(f"{directory.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -62,6 +62,11 @@ def test_presets_never_share_a_default_run_directory():
     (lambda p: unet_folder(p, channels=3), [], "makes 3x28x28 images"),
     (lambda p: unet_folder(p), ["synset.steps=1001"], "sampling steps must be in 1..1000"),
     (lambda p: unet_folder(p), ["synset.minimax.lambda_pos=-1"], "synset.minimax.lambda_pos must be a number >= 0"),
+    # Minimax checks the model before fine-tuning it (the fine-tune would fail, or take minutes for nothing)
+    (lambda p: unet_folder(p, channels=3), ["minimax"], "makes 3x28x28 images"),
+    (lambda p: unet_folder(p, size=32), ["minimax"], "makes 1x32x32 images; fashion_mnist is 1x28x28"),
+    (lambda p: unet_folder(p, num_class_embeds=None, null_label=None), ["minimax"], "unconditional"),
+    (lambda p: unet_folder(p, null_label=None), ["minimax"], "has no null class: Minimax keeps classifier-free"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(make, args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -70,6 +75,7 @@ def test_bad_input_is_one_line_and_writes_nothing(make, args, message, tmp_path,
         make(model)
     out = tmp_path / "run"
     minimax = "minimax" in " ".join(args)
+    args = [a for a in args if a != "minimax"]  # (the preset, not an override)
     tiny = TINY if minimax else [a for a in TINY if not a.startswith("synset.minimax")]
     args = [*args, f"synset.generator={model}"] if "synset.generator" not in " ".join(args) else args
     assert run.main(["minimax=sample" if minimax else "diffusion=sample", *tiny, *args, f"run_dir={out}"]) == 2

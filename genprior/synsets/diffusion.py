@@ -27,7 +27,7 @@ from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
 from genprior.rng import generator as seeded
-from genprior.synsets.latent import LatentSynset
+from genprior.synsets.latent import LatentSynset, check_fit
 
 MINIMAX_FORMAT = "genprior.minimax/1"
 
@@ -104,14 +104,16 @@ def minimax_model(base: Path, spec, ctx) -> tuple[Path, bool]:
     if g.vae is not None or type(g.denoiser).__name__ != "PixelUNet":
         raise ConfigError(f"Minimax fine-tuning here takes a pixel UNet folder; {base} is a "
                           f"{type(g.denoiser).__name__} (latent and text-conditioned models: not supported)")
+    real = ctx.real
+    check_fit(g, real)  # before minutes of fine-tuning a model that could not render this data set
     if g.null_label is None:
         raise ConfigError(f"{base} has no null class: Minimax keeps classifier-free guidance, which needs one")
-    real = ctx.real
     identity = {"format": MINIMAX_FORMAT, "base": artifacts.files_digest(base), "dataset": real.info.name,
                 "resolution": real.images.shape[-1], "spec": spec.identity()}
     directory = artifacts.default_dir(ctx.cache_dir, "minimax", real.info.name, identity)
     built = not (directory / artifacts.MANIFEST).is_file()  # the same answer on every rank: nobody wrote yet
     if built:
+        artifacts.check_buildable(directory, "Minimax fine-tune")  # every rank, before the collective fine-tune
         # the data's pixels, whatever value space the run distills in (the key names no space)
         images = (to_unit(real.images, real.info.name, ctx.dataset.space, ctx.dataset.root) * 2 - 1).to(ctx.device)
         tuned, logs = minimax_finetune(unet.to(ctx.device), g.alphas_cumprod, g.scheduler.config.prediction_type,
