@@ -9,9 +9,11 @@ clamped pixel. The loop below is differentiable end to end, so dL/dimages reache
 
 Three denoisers give different networks one signature, `denoiser(x_t, t, labels)`:
 
-    PixelUNet   a class-conditional `UNet2DModel` on pixels; the last class embedding
-                is the null class that classifier-free guidance needs (the project's own
-                FashionMNIST model is one, assets/generators/)
+    PixelUNet   a class-conditional `UNet2DModel` on pixels; genprior.json beside its
+                model_index.json says how many embeddings are classes and which one is the
+                null class that classifier-free guidance needs (without it, every embedding
+                is a class and there is no null class); the project's own FashionMNIST
+                model is one (assets/generators/)
     LatentDiT   `DiTTransformer2DModel` on `AutoencoderKL` latents (the backbone Minimax
                 fine-tunes), the data set's labels mapped to the model's (ImageNet) classes
     PromptUNet  a Stable-Diffusion folder: `UNet2DConditionModel` with a transformers text
@@ -147,6 +149,8 @@ class PromptUNet(nn.Module):
 
 
 def _pair(size) -> tuple[int, int]:
+    if size is None:  # diffusers' default; the sampler's noise needs a size
+        raise ConfigError("the UNet's config.json has no sample_size: set it to the size of the images it makes")
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
@@ -184,9 +188,11 @@ class DiffusionGenerator(Generator):
         self.set_sampler(steps, guidance)
 
     def identity(self) -> dict:
-        """The scheduler's configuration (noise schedule, parameterization, timestep spacing): the
-        same weights under another schedule sample other images. Versions and names left out."""
-        return {"scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")}}
+        """The scheduler's configuration (noise schedule, parameterization, timestep spacing) and the
+        sampler's settings: the same weights and z_T under either sample other images. Versions and
+        names left out."""
+        return {"scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")},
+                "sampler": {"steps": self.steps, "guidance": self.guidance, "skip": self.skip}}
 
     def set_sampler(self, steps: int, guidance: float = 1.0) -> None:
         """Sampling steps (timesteps spaced as the model's scheduler config says) and guidance scale."""
@@ -266,9 +272,7 @@ def load_diffusion(path: str | Path, class_names: list[str] | None = None, class
         from diffusers import UNet2DModel
 
         denoiser = PixelUNet(_load(UNet2DModel, root, "unet"))
-        info = _read_json(root, "genprior.json", required=False)
-        num_classes = info.get("num_classes", denoiser.num_embeds)
-        null = info.get("null_label")
+        num_classes, null = _pixel_classes(root, denoiser.num_embeds, class_names)
         class_map = None
     else:
         raise ConfigError(f"{root}/model_index.json names no transformer or unet: not a diffusion pipeline folder")
@@ -276,6 +280,25 @@ def load_diffusion(path: str | Path, class_names: list[str] | None = None, class
                            grad_checkpoint, skip)
     g.info = _read_json(root, "genprior.json", required=False).get("info", {})
     return frozen(g)
+
+
+def _pixel_classes(root: Path, embeds: int, class_names: list[str] | None) -> tuple[int, int | None]:
+    """A pixel UNet's (classes, null class) from its genprior.json, checked against its embeddings."""
+    info = _read_json(root, "genprior.json", required=False)
+    if "num_classes" not in info and "null_label" not in info:
+        if class_names and embeds == len(class_names) + 1:  # likely a null class that nothing names
+            raise ConfigError(f"{root}: {embeds} class embeddings for {len(class_names)} classes; if the last is the "
+                              f"null class, write {root / 'genprior.json'}: "
+                              f'{{"num_classes": {len(class_names)}, "null_label": {len(class_names)}}}')
+        return embeds, None
+    classes, null = info.get("num_classes", embeds), info.get("null_label")
+    if not isinstance(classes, int) or not 0 <= classes <= embeds:
+        raise ConfigError(f"{root}/genprior.json: num_classes must be an integer in 0..{embeds} "
+                          f"(the UNet's class embeddings), got {classes!r}")
+    if null is not None and (not isinstance(null, int) or not classes <= null < embeds):
+        raise ConfigError(f"{root}/genprior.json: null_label must be null or an integer in {classes}..{embeds - 1} "
+                          f"(an embedding that is not a class), got {null!r}")
+    return classes, null
 
 
 def local_folder(path: str | Path) -> Path:

@@ -26,6 +26,10 @@ def unet_folder(path, num_class_embeds=11, size=28, channels=1, null_label=10):
     return save_diffusion(unet, sched, path, 10 if num_class_embeds else 0, null_label, {"command": "test"})
 
 
+def _json(path, **changes):
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), **changes)))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return unet_folder(tmp_path_factory.mktemp("models") / "tiny")
@@ -62,6 +66,10 @@ def test_presets_never_share_a_default_run_directory():
     (lambda p: unet_folder(p, channels=3), [], "makes 3x28x28 images"),
     (lambda p: unet_folder(p), ["synset.steps=1001"], "sampling steps must be in 1..1000"),
     (lambda p: unet_folder(p), ["synset.minimax.lambda_pos=-1"], "synset.minimax.lambda_pos must be a number >= 0"),
+    (lambda p: (unet_folder(p) / "genprior.json").unlink(), [], "11 class embeddings for 10 classes; if the last is "
+                                                                "the null class, write"),
+    (lambda p: unet_folder(p, null_label=11), [], "null_label must be null or an integer in 10..10"),
+    (lambda p: _json(unet_folder(p) / "unet" / "config.json", sample_size=None), [], "has no sample_size"),
     # Minimax checks the model before fine-tuning it (the fine-tune would fail, or take minutes for nothing)
     (lambda p: unet_folder(p, channels=3), ["minimax"], "makes 3x28x28 images"),
     (lambda p: unet_folder(p, size=32), ["minimax"], "makes 1x32x32 images; fashion_mnist is 1x28x28"),
