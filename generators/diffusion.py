@@ -306,7 +306,9 @@ def local_folder(path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
         return p
-    looks_like_hub_id = len(str(path).split("/")) == 2 and not str(path).startswith((".", "/", "~"))
+    # owner/name, unless its first part is a local folder (runs/my_unet not written yet is a missing folder)
+    looks_like_hub_id = (len(str(path).split("/")) == 2 and not str(path).startswith((".", "/", "~"))
+                         and not Path(str(path).split("/")[0]).is_dir())
     if not looks_like_hub_id:
         raise ConfigError(f"diffusion model folder not found: {path}")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):

@@ -173,3 +173,15 @@ def test_bad_input_is_one_line(make, match, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=match) as e:
         make(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_a_missing_folder_inside_a_local_one_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    from generators.diffusion import local_folder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ConfigError, match="diffusion model folder not found: runs/my_unet"):
+        local_folder("runs/my_unet")  # as README's training example names it, before training wrote it
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="is a hub id and HF_HUB_OFFLINE is set"):
+        local_folder("someone/fashion-unet")
