@@ -82,6 +82,21 @@ def _guided(denoiser, x, t, labels, guidance: float, null_label: int | None) -> 
     return null + guidance * (cond - null)
 
 
+def training_batch(images: torch.Tensor, labels: torch.Tensor, batch: int, label_dropout: float, null_label: int,
+                   timesteps: int, g: torch.Generator):
+    """A batch of the diffusion loss, every draw from `g` (CPU) in the one order both trainers share
+    (generators/train_diffusion.py, generators/minimax.py): items, label dropout to the null class
+    (classifier-free guidance's training), timesteps, noise. -> x0, classes, the labels the model
+    sees (dropped ones null), t, eps."""
+    device = images.device
+    idx = torch.randint(len(labels), (batch,), generator=g).to(device)
+    x0, classes = images[idx], labels[idx]
+    dropped = (torch.rand(batch, generator=g) < label_dropout).to(device)
+    t = torch.randint(timesteps, (batch,), generator=g).to(device)
+    eps = torch.randn(x0.shape, generator=g).to(device)
+    return x0, classes, torch.where(dropped, null_label, classes), t, eps
+
+
 def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
     """What a network of this parameterization learns to output at x_t = sqrt(a) x0 + sqrt(1 - a) eps:
     eps, v = sqrt(a) eps - sqrt(1 - a) x0, or x0 itself ("sample"). x0_and_eps inverts it."""

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from generators.diffusion import training_target, x0_and_eps
+from generators.diffusion import training_batch, training_target, x0_and_eps
 from generators.train import update_ema
 from genprior.errors import ConfigError
 from genprior.options import option
@@ -155,16 +155,12 @@ def step_loss(model, images, labels, alphas, prediction: str, null_label: int, s
     (classes, images, x0 predictions, detached) for the banks. Summed over processes, the
     gradients are those of one process taking the whole batch."""
     device = images.device
-    g = generator(spec.seed, step)  # the whole batch's draws, the same on every process
-    idx = torch.randint(len(labels), (spec.batch,), generator=g).to(device)
-    batch, classes = images[idx], labels[idx]
-    dropped = (torch.rand(spec.batch, generator=g) < spec.label_dropout).to(device)
-    t = torch.randint(len(alphas), (spec.batch,), generator=g).to(device)
-    eps = torch.randn(batch.shape, generator=g).to(device)
+    batch, classes, seen, t, eps = training_batch(images, labels, spec.batch, spec.label_dropout, null_label,
+                                                  len(alphas), generator(spec.seed, step))  # the same on every process
     mine = torch.arange(spec.batch, device=device)[rank::world]  # this process's share
     x0, a = batch[mine], alphas[t[mine]].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps[mine]
-    out = model(xt, t[mine], class_labels=torch.where(dropped[mine], null_label, classes[mine])).sample
+    out = model(xt, t[mine], class_labels=seen[mine]).sample
     x0_pred, _ = x0_and_eps(out, xt, a, prediction)
     diffusion = F.mse_loss(out, training_target(prediction, x0, eps[mine], a)) * len(mine) / spec.batch
     # the whole batch's predictions, this share live: the terms' min and max are the batch's

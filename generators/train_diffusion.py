@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from generators.diffusion import DiffusionGenerator, PixelUNet, save_diffusion, training_target
+from generators.diffusion import DiffusionGenerator, PixelUNet, save_diffusion, training_batch, training_target
 from generators.train import FORMAT, update_ema
 from genprior.data import Split, to_unit
 from genprior.options import option
@@ -106,13 +106,9 @@ class DiffusionTrainer:
         self.describe = f"UNet {sum(p.numel() for p in self.unet.parameters()):,} params"
 
     def step(self, step: int) -> dict:
-        s, g = self.spec, generator(self.spec.seed, step)
-        device = self.images.device
-        idx = torch.randint(len(self.labels), (s.batch,), generator=g).to(device)
-        x0, labels = self.images[idx], self.labels[idx].clone()
-        labels[(torch.rand(s.batch, generator=g) < s.label_dropout).to(device)] = self.num_classes  # the null class
-        t = torch.randint(s.timesteps, (s.batch,), generator=g).to(device)
-        eps = torch.randn(x0.shape, generator=g).to(device)
+        s = self.spec
+        x0, _, labels, t, eps = training_batch(self.images, self.labels, s.batch, s.label_dropout, self.num_classes,
+                                               s.timesteps, generator(s.seed, step))  # num_classes: the null class
         a = self.alphas[t].view(-1, 1, 1, 1)
         loss = F.mse_loss(self.unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t, class_labels=labels).sample,
                           training_target(s.prediction, x0, eps, a))
