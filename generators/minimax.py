@@ -55,7 +55,9 @@ class MinimaxSpec:
     lambda_neg: float = option(0.008, min=0)
     bank: int = option(64, min=1)
     label_dropout: float = option(0.1, min=0, below=1)
-    ema_kimg: float = option(2.0, above=0)  # EMA half-life in thousands of images (2k: ~60 steps of 32)
+    # EMA half-life in thousands of images, but at most ema_rampup x the images seen: at the default
+    # 300 steps of 32 the ramp-up decides it (<= 960 images, ~30 steps); 2k binds from step 625 on
+    ema_kimg: float = option(2.0, above=0)
     ema_rampup: float = option(0.1, min=0)
     trainable: list[str] = field(default_factory=lambda: list(DIFFFIT))  # name substrings of the trained subset
     seed: int = option(0, min=0)
