@@ -386,13 +386,19 @@ def save_diffusion(unet, scheduler, path: str | Path, num_classes: int, null_lab
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    unet.save_pretrained(str(tmp / "unet"))
-    scheduler.save_pretrained(str(tmp / "scheduler"))
-    (tmp / "model_index.json").write_text(json.dumps(
-        {"_class_name": "DDIMPipeline", "_diffusers_version": diffusers.__version__,
-         "scheduler": ["diffusers", type(scheduler).__name__], "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
-    (tmp / "genprior.json").write_text(json.dumps({"num_classes": num_classes, "null_label": null_label,
-                                                   "info": info}, indent=2, sort_keys=True) + "\n")
+    try:
+        unet.save_pretrained(str(tmp / "unet"))
+        scheduler.save_pretrained(str(tmp / "scheduler"))
+        # diffusers' DDIMPipeline loads the folder, but its sampling passes no class labels, which a
+        # class-conditional UNet requires: such a model samples through load_diffusion (genprior.json)
+        (tmp / "model_index.json").write_text(json.dumps(
+            {"_class_name": "DDIMPipeline", "_diffusers_version": diffusers.__version__,
+             "scheduler": ["diffusers", type(scheduler).__name__], "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
+        (tmp / "genprior.json").write_text(json.dumps({"num_classes": num_classes, "null_label": null_label,
+                                                       "info": info}, indent=2, sort_keys=True) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing beside the model
+        raise
     old = path.with_name(f"{path.name}.{os.getpid()}.old")
     if path.exists():  # aside first, so a kill between the two renames still leaves a whole model on disk
         path.replace(old)
