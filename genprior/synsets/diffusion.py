@@ -45,7 +45,7 @@ class DiffusionSynset(LatentSynset):
         prompt: str = option()
         class_map: list[int] | None = option(min=0)
         minimax: dict | None = option()
-        finetune: bool = option()
+        finetune: bool | list[str] = option()
 
         def __post_init__(self):
             self.minimax_spec()  # its keys are checked with the rest, before any work
@@ -75,7 +75,7 @@ class DiffusionSynset(LatentSynset):
         synset.setup = setup
         return synset
 
-    def __init__(self, real: Split, ipc: int, generator, finetune: bool = False, seed: int = 0,
+    def __init__(self, real: Split, ipc: int, generator, finetune: bool | list[str] = False, seed: int = 0,
                  data_space: str = "normalized", data_root: str | None = None):
         super().__init__(real, ipc, generator, finetune, data_space, data_root)
         with torch.no_grad():  # drawn on CPU from the run seed, then moved

@@ -44,7 +44,7 @@ class GanSynset(LatentSynset):
         space: str = option(choices=SPACES)
         layer: int | None = option(min=1)
         truncation: float = option(min=0)
-        finetune: bool = option()
+        finetune: bool | list[str] = option()
         init: str = option("sample", choices=INITS)
         invert: dict | None = option(None)
 
@@ -67,7 +67,7 @@ class GanSynset(LatentSynset):
         return synset
 
     def __init__(self, real: Split, ipc: int, generator, space: str = "w+", layer: int | None = None,
-                 truncation: float = 0.7, finetune: bool = False, seed: int = 0, data_space: str = "normalized",
+                 truncation: float = 0.7, finetune: bool | list[str] = False, seed: int = 0, data_space: str = "normalized",
                  data_root: str | None = None, init: str = "sample"):
         super().__init__(real, ipc, generator, finetune, data_space, data_root)
         g = generator

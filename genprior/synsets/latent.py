@@ -5,7 +5,8 @@ latents are made and decoded (`decode`), and which tensors are learnable (`laten
 
 - the generator is a fixed prior, kept out of the set's state (checkpoints,
   latents.safetensors) and out of its storage count, unless `finetune` makes its weights
-  a learnable group of their own (and then they count);
+  (true) or some of them (a list of parameter-name substrings, e.g. [class_embedding])
+  a learnable group of their own: those are then part of the set, and count;
 - it must fit the data set (channels, resolution, classes): one line if not;
 - images come out in [-1, 1] and reach the objective in the data set's value space,
   mapped differentiably and never clamped (a clamp would cut the gradient of every
@@ -25,19 +26,20 @@ from genprior.synsets.base import Synset
 
 
 class LatentSynset(Synset):
-    def __init__(self, real: Split, ipc: int, generator: nn.Module, finetune: bool = False,
+    def __init__(self, real: Split, ipc: int, generator: nn.Module, finetune: bool | list[str] = False,
                  data_space: str = "normalized", data_root: str | None = None):
         super().__init__(real.info.num_classes, ipc)
         check_fit(generator, real)
         self.dataset, self.data_space, self.data_root = real.info.name, data_space, data_root
         self.finetune = finetune
         self.prior_digest = artifacts.module_digest(generator)  # as it starts, fine-tuned or not
-        if finetune:
-            self.generator = generator.train(False).requires_grad_(True)  # a registered module: saved with the set
-        else:
-            # Not a registered submodule: the set's state stays the latents alone. _apply
-            # below still moves it with the synset.
-            self.__dict__["generator"] = generator.eval().requires_grad_(False)
+        # Not a registered submodule: the set's state is its latents and the weights it trains
+        # (`tuned`, the generator's own Parameter objects registered here too); _apply moves the rest.
+        self.__dict__["generator"] = generator.eval().requires_grad_(False)
+        tuned = tuned_parameters(generator, finetune)
+        for p in tuned.values():
+            p.requires_grad_(True)
+        self.tuned = nn.ParameterDict({name.replace(".", ":"): p for name, p in tuned.items()})  # ("." is not a key)
 
     # ---- what a latent synset defines
     def decode(self, index: torch.Tensor) -> torch.Tensor:
@@ -54,8 +56,7 @@ class LatentSynset(Synset):
     # ---- shared
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        if not self.finetune:
-            self.generator._apply(fn, *args, **kwargs)
+        self.generator._apply(fn, *args, **kwargs)  # (the tuned weights in it: already moved, in place)
         return self
 
     def render(self, index: torch.Tensor) -> torch.Tensor:
@@ -63,8 +64,8 @@ class LatentSynset(Synset):
 
     def groups(self) -> dict[str, list[nn.Parameter]]:
         groups = dict(self.latent_groups())
-        if self.finetune:
-            groups["generator"] = list(self.generator.parameters())
+        if len(self.tuned):
+            groups["generator"] = list(self.tuned.values())
         return groups
 
     def latent_floats(self) -> int:
@@ -76,12 +77,28 @@ class LatentSynset(Synset):
         g_params = sum(p.numel() for p in self.generator.parameters())
         out = {"floats": latents + (self.lr is not None), "counted": self.latents_counted(),
                "generator_params": g_params}
-        if self.finetune:
-            out["floats"] += g_params
+        tuned = sum(p.numel() for p in self.tuned.values())
+        out["floats"] += tuned
+        if self.finetune is True:
             out["counted"] += " + the fine-tuned generator"
         else:
-            out["not_counted"] = "the frozen generator, shared by every set (as GLaD counts)"
+            if tuned:
+                out["counted"] += f" + the generator's {', '.join(self.finetune)} weights ({tuned})"
+            out["not_counted"] = f"the frozen generator{' (the rest)' if tuned else ''}, shared by every set (as GLaD counts)"
         return out
+
+
+def tuned_parameters(generator: nn.Module, finetune: bool | list[str]) -> dict[str, nn.Parameter]:
+    """The generator's parameters a set trains: none (false), all (true), or those whose names
+    contain one of the substrings (a list); a substring that matches nothing is one line."""
+    named = dict(generator.named_parameters())
+    if finetune is True or finetune is False:
+        return named if finetune else {}
+    for s in finetune:
+        if not any(s in name for name in named):
+            shown = ", ".join(sorted({name.split(".")[0] for name in named})[:8])
+            raise ConfigError(f"synset.finetune: {s!r} is in no parameter name of the generator (its parts: {shown})")
+    return {name: p for name, p in named.items() if any(s in name for s in finetune)}
 
 
 def check_fit(g, real: Split) -> None:

@@ -153,3 +153,20 @@ def test_the_prior_digest_covers_the_sampler_schedule(tmp_path):
     config.write_text(json.dumps(dict(json.loads(config.read_text()), timestep_spacing="leading")))
     after = load_diffusion(folder)
     assert module_digest(after) != before and DiffusionSynset(split(), 1, after).prior_digest == module_digest(after)
+
+
+def test_finetune_can_train_the_class_embedding_alone(tmp_path):
+    s = DiffusionSynset(split(), 2, load_diffusion(unet_folder(tmp_path), steps=2), finetune=["class_embedding"],
+                        data_space="unit")
+    table = s.generator.denoiser.unet.class_embedding.weight
+    assert s.groups()["generator"] == [table] and set(s.state_dict()) == {"latents", "tuned.denoiser:unet:class_embedding:weight"}
+    assert s.storage()["floats"] == s.latents.numel() + table.numel() and "class_embedding" in s.storage()["counted"]
+    s.render(torch.arange(len(s))).square().sum().backward()
+    assert table.grad.abs().sum() > 0 and s.latents.grad.abs().sum() > 0
+    assert all(p.grad is None for p in s.generator.parameters() if p is not table)  # the rest stays frozen
+    # the trained table comes back from the set's state (a checkpoint), into the generator itself
+    state = {k: v.detach() + 1 for k, v in s.state_dict().items()}
+    s.load_state_dict(state)
+    assert torch.equal(s.generator.denoiser.unet.class_embedding.weight, state["tuned.denoiser:unet:class_embedding:weight"])
+    with pytest.raises(ConfigError, match="'class_embeding' is in no parameter name of the generator"):
+        DiffusionSynset(split(), 2, load_diffusion(unet_folder(tmp_path / "b"), steps=2), finetune=["class_embeding"])

@@ -73,7 +73,7 @@ def test_latents_not_the_generator_are_the_set(monkeypatch):
         f.ws[:, first] += 1
         assert not torch.equal(f.decode(torch.arange(len(f))), before)
     tuned = synset("w", finetune=True)
-    assert any(k.startswith("generator.") for k in tuned.state_dict()) and "generator" in tuned.groups()
+    assert any(k.startswith("tuned.") for k in tuned.state_dict()) and "generator" in tuned.groups()
     assert tuned.storage()["floats"] == tuned.latents.numel() + tuned.generator.num_params()
 
 
