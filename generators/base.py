@@ -181,9 +181,3 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, device) -> 
     a seed gives the same latents on every device)."""
     gen_device = generator.device if generator is not None else torch.device(device)
     return torch.randn(shape, generator=generator, device=gen_device).to(device)
-
-
-def one_line(e: Exception, limit: int = 300) -> str:
-    """An exception's message on one line, for ConfigErrors that wrap it."""
-    text = " ".join(str(e).split())
-    return text if len(text) <= limit else text[:limit] + " ..."

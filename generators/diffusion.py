@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from generators.base import Generator, frozen, one_line, randn
-from genprior.errors import ConfigError
+from generators.base import Generator, frozen, randn
+from genprior.errors import ConfigError, one_line
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
@@ -203,11 +203,10 @@ class DiffusionGenerator(Generator):
         self.set_sampler(steps, guidance)
 
     def identity(self) -> dict:
-        """The scheduler's configuration (noise schedule, parameterization, timestep spacing) and the
-        sampler's settings: the same weights and z_T under either sample other images. Versions and
-        names left out."""
-        return {"scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")},
-                "sampler": {"steps": self.steps, "guidance": self.guidance, "skip": self.skip}}
+        """The scheduler's configuration (noise schedule, parameterization, timestep spacing): the
+        same weights under another schedule sample other images. Versions and names left out. (The
+        sampler's steps, guidance and skip are the run's config keys, compared on every resumption.)"""
+        return {"scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")}}
 
     def set_sampler(self, steps: int, guidance: float = 1.0) -> None:
         """Sampling steps (timesteps spaced as the model's scheduler config says) and guidance scale."""

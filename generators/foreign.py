@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from generators.base import Generator, StyleGenerator, frozen, one_line, randn
-from genprior.errors import ConfigError
+from generators.base import Generator, StyleGenerator, frozen, randn
+from genprior.errors import ConfigError, one_line
 
 
 # ---------------------------------------------------------------- gan-face-generate (PyTorch tutorial DCGAN)

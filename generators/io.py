@@ -19,11 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from generators.base import Generator, frozen, one_line
+from generators.base import Generator, frozen
 from generators.dcgan import DCGAN
 from generators.foreign import load_gan_face_generate, load_nvlabs_pickle
 from generators.stylegan2 import StyleGAN2
-from genprior.errors import ConfigError
+from genprior.errors import ConfigError, one_line
 from genprior.files import save_safetensors, write_json
 from genprior.shipped import shipped
 

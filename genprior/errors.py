@@ -31,6 +31,12 @@ class DataNotFound(ConfigError):
         return f"{self.dataset} not found (looked in {self.where}); {self.also}{', or '.join(ways)}"
 
 
+def one_line(e: Exception, limit: int = 300) -> str:
+    """An exception's message on one line, for ConfigErrors that wrap it."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def message(e: ConfigError, root: str, download: str | None = None) -> str:
     """One line for a command line's error: a missing data set names that command's own keys."""
     return e.hint(root, download) if isinstance(e, DataNotFound) else str(e)

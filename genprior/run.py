@@ -48,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
-from genprior.errors import ConfigError, Diverged, message
+from genprior.errors import ConfigError, Diverged, message, one_line
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
@@ -428,7 +428,11 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
         start = 0
         if state is not None:
             check_prior(state, synset, run_dir)
-            synset.load_state_dict(state["synset"])
+            try:
+                synset.load_state_dict(state["synset"])
+            except RuntimeError as e:  # written by an older genprior whose set held other tensors
+                raise ConfigError(f"{run_dir}/checkpoint.pt holds a set of other tensors than this one "
+                                  f"({one_line(e)}); pass another run_dir= or remove it") from None
             synset.load_aux_state(state.get("synset_aux", {}))
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
@@ -817,8 +821,10 @@ def judge_finished(cfg: DictConfig, run_dir: Path) -> None:
     try:
         cpu_threads(cfg.threads)  # the job's own, as when it distilled (its trackers are closed: log.txt only)
         judge(cfg, run_dir, _Log(run_dir, True), PartialState().device)
-    finally:
-        claim.release()
+    except BaseException:
+        claim.abandon()  # a directory this claim had to create (removed meanwhile) does not stay behind
+        raise
+    claim.release()
 
 
 def _check_sweep(jobs: list[list[str]], configs: list[DictConfig]) -> None:

@@ -75,9 +75,11 @@ def test_presets_never_share_a_default_run_directory():
     (lambda p: unet_folder(p, size=32), ["minimax"], "makes 1x32x32 images; fashion_mnist is 1x28x28"),
     (lambda p: unet_folder(p, num_class_embeds=None, null_label=None), ["minimax"], "unconditional"),
     (lambda p: unet_folder(p, null_label=None), ["minimax"], "has no null class: Minimax keeps classifier-free"),
+    (lambda p: (unet_folder(p) / "genprior.json").unlink(), ["minimax"], "11 class embeddings for 10 classes"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(make, args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))  # its own: no fine-tune may start
     model = tmp_path / "model"
     if make:
         make(model)
@@ -89,4 +91,4 @@ def test_bad_input_is_one_line_and_writes_nothing(make, args, message, tmp_path,
     assert run.main(["minimax=sample" if minimax else "diffusion=sample", *tiny, *args, f"run_dir={out}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "cache" / "minimax").exists()

@@ -286,3 +286,11 @@ def test_a_checkpoint_that_is_a_tensor_file_of_something_else_is_one_line(tmp_pa
     capsys.readouterr()
     err = refused([*BASE, f"run_dir={out}"], capsys)
     assert "is not a genprior checkpoint (no config, step or synset)" in err
+    # a genprior checkpoint whose set holds other tensors (an older version's layout): one line too
+    assert run.main([*BASE, "iterations=3", f"run_dir={tmp_path / 'b'}"]) == 0
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    state["synset"] = {"generator.weight": torch.zeros(2), **state["synset"]}
+    torch.save(state, tmp_path / "b" / "checkpoint.pt")
+    capsys.readouterr()
+    err = refused([*BASE, "iterations=4", f"run_dir={tmp_path / 'b'}"], capsys)
+    assert "checkpoint.pt holds a set of other tensors than this one" in err and "generator.weight" in err

@@ -99,7 +99,7 @@ def minimax_model(base: Path, spec, ctx) -> tuple[Path, bool]:
     from genprior import artifacts
 
     base = local_folder(base)  # a hub id as its downloaded folder: the files are the identity
-    g = load_diffusion(base)
+    g = load_diffusion(base, class_names=list(ctx.real.info.class_names))
     unet = getattr(g.denoiser, "unet", None)
     if g.vae is not None or type(g.denoiser).__name__ != "PixelUNet":
         raise ConfigError(f"Minimax fine-tuning here takes a pixel UNet folder; {base} is a "

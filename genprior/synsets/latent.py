@@ -56,7 +56,11 @@ class LatentSynset(Synset):
     # ---- shared
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self.generator._apply(fn, *args, **kwargs)  # (the tuned weights in it: already moved, in place)
+        self.generator._apply(fn, *args, **kwargs)
+        # the tuned weights are the generator's own: where a move made new Parameter objects
+        # (torch.__future__'s overwrite mode) rather than moving them in place, take the generator's
+        for key in self.tuned:
+            self.tuned[key] = self.generator.get_parameter(key.replace(":", "."))
         return self
 
     def render(self, index: torch.Tensor) -> torch.Tensor:
@@ -95,6 +99,8 @@ def tuned_parameters(generator: nn.Module, finetune: bool | list[str]) -> dict[s
     if finetune is True or finetune is False:
         return named if finetune else {}
     for s in finetune:
+        if not s:
+            raise ConfigError("synset.finetune: an empty name part would match every parameter; use finetune=true")
         if not any(s in name for name in named):
             shown = ", ".join(sorted({name.split(".")[0] for name in named})[:8])
             raise ConfigError(f"synset.finetune: {s!r} is in no parameter name of the generator (its parts: {shown})")

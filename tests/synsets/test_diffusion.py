@@ -168,5 +168,11 @@ def test_finetune_can_train_the_class_embedding_alone(tmp_path):
     state = {k: v.detach() + 1 for k, v in s.state_dict().items()}
     s.load_state_dict(state)
     assert torch.equal(s.generator.denoiser.unet.class_embedding.weight, state["tuned.denoiser:unet:class_embedding:weight"])
+    s.double()  # moved, the set's tuned weights are still the generator's own
+    assert s.tuned["denoiser:unet:class_embedding:weight"] is s.generator.denoiser.unet.class_embedding.weight
+    assert s.generator.denoiser.unet.class_embedding.weight.dtype == torch.float64
+    g = load_diffusion(unet_folder(tmp_path / "b"), steps=2)
     with pytest.raises(ConfigError, match="'class_embeding' is in no parameter name of the generator"):
-        DiffusionSynset(split(), 2, load_diffusion(unet_folder(tmp_path / "b"), steps=2), finetune=["class_embeding"])
+        DiffusionSynset(split(), 2, g, finetune=["class_embeding"])
+    with pytest.raises(ConfigError, match="an empty name part would match every parameter"):
+        DiffusionSynset(split(), 2, g, finetune=[""])
