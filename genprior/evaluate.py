@@ -170,7 +170,8 @@ def _resume(checkpoint: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, 
 
 def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: tuple[torch.Tensor, torch.Tensor],
                dataset: str, schedule: DictConfig, seeds: list[int], lr: float | None = None, device: str = "cpu",
-               desc: str = "", views: int = 1) -> tuple[list[float], list[dict]]:
+               desc: str = "", views: int = 1, run_file: Callable[[int], Path] | None = None
+               ) -> tuple[list[float], list[dict]]:
     """Final test accuracies of len(seeds) fresh networks, run r trained on sets[r] from seeds[r],
     and the runs whose loss stopped being finite ({"run", "epoch"}). A diverged run is a result,
     not an error: it stops training, is tested as it is (a network of NaNs scores near chance),
@@ -184,16 +185,40 @@ def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: 
     the stacked parameters is the runs' optimizers side by side. On a GPU this turns a
     launch-bound loop into one stream; on a compute-bound 2-core CPU it was slower
     (bench/results/protocol_speed_cpu.json). Networks with BatchNorm (running statistics
-    that vmap cannot update) train one after the other."""
+    that vmap cannot update) train one after the other.
+
+    `run_file(r)`: where run r's result is kept once it is trained and tested (one after the
+    other only), so a judging killed inside an architecture resumes at its next run: a
+    ResNet-18 run on an IPC-10 set is half an hour on a CPU."""
     info = dataset_info(dataset)
     with torch.random.fork_rng(devices=[]):  # a look at the architecture draws nothing from the runs' RNG
         template = build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1])
     if schedule.get("batched", False) and not _has_batchnorm(template) and len(seeds) > 1:
         nets = _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, views)
-    else:
-        nets = [train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}", views)
-                for r, ((x, y), seed) in enumerate(zip(sets, seeds))]
-    return tested(nets, test, schedule, device, desc or model)
+        return tested(nets, test, schedule, device, desc or model)
+
+    def run(r: int) -> dict:
+        (x, y), seed = sets[r], seeds[r]
+        net = train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}", views)
+        return {"accuracy": test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
+                                          autocast=_autocast(schedule.precision, device)),
+                "diverged_at": getattr(net, "diverged_at", None)}
+
+    results = [_kept_run(None if run_file is None else run_file(r), lambda r=r: run(r)) for r in range(len(seeds))]
+    accs = [res["accuracy"] for res in results]
+    diverged = [{"run": r, "epoch": res["diverged_at"]} for r, res in enumerate(results) if res["diverged_at"] is not None]
+    _say_diverged(diverged, accs, desc or model)
+    return accs, diverged
+
+
+def _kept_run(path: Path | None, run: Callable[[], dict]) -> dict:
+    """One run's result, from `path` if an earlier judging finished it, else run and kept there."""
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    result = run()
+    if path is not None:
+        write_json(path, result)
+    return result
 
 
 def tested(nets: list[torch.nn.Module], test: tuple[torch.Tensor, torch.Tensor], schedule: DictConfig,
@@ -202,10 +227,14 @@ def tested(nets: list[torch.nn.Module], test: tuple[torch.Tensor, torch.Tensor],
     accs = [test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
                           autocast=_autocast(schedule.precision, device)) for net in nets]
     diverged = [{"run": r, "epoch": net.diverged_at} for r, net in enumerate(nets) if hasattr(net, "diverged_at")]
-    for d in diverged:
-        tqdm.write(f"{what} run {d['run'] + 1}/{len(nets)}: loss not finite at epoch {d['epoch']}; "
-                   f"counted at its accuracy {accs[d['run']] * 100:.2f} %", file=sys.stderr)
+    _say_diverged(diverged, accs, what)
     return accs, diverged
+
+
+def _say_diverged(diverged: list[dict], accs: list[float], what: str) -> None:
+    for d in diverged:
+        tqdm.write(f"{what} run {d['run'] + 1}/{len(accs)}: loss not finite at epoch {d['epoch']}; "
+                   f"counted at its accuracy {accs[d['run']] * 100:.2f} %", file=sys.stderr)
 
 
 def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, views=1) -> list[torch.nn.Module]:
@@ -350,10 +379,15 @@ def _rows(what: dict, sets: list, dataset: str, protocol: DictConfig, space: str
     test = load_split(dataset, "test", root, resolution, space=space)
     test = (test.images, test.labels)
     seeds = [protocol.seed + r for r in range(protocol.runs)]
-    return {model: kept_row(rows, _row_key(what, model, dataset, space, resolution, protocol),
-                            lambda m=model: _timed(lambda: train_runs(m, sets, test, dataset, protocol, seeds, lr,
-                                                                      device, desc=f"{label} {m}", views=views)))
-            for model in protocol.models}
+    out = {}
+    for model in protocol.models:
+        key = _row_key(what, model, dataset, space, resolution, protocol)
+        # a finished run's result waits beside the row until the row is written (kept_row)
+        run_file = None if rows is None else (lambda r, k=key: Path(rows) / f"{k['model']}-{artifacts.digest(k)}.run{r}.json")
+        out[model] = kept_row(rows, key, lambda m=model, f=run_file: _timed(
+            lambda: train_runs(m, sets, test, dataset, protocol, seeds, lr, device, desc=f"{label} {m}", views=views,
+                               run_file=f)))
+    return out
 
 
 def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
@@ -362,7 +396,8 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
     call with the same key takes it instead of training again: a judging killed at its fourth
     architecture (cross_arch on a CPU: over an hour) resumes there, and rerunning a finished run
     (a sweep, or the same run under another protocol) trains only what is new. A kept row keeps
-    the wall_s it cost when it was trained."""
+    the wall_s it cost when it was trained (a row finished after a kill inside it: the seconds of
+    the judging that finished it, the runs kept from before not included)."""
     if rows is None:
         return judge()
     path = Path(rows) / f"{key['model']}-{artifacts.digest(key)}.json"
@@ -372,6 +407,8 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
             return kept["row"]
     row = judge()
     write_json(path, {"key": key, "row": row})
+    for run in path.parent.glob(f"{path.stem}.run*.json"):  # its runs' results (train_runs' run_file): in the row now
+        run.unlink()
     return row
 
 

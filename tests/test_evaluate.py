@@ -301,3 +301,29 @@ def test_a_diverged_run_is_counted_and_reported_not_fatal(batched):
     assert row["diverged"] == diverged and len(row["runs"]) == 3
     assert accuracy_text(row).endswith("(1 of 3 runs diverged)")
     assert accuracy_text(ev._timed(lambda: (clean, none))) == f"{ev.stats(clean)['mean']:.2f} +- {ev.stats(clean)['std']:.2f}"
+
+
+def test_a_judging_killed_inside_an_architecture_resumes_at_its_next_run(tmp_path, monkeypatch, capsys):
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "mnist", space="unit")
+    argv = [str(path), "protocol=fast", "runs=3", "models=[mlp]", "epochs=1", "--no-baselines", "--data-root",
+            str(tmp_path)]
+    assert ev.main(argv + ["--out", str(tmp_path / "whole" / "metrics.json")]) == 0
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())["synthetic"]["mlp"]["runs"]
+    seeds, real_train_network = [], ev.train_network
+
+    def train_network(model, images, labels, dataset, schedule, seed, *a, **k):
+        seeds.append(seed)
+        if kill and len(seeds) == 2:
+            raise KeyboardInterrupt
+        return real_train_network(model, images, labels, dataset, schedule, seed, *a, **k)
+
+    monkeypatch.setattr(ev, "train_network", train_network)
+    kill = True
+    assert ev.main(argv) == 130
+    assert len(list((tmp_path / "judged").glob("mlp-*.run0.json"))) == 1  # the finished run is kept
+    kill = False
+    assert ev.main(argv) == 0
+    assert seeds == [0, 1, 1, 2]  # run 0 was not trained again
+    assert json.loads((tmp_path / "metrics.json").read_text())["synthetic"]["mlp"]["runs"] == whole
+    assert [p.name.startswith("mlp-") and ".run" not in p.name for p in (tmp_path / "judged").iterdir()] == [True]
