@@ -114,8 +114,7 @@ def train_and_test(model: str, images: torch.Tensor, labels: torch.Tensor, test:
                    device: str = "cpu", desc: str = "", checkpoint: Path | None = None) -> float:
     """Train a fresh `model` on (images, labels) with `schedule`; return final-epoch test accuracy."""
     net = train_network(model, images, labels, dataset, schedule, seed, lr, device, desc, checkpoint=checkpoint)
-    return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
-                         autocast=_autocast(schedule.precision, device))
+    return _accuracy(net, test, schedule, device)
 
 
 def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, dataset: str, schedule: DictConfig,
@@ -200,9 +199,7 @@ def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: 
     def run(r: int) -> dict:
         (x, y), seed = sets[r], seeds[r]
         net = train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}", views)
-        return {"accuracy": test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
-                                          autocast=_autocast(schedule.precision, device)),
-                "diverged_at": getattr(net, "diverged_at", None)}
+        return {"accuracy": _accuracy(net, test, schedule, device), "diverged_at": getattr(net, "diverged_at", None)}
 
     results = [_kept_run(None if run_file is None else run_file(r), lambda r=r: run(r)) for r in range(len(seeds))]
     accs = [res["accuracy"] for res in results]
@@ -224,8 +221,7 @@ def _kept_run(path: Path | None, run: Callable[[], dict]) -> dict:
 def tested(nets: list[torch.nn.Module], test: tuple[torch.Tensor, torch.Tensor], schedule: DictConfig,
            device: str, what: str) -> tuple[list[float], list[dict]]:
     """Test accuracies of trained networks, and which of them diverged (train_network), each said on stderr."""
-    accs = [test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
-                          autocast=_autocast(schedule.precision, device)) for net in nets]
+    accs = [_accuracy(net, test, schedule, device) for net in nets]
     diverged = [{"run": r, "epoch": net.diverged_at} for r, net in enumerate(nets) if hasattr(net, "diverged_at")]
     _say_diverged(diverged, accs, what)
     return accs, diverged
@@ -335,6 +331,13 @@ def test_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     return correct / len(labels)
 
 
+def _accuracy(net: torch.nn.Module, test: tuple[torch.Tensor, torch.Tensor], schedule: DictConfig,
+              device: str) -> float:
+    """test_accuracy at the schedule's test batch and precision: how every trained network is tested."""
+    return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
+                         autocast=_autocast(schedule.precision, device))
+
+
 def _autocast(precision: str, device: str):
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
@@ -382,32 +385,32 @@ def _rows(what: dict, sets: list, dataset: str, protocol: DictConfig, space: str
     out = {}
     for model in protocol.models:
         key = _row_key(what, model, dataset, space, resolution, protocol)
-        # a finished run's result waits beside the row until the row is written (kept_row)
-        run_file = None if rows is None else (lambda r, k=key: Path(rows) / f"{k['model']}-{artifacts.digest(k)}.run{r}.json")
-        out[model] = kept_row(rows, key, lambda m=model, f=run_file: _timed(
+        out[model] = kept_row(rows, key, lambda run_file, m=model: _timed(
             lambda: train_runs(m, sets, test, dataset, protocol, seeds, lr, device, desc=f"{label} {m}", views=views,
-                               run_file=f)))
+                               run_file=run_file)))
     return out
 
 
-def kept_row(rows: Path | None, key: dict, judge: Callable[[], dict]) -> dict:
+def kept_row(rows: Path | None, key: dict, judge: Callable[[Callable[[int], Path] | None], dict]) -> dict:
     """One architecture's row, trained for once. With a `rows` folder (judged_dir), a finished
     row is written there (atomically) under a digest of everything that decides it, and a later
     call with the same key takes it instead of training again: a judging killed at its fourth
     architecture (cross_arch on a CPU: over an hour) resumes there, and rerunning a finished run
     (a sweep, or the same run under another protocol) trains only what is new. A kept row keeps
     the wall_s it cost when it was trained (a row finished after a kill inside it: the seconds of
-    the judging that finished it, the runs kept from before not included)."""
+    the judging that finished it, the runs kept from before not included).
+    `judge(run_file)` trains the row; `run_file(r)` (None without a folder) is where its run r's
+    result waits until the row is written (train_runs), so a kill inside a row loses one run."""
     if rows is None:
-        return judge()
+        return judge(None)
     path = Path(rows) / f"{key['model']}-{artifacts.digest(key)}.json"
     if path.is_file():
         kept = json.loads(path.read_text())
         if kept.get("key") == key:
             return kept["row"]
-    row = judge()
+    row = judge(lambda r: path.with_name(f"{path.stem}.run{r}.json"))
     write_json(path, {"key": key, "row": row})
-    for run in path.parent.glob(f"{path.stem}.run*.json"):  # its runs' results (train_runs' run_file): in the row now
+    for run in path.parent.glob(f"{path.stem}.run*.json"):  # its runs' results: in the row now
         run.unlink()
     return row
 
