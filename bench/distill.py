@@ -13,14 +13,19 @@ bench/results/distill_<name>.json exists (--force runs and records it again), un
 result is stale: marked superseded, judged by networks other than today's (metrics.json
 records their digests, genprior/evaluate.py network_digests; a result too old to record them
 counts as stale), distilled with a generator whose file has changed since (metrics.json's
-prior_digest), or made with a config its command no longer composes (a preset's lr changed:
-every key both configs have must agree). A stale result and its run directory are set aside (`.superseded` names)
-and the run starts afresh: the set was distilled through the old network too.
+prior_digest; a GAN or diffusion result too old to record one counts as stale), or made with
+a config its command no longer composes (a preset's lr changed: every key both configs have
+must agree). A stale result is set aside (a `.superseded` name). Where what changed decides
+only the judging (a judge network other than the one the objective distilled through, an
+eval.* or protocol.* key) the run directory stays, and the rerun resumes the finished set and
+judges it again (rows the change leaves alone come from judged/); otherwise the run directory
+is set aside too and the set is distilled afresh.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -29,6 +34,7 @@ import time
 from pathlib import Path
 
 from genprior.files import write_json
+from genprior.rundir import RESUMABLE_KEYS
 from resumable import slug  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,25 +43,52 @@ RESULTS = ROOT / "bench" / "results"
 
 def stale(result: dict) -> str | None:
     """Why a recorded result is not a figure of today's code (None: it is one)."""
+    found = staleness(result)
+    return None if found is None else found[0]
+
+
+def staleness(result: dict) -> tuple[str, bool] | None:
+    """None if `result` is a figure of today's code, else (why, whether only its judging is
+    stale: the set it judged is still today's set)."""
     if "superseded" in result:
-        return "it is marked superseded"
+        return "it is marked superseded", False
     if "networks" not in result:
-        return "it does not record which networks judged it (it predates that record)"
+        return "it does not record which networks judged it (it predates that record)", False
+    from omegaconf import OmegaConf
+
     from genprior.evaluate import network_digests
 
     today = network_digests(result["networks"], result["dataset"], result["resolution"])
     changed = [m for m, d in result["networks"].items() if today[m] != d]
-    if changed:
-        return f"the networks that judged it changed since ({', '.join(changed)})"
+    config = OmegaConf.create(result.get("config", "{}"))
+    if OmegaConf.select(config, "synset.kind") in ("gan", "diffusion") and not result.get("prior_digest"):
+        return "it does not record the generator it was distilled with (it predates that record)", False
     if result.get("prior_digest") and prior_now(result["config"]) not in (None, result["prior_digest"]):
-        return "the generator it was distilled with changed since (its prior digest)"
+        return "the generator it was distilled with changed since (its prior digest)", False
+    if changed:  # the objective's own network shaped the set; the other judges only judged it
+        iterations = OmegaConf.select(config, "iterations")  # None: a record without its config cannot tell
+        set_kept = iterations == 0 or (iterations is not None and OmegaConf.select(config, "objective.net") not in changed)
+        return f"the networks that judged it changed since ({', '.join(changed)})", set_kept
     if changed := config_drift(result):
-        return f"its command composes another config today ({changed})"
+        return f"its command composes another config today ({changed})", _judging_only(changed)
     return None
 
 
-# keys that name where and how verbosely a run ran, not what it computed
-UNCOMPARED = ("run_dir", "threads", "log_every", "checkpoint_every", "name")
+def _prefixed(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+# keys that name where and how a run ran, not what it computed
+UNCOMPARED = ("run_dir", "threads", "log_every", "checkpoint_every", "name", "chunk", "log_with", "dataset.root",
+              "dataset.download")
+# keys a finished run directory resumes across (genprior/rundir.py) that change only what judges
+# the set: `iterations` is resumable too but changes the set (and a smaller value is refused)
+JUDGING_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "iterations")
+
+
+def _judging_only(drift: str) -> bool:
+    keys = [item.split("=")[0] for item in drift.split(", ") if item != "..."]
+    return "..." not in drift and all(_prefixed(k, JUDGING_KEYS) for k in keys)
 # options added with a default that changed what the code computes: key -> the value every
 # run made before the option existed behaved as (so those results are rerun, not reused)
 BEHAVED_AS = {"synset.bound": False}  # HaBa's rendered values, unbounded until 2026-11-30
@@ -87,15 +120,15 @@ def config_drift(result: dict) -> str:
         return f"it no longer composes: {e}"
     then = flat(OmegaConf.to_container(OmegaConf.create(result["config"]), resolve=True))
     then = {**{k: v for k, v in BEHAVED_AS.items() if k in today}, **then}
-    changed = sorted(k for k in then.keys() & today.keys()
-                     if k.split(".")[0] not in UNCOMPARED and then[k] != today[k])
+    changed = sorted(k for k in then.keys() & today.keys() if not _prefixed(k, UNCOMPARED) and then[k] != today[k])
     return ", ".join(f"{k}={then[k]!r}->{today[k]!r}" for k in changed[:4]) + (" ..." if len(changed) > 4 else "")
 
 
 def prior_now(config: str) -> str | None:
     """Today's digest of the generator a result's config.yaml names, as its synset computes it
-    (genprior/synsets/latent.py); None where telling takes more than loading a file (a Minimax
-    fine-tune is built from its base: its record is checked when the run resumes instead)."""
+    (genprior/synsets/latent.py); None where telling takes more than loading a file: a Minimax
+    fine-tune is built from its base UNet, and metrics.json records the fine-tune's digest, so a
+    retrained base goes unnoticed here (set the result aside by hand: `"superseded"`)."""
     from omegaconf import OmegaConf
 
     from genprior.artifacts import module_digest
@@ -146,14 +179,20 @@ def main() -> None:
     out = RESULTS / f"distill_{name}.json"
     run_dir = ROOT / "runs" / "bench" / name
     if out.exists():
-        why = stale(json.loads(out.read_text()))
-        if why is None and not a.force:  # a finished run would evaluate its set again: minutes for nothing
+        found = staleness(json.loads(out.read_text()))
+        if found is None and not a.force:  # a finished run would evaluate its set again: minutes for nothing
             print(f"{name}: done ({out.relative_to(ROOT)}); --force to run it again")
             return
-        if why is not None:  # its set was distilled and judged with what changed: start afresh, keep the record
+        if found is not None:  # keep the record; the set too where only its judging changed
+            why, judging_only = found
             print(f"{name}: {out.relative_to(ROOT)} is stale: {why}; moved to {set_aside(out).name}", flush=True)
-            if run_dir.exists():
+            if run_dir.exists() and not judging_only:
                 print(f"{name}: its run directory moved to {set_aside(run_dir).name}", flush=True)
+            elif run_dir.exists():
+                print(f"{name}: only its judging changed: the run resumes its set and judges it again", flush=True)
+    # judged rows land in the repository (comparisons.sh sets the same): a run directory set
+    # aside keeps none of them, and a machine that loses runs/ retrains none of them
+    os.environ.setdefault("GENPRIOR_JUDGED_DIR", str(RESULTS / "judged"))
     cmd = shlex.split(a.launch) or [sys.executable]
     cmd += [str(ROOT / "genprior" / "run.py"), *a.overrides, f"run_dir={run_dir}"]
     t0 = time.time()

@@ -13,17 +13,26 @@ one entry per (preset, IPC, key, overrides): per value ConvNet and cross-archite
 with their std over runs (bench/presets_table.py accuracy_row), the value with the best
 ConvNet mean, and whether the runner-up is within the combined std of it (then the pick is
 a tie, and the preset should keep its principled value unless other evidence decides).
+The pick is made on the test split, as the DC, DM and MTT papers chose their settings; a
+value is read from the entry's current results only (one gone stale, bench/distill.py, or
+set aside, drops out of the verdict). --check-preset exits with status 3 when the verdict is
+not a tie and the preset holds another value: what is distilled with the preset next
+(bench/comparisons.sh) would be rerun once the preset is set to the pick.
 """
 from __future__ import annotations
 
 import argparse
 import json
+
+from omegaconf import OmegaConf
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+from distill import stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
+from genprior.run import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
 
@@ -49,6 +58,8 @@ def main() -> None:
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--key", required=True, help="the config key to sweep, e.g. synset.optim.latents.lr")
     p.add_argument("--values", nargs="+", required=True)
+    p.add_argument("--check-preset", action="store_true",
+                   help="exit 3 when the verdict is no tie and the preset holds another value")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every value (after --)")
     a = p.parse_args()
     out = RESULTS / "lr_sweep.json"
@@ -62,17 +73,31 @@ def main() -> None:
         result = json.loads((RESULTS / f"distill_{name}.json").read_text())
         table = json.loads(out.read_text()) if out.is_file() else {}  # other sweeps may have landed meanwhile
         row = table.setdefault(entry, {"preset": a.preset, "ipc": a.ipc, "key": a.key, "overrides": a.overrides,
-                                       "command": command, "values": {}})
+                                       "values": {}})
+        row.pop("command", None)  # each value records the command that made it
         row["values"][value] = {**accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]),
                                 "eval_s": result["eval_s"], "loss_first_last": result["loss_first_last"],
-                                "values": result.get("values"),
+                                "values": result.get("values"), "command": command,
                                 "result": f"bench/results/distill_{name}.json"}
+        for v, made in list(row["values"].items()):  # values of earlier calls: only while still today's
+            file = ROOT / made["result"]
+            why = "its result is gone" if not file.is_file() else stale(json.loads(file.read_text()))
+            if why:
+                print(f"{a.key}={v}: dropped from the verdict, {why}", flush=True)
+                del row["values"][v]
         row["verdict"] = verdict(row["values"])
         RESULTS.mkdir(parents=True, exist_ok=True)
         write_json(out, table)
         v = row["values"][value]
         print(f"{a.key}={value}: ConvNet {v.get('convnet')} +- {v.get('convnet_std')}, cross-arch "
               f"{v.get('cross_arch_mean')} +- {v.get('cross_arch_std')}; so far {row['verdict']}", flush=True)
+    if a.check_preset:
+        preset = compose([a.preset, f"ipc={a.ipc}"])
+        held, best = str(OmegaConf.select(preset, a.key)), row["verdict"]["best"]
+        if not row["verdict"].get("tie", True) and float(held) != float(best):
+            print(f"{a.preset} holds {a.key}={held}, the sweep picks {best} ({out.relative_to(ROOT)}): set it in "
+                  f"the preset before distilling with it", flush=True)
+            sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,32 @@ def test_a_result_is_stale_when_its_generator_file_changed(distill, tmp_path):
     save_generator(tiny(1), stem)  # retrained under the same name
     assert "generator it was distilled with changed" in distill.stale(result)
     assert distill.stale(record(config="synset:\n  kind: pixel\n")) is None  # nothing to compare: no prior
+    # a GAN result too old to record its generator cannot say it was made with today's
+    assert "does not record the generator" in distill.stale(record(config=config))
+
+
+def test_only_a_result_whose_set_is_still_todays_keeps_its_run_directory(distill):
+    """What changed decides whether the set is redistilled or only judged again."""
+    from omegaconf import OmegaConf
+
+    from genprior.run import compose
+
+    command = "python bench/distill.py --name x pixel=dm ipc=1 iterations=3"
+    config = OmegaConf.to_container(compose(["pixel=dm", "ipc=1", "iterations=3"]), resolve=True)
+    as_made = lambda **extra: record(command=command, config=OmegaConf.to_yaml(config), **extra)
+    vit = network_digests(["vit"], "fashion_mnist", 28)["vit"]
+    # a judge the set was not distilled through changed: judged again, not distilled again
+    assert distill.staleness(as_made(networks={"convnet": record()["networks"]["convnet"], "vit": "0" * 12}))[1]
+    # the objective's own network changed: the set itself was shaped by the old one
+    assert not distill.staleness(as_made(networks={"convnet": "0" * 12, "vit": vit}))[1]
+    config["protocol"]["epochs"] = 7  # judged under another protocol: judged again
+    assert distill.staleness(as_made()) == ("its command composes another config today (protocol.epochs=7->1000)", True)
+    config["synset"]["optim"]["images"]["lr"] = 1.0  # and distilled with another lr: distilled again
+    assert distill.staleness(as_made())[1] is False
+    config["protocol"]["epochs"] = 1000
+    config["chunk"] = 3  # how the backward was cut changes nothing computed
+    config["synset"]["optim"]["images"]["lr"] = 5.0
+    assert distill.stale(as_made()) is None
 
 
 def test_a_result_is_stale_when_its_preset_changed_since(distill):
