@@ -15,6 +15,7 @@ set. One call of this objective is one image update, so the loop stays uniform.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -87,23 +88,26 @@ class DC:
     def _net_for(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.nn.Module:
         round_, within = divmod(step, self.outer_loop)
         if within == 0:
-            self.net = fresh_net(self.net_name, self.real, derive_seed(self.seed, round_), images.device,
-                                 **self.net_kwargs)
+            net = fresh_net(self.net_name, self.real, derive_seed(self.seed, round_), images.device, **self.net_kwargs)
         elif self.net is not None and self.at_step == step - 1:
-            self.net.to(images.device)
-            self._train_inner(images.detach(), labels, step)  # the images moved: the network follows them
-        elif self.at_step != step:
+            # the images moved: the network follows them. Trained as a copy, so a run stopped
+            # inside these epochs checkpoints the network of step - 1 whole, never half-trained
+            net = copy.deepcopy(self.net).to(images.device)
+            self._train_inner(net, images.detach(), labels, step)
+        elif self.net is not None and self.at_step == step:  # resumed: loaded on the CPU
+            net = self.net.to(images.device)
+        else:
             raise RuntimeError(f"DC network state is for step {self.at_step}, not {step - 1}")
-        self.at_step = step
-        return self.net
+        self.net, self.at_step = net, step
+        return net
 
-    def _train_inner(self, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+    def _train_inner(self, net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
         """inner_loop epochs of plain SGD on the synthetic set, as the DC code does between updates."""
-        opt = torch.optim.SGD(self.net.parameters(), lr=self.lr_net)
+        opt = torch.optim.SGD(net.parameters(), lr=self.lr_net)
         g = generator(self.seed, step, 0x1)
         for epoch in range(self.inner_loop):
             perm = torch.randperm(len(labels), generator=g).to(images.device)
-            train_epoch(self.net, opt, images, labels, perm, self.batch_train, self.dsa,
+            train_epoch(net, opt, images, labels, perm, self.batch_train, self.dsa,
                         lambda start: derive_seed(self.seed, step, epoch, start, 0x2))
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int, units: list[int],

@@ -54,3 +54,43 @@ def test_dc_inner_loop_zero_keeps_the_network_and_only_none_takes_the_schedule()
     net0 = {k: v.clone() for k, v in dc.net.state_dict().items()}
     dc(images, labels, 1, [0, 1])  # within the round: with no inner steps the network stays as it was
     assert all(torch.equal(net0[k], v) for k, v in dc.net.state_dict().items())
+
+
+def test_dc_stopped_inside_its_inner_loop_resumes_to_the_same_network(monkeypatch):
+    """A stop (Ctrl-C) while the network trains between two steps checkpoints the network of the
+    step before, whole: the resumed run trains it again from there, as an unstopped run does."""
+    import genprior.objectives.dc as dc_module
+
+    real = toy_split([[0.1 * i for i in range(8)], [1 + 0.1 * i for i in range(8)]])
+    real.images = real.images.expand(-1, 1, 8, 8).contiguous()
+    make = lambda: DC(real, ipc=2, net="convnet", batch_real=4, dsa="none", seed=0, outer_loop=3, inner_loop=3,
+                      net_kwargs={"width": 8, "depth": 2})
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 0, 1, 1])
+    straight = make()
+    for step in range(3):
+        want = straight(images, labels, step, [0, 1]).item()
+    stopped = make()
+    stopped(images, labels, 0, [0, 1])
+    epochs = 0
+    real_epoch = dc_module.train_epoch
+
+    def stop_in_second_epoch(*args, **kwargs):
+        nonlocal epochs
+        epochs += 1
+        if epochs == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(dc_module, "train_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        stopped(images, labels, 1, [0, 1])  # one epoch of three done, in place it would stay
+    monkeypatch.setattr(dc_module, "train_epoch", real_epoch)
+    resumed = make()
+    resumed.load_state_dict(stopped.state_dict())  # what the stop's checkpoint holds
+    assert resumed.at_step == 0
+    resumed(images, labels, 1, [0, 1])
+    assert resumed(images, labels, 2, [0, 1]).item() == want
+    # resumed at the step it was ready for (a stop after the network trained): used as it is
+    again = make()
+    again.load_state_dict(resumed.state_dict())
+    assert again(images, labels, 2, [0, 1]).item() == want
