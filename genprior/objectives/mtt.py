@@ -20,6 +20,7 @@ Two ways to get dL/dimages:
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,12 @@ class MTT:
     def _batch(self, images, labels, seed: int, i: int):
         n = len(labels)
         if self.batch_syn and self.batch_syn < n:
-            idx = torch.randperm(n, generator=generator(seed, i)).to(images.device)[:self.batch_syn]
+            # student step i takes chunk i of passes over the set, each pass a fresh permutation
+            # split into batch_syn-sized chunks (the last one smaller), as the MTT code cycles
+            # them: every image is seen once per pass, none twice while another waits
+            chunks = math.ceil(n / self.batch_syn)
+            perm = torch.randperm(n, generator=generator(seed, i // chunks))
+            idx = perm.split(self.batch_syn)[i % chunks].to(images.device)
             x, y = images[idx], labels[idx]
         else:
             x, y = images, labels

@@ -61,3 +61,16 @@ def test_bad_segment_settings_are_refused(two_weights):
         MTT(real, [torch.zeros(3, 2)], net="two_weights", expert_epochs=2, max_start_epoch=2)
     with pytest.raises(ConfigError, match="another network"):
         MTT(real, [torch.zeros(3, 5)], net="two_weights", expert_epochs=1, max_start_epoch=1)
+
+
+def test_a_student_with_batch_syn_sees_every_image_once_per_pass(two_weights):
+    real = toy_split([[1.0], [1.0]])
+    mtt = MTT(real, [torch.zeros(2, 2)], net="two_weights", syn_steps=7, expert_epochs=1, max_start_epoch=1,
+              dsa="none", batch_syn=3)
+    images, labels = torch.arange(7.0).view(7, 1, 1, 1), torch.arange(7) % 2
+    seen = [mtt._batch(images, labels, seed=5, i=i)[0].flatten().tolist() for i in range(6)]
+    assert [len(s) for s in seen] == [3, 3, 1, 3, 3, 1]  # 7 images in chunks of 3: three student steps a pass
+    for first in (0, 3):
+        assert sorted(sum(seen[first:first + 3], [])) == list(range(7))
+    assert seen[:3] != seen[3:]  # each pass its own order
+    assert seen == [mtt._batch(images, labels, seed=5, i=i)[0].flatten().tolist() for i in range(6)]  # seeded
