@@ -35,7 +35,7 @@ from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import check_device, retain_freed_memory
-from genprior.nets import NETS, build_net, net_digest
+from genprior.nets import NETS, build_net, has_batchnorm, net_digest
 from genprior.options import option, spec_from
 from genprior.progress import progress
 from genprior.report import accuracy_text
@@ -192,7 +192,7 @@ def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: 
     info = dataset_info(dataset)
     with torch.random.fork_rng(devices=[]):  # a look at the architecture draws nothing from the runs' RNG
         template = build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1])
-    if schedule.get("batched", False) and not _has_batchnorm(template) and len(seeds) > 1:
+    if schedule.get("batched", False) and not has_batchnorm(template) and len(seeds) > 1:
         nets = _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, views)
         return tested(nets, test, schedule, device, desc or model)
 
@@ -313,10 +313,6 @@ def _decay(opt, lr: float, epoch: int, schedule: DictConfig) -> None:
     if epoch == (schedule.lr_decay_epoch or schedule.epochs // 2 + 1):
         for group in opt.param_groups:
             group["lr"] = lr * 0.1
-
-
-def _has_batchnorm(net: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 @torch.no_grad()

@@ -310,3 +310,8 @@ def build_net(name: str, channels: int, num_classes: int, resolution: int, **ove
         raise ConfigError(f"network {name!r} has no option(s) {', '.join(bad)}; "
                           f"valid: {', '.join(options) or 'none'}")
     return factory(channels, num_classes, resolution, **overrides)
+
+
+def has_batchnorm(net: nn.Module) -> bool:
+    """Whether `net` normalizes by its batch: what it computes for one image depends on the others."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())

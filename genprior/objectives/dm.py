@@ -17,6 +17,7 @@ import torch
 
 from genprior.augment import dsa_or_none
 from genprior.data import Split
+from genprior.nets import has_batchnorm
 from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
 from genprior.options import option
 from genprior.rng import derive_seed
@@ -70,12 +71,19 @@ class DM:
         embed = self._embedder(net)
         batches = list(class_batches(self.real, images, labels, units, self.batch_real, self.dsa, self.seed, step))
         reals, syns = [b[1] for b in batches], [b[2] for b in batches]
-        with torch.no_grad():  # small chunks: a [2560, 128, 28, 28] activation (1 GB) falls out of cache
-            e_real = torch.cat([embed(x) for x in torch.cat(reals).split(self.chunk_real)])
+        real = torch.cat(reals)
+        # small chunks: a [2560, 128, 28, 28] activation (1 GB) falls out of cache. A network with
+        # BatchNorm normalizes by its batch: all classes' real images go through at once, as the
+        # DM code does for BN networks (a chunk of one class would normalize its mean away)
+        chunk = len(real) if has_batchnorm(net) else self.chunk_real
+        with torch.no_grad():
+            e_real = torch.cat([embed(x) for x in real.split(chunk)])
         e_syn = embed(torch.cat(syns))
-        mean_real = torch.stack([e.mean(0) for e in e_real.split([len(r) for r in reals])])
-        mean_syn = torch.stack([e.mean(0) for e in e_syn.split([len(s) for s in syns])])
-        return ((mean_real.float() - mean_syn.float()) ** 2).sum()
+        # means in float32: under bf16 autocast a class mean rounded to 8 bits would put a noise
+        # floor under a loss that is a small difference of means
+        mean_real = torch.stack([e.mean(0) for e in e_real.float().split([len(r) for r in reals])])
+        mean_syn = torch.stack([e.mean(0) for e in e_syn.float().split([len(s) for s in syns])])
+        return ((mean_real - mean_syn) ** 2).sum()
 
     def state_dict(self) -> dict:
         return {}  # stateless: every step draws a fresh network

@@ -44,3 +44,14 @@ def test_compiled_embedding_matches_eager_and_follows_new_weights():
     for a, b in losses:
         assert b == pytest.approx(a, rel=1e-5)
     assert losses[0][1] != losses[1][1]  # the compiled graph runs on each step's fresh weights
+
+
+def test_a_batchnorm_network_sees_all_real_images_in_one_batch():
+    """BatchNorm normalizes by its batch: real images in per-class chunks would each be
+    normalized by their own class (its mean, the thing matched, largely erased)."""
+    real = toy_split([[0.1 * i for i in range(6)], [3 + 0.1 * i for i in range(6)]])
+    real.images = real.images.expand(-1, 1, 8, 8).contiguous()
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 0, 1, 1])
+    losses = [DM(real, net="convnet_bn", batch_real=4, seed=3, dsa="none", chunk_real=chunk,
+                 net_kwargs={"width": 8, "depth": 2})(images, labels, 0, [0, 1]).item() for chunk in (4, 64)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
