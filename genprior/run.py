@@ -55,7 +55,7 @@ from genprior.options import option, spec_from
 from genprior.rundir import RunDirectory, config_diff
 from genprior.shipped import CONFIG_DIR
 
-MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; fp16 and fp8 need a GPU
+MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; the loop runs no and bf16 (_check_precision)
 SECTIONS = ("dataset", "synset", "objective", "protocol", "eval")  # config groups and nested sections
 
 
@@ -251,9 +251,12 @@ def _component(registry: dict, section: dict, what: str, reserved: tuple[str, ..
 def _check_precision(precision: str) -> None:
     if precision not in MIXED_PRECISIONS:
         raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {precision!r}")
-    if precision in ("fp16", "fp8") and not torch.cuda.is_available():
-        raise ConfigError(f"mixed_precision={precision} needs a CUDA GPU and this machine has none; "
-                          f"valid here: no, bf16")
+    if precision in ("fp16", "fp8"):
+        # fp16 needs loss scaling, which the set's backward (DC's second-order gradients, MTT's
+        # unrolled student) does not do: its small gradients would underflow to zero. Accelerate
+        # runs fp8 without a prepared model as bf16 autocast, so it would only be mislabelled
+        raise ConfigError(f"mixed_precision={precision} is not supported (no loss scaling in the distillation "
+                          f"backward); valid: no, bf16")
 
 
 def _missing_choice(message: str) -> str:
@@ -376,9 +379,11 @@ def make_accelerator(cfg: DictConfig, run_dir: Path):
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    from genprior.trackers import names  # a plain list: Accelerate takes a ListConfig for one name
+
     project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers"))
     try:
-        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=_cpu_ranks(), log_with=cfg.log_with or None,
+        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=_cpu_ranks(), log_with=names(cfg.log_with) or None,
                            project_config=project)
     except ValueError as e:  # e.g. fp8 without its backend: Accelerate's reason, on one line
         raise ConfigError(f"accelerate: {str(e).strip().splitlines()[0]}") from None

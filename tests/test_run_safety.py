@@ -68,7 +68,9 @@ def refused(args, capsys) -> str:
     (["synset.optim.images.momentum=1.5"], "synset.optim.images.momentum must be a number >= 0 and < 1"),
     (["threads=0"], "threads must be an integer >= 1 (or null), got 0"),
     (["threads=abc"], "threads must be an integer >= 1 (or null), got 'abc'"),
-    (["mixed_precision=fp8"], "mixed_precision=fp8 needs a CUDA GPU" if not torch.cuda.is_available() else "fp8"),
+    (["mixed_precision=fp8"], "mixed_precision=fp8 is not supported (no loss scaling in the distillation backward); "
+                              "valid: no, bf16"),
+    (["mixed_precision=fp16"], "mixed_precision=fp16 is not supported"),
     (["mixed_precision=fp4"], "mixed_precision must be one of no, bf16, fp16, fp8 (or null), got 'fp4'"),
     (["protocol.runs=0"], "protocol.runs must be an integer >= 1, got 0"),
     (["protocol.epochs=0"], "protocol.epochs must be an integer >= 1, got 0"),

@@ -16,7 +16,7 @@ def test_tensorboard_run_can_be_read_back(tmp_path):
     out = tmp_path / "r"
     assert run.main(["pixel=dm", "dataset=mnist", f"dataset.root={tmp_path}", "ipc=1", "iterations=2", "log_every=1",
                      "eval.every=2", "eval.curve_protocol=fast", "protocol=fast", "protocol.runs=1",
-                     "protocol.epochs=1", "protocol.models=[mlp]", "eval.baselines=false", "log_with=tensorboard",
+                     "protocol.epochs=1", "protocol.models=[mlp]", "eval.baselines=false", "log_with=[tensorboard]",
                      f"run_dir={out}"]) == 0
     events = EventAccumulator(str(out / "trackers" / "genprior"))
     events.Reload()

@@ -12,6 +12,10 @@ norm scales) are skipped, as the DC code does: per-unit scalars give no directio
 The network follows the images along a trajectory: a fresh one every `outer_loop`
 steps, and between two steps it trains `inner_loop` epochs on the (current) synthetic
 set. One call of this objective is one image update, so the loop stays uniform.
+
+A network with BatchNorm normalizes each class's real and synthetic batch by that batch's
+own statistics here; the DC code instead runs one mixed-class real batch through it and
+then freezes BatchNorm for the class loop. The default networks (instance norm) have none.
 """
 from __future__ import annotations
 
