@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from genprior.errors import ConfigError
-from genprior.files import write_json
+from genprior.files import sync_tree, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -97,6 +97,7 @@ def check_manifest(directory: Path, identity: dict, what: str, required: bool = 
 def open_manifest(directory: Path, identity: dict, what: str, extra: dict | None = None) -> None:
     """Create `directory` if needed, check its manifest, and (re)write it atomically with `extra`."""
     directory = Path(directory)
+    check_buildable(directory, what)  # files without a manifest: made for who knows what, never adopted
     directory.mkdir(parents=True, exist_ok=True)
     check_manifest(directory, identity, what)
     write_json(directory / MANIFEST, dict(identity, **(extra or {})), sort_keys=True)
@@ -122,6 +123,7 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
     tmp.mkdir(parents=True)
     try:
         build(tmp)
+        sync_tree(tmp)  # on the disk before the manifest says so
         write_json(tmp / MANIFEST, identity, sort_keys=True)  # last: a folder with a manifest is complete
         try:
             tmp.replace(directory)  # POSIX: a rename onto an empty folder replaces it, onto a full one fails

@@ -1,7 +1,8 @@
 """Writing files so that a kill never leaves half of one and the same content gives the same bytes.
 
 Every file a run or a cache writes goes through here: written beside its place under a
-name of this process, then renamed over it, so a reader sees the old file or the new one.
+name of this process, flushed to the disk, then renamed over it (and the rename flushed), so
+a reader sees the old file or the new one, after a kill and after a power cut alike.
 
 safetensors' writer keeps the metadata in a hash map whose order changes from process
 to process, so two identical sets would differ in their header bytes and no checksum
@@ -25,9 +26,39 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes on the disk before the name points at them
+        tmp.replace(path)
+    except BaseException:  # a full disk, a Ctrl-C: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_dir(path.parent)
     return path
+
+
+def sync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to the disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: str | Path) -> None:
+    """Flush every file and folder under `folder` to the disk: what another library wrote
+    (diffusers' save_pretrained) before a manifest declares the folder complete."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        sync_dir(root)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -37,3 +37,16 @@ def test_an_empty_folder_is_filled_and_a_race_lost_keeps_the_winners_artifact(tm
     artifacts.build_once(where, {"seed": 0}, build_while_another_process_finishes_first, "toy")
     assert (where / "part.txt").read_text() == "theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "raced"]
+
+
+def test_a_resumable_artifact_never_adopts_files_it_did_not_make(tmp_path):
+    """open_manifest (experts, inversions: built piece by piece) refuses a folder that holds
+    files but no manifest: they may come from other settings, and nothing could tell."""
+    where = tmp_path / "experts"
+    where.mkdir()
+    (where / "expert_000.safetensors").write_text("from an older buffer")
+    with pytest.raises(ConfigError, match="holds files but no manifest.json"):
+        artifacts.open_manifest(where, {"seed": 0}, "expert buffer")
+    assert not (where / artifacts.MANIFEST).exists()
+    artifacts.open_manifest(tmp_path / "fresh", {"seed": 0}, "expert buffer")  # new or empty: taken
+    artifacts.open_manifest(tmp_path / "fresh", {"seed": 0}, "expert buffer")  # its own: taken again
