@@ -52,7 +52,7 @@ from genprior.errors import ConfigError, Diverged, message, one_line
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
-from genprior.rundir import RunDirectory, config_diff
+from genprior.rundir import LOG, RunDirectory, config_diff
 from genprior.shipped import CONFIG_DIR
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; the loop runs no and bf16 (_check_precision)
@@ -412,15 +412,22 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
     from accelerate import PartialState
 
     from genprior.data import cache_dir
-    from genprior.progress import progress
+    from genprior.progress import lines_to, progress
 
     state = PartialState(cpu=_cpu_ranks())  # ranks meet before the run directory is chosen
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
-    with claimed_run_dir(cfg, state) as (run_dir, claim), _ending_trackers(make_accelerator(cfg, run_dir)) as accelerator:
+    with (claimed_run_dir(cfg, state) as (run_dir, claim),
+          _ending_trackers(make_accelerator(cfg, run_dir)) as accelerator,
+          lines_to(run_dir / LOG if main else None)):  # progress lines (experts, judging) in log.txt too
         ckpt_path = run_dir / "checkpoint.pt"
         d = plan.dataset
         net_digest = objective_net_digest(cfg, d)
         state = check_checkpoint(ckpt_path, cfg, net_digest)
+        if main:  # first: what the set-up logs lands in a directory that says whose it is
+            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        log = _Log(run_dir, main, accelerator if cfg.log_with else None)
+        log(f"setting up {cfg.synset.kind} + {cfg.objective.kind} (what they build first, e.g. experts, a "
+            f"fine-tune, inversions, is built once and cached)", echo=False)
 
         t_setup = time.time()
         real = load_split(d.name, "train", d.root, d.resolution, download=d.download, space=d.space)
@@ -442,9 +449,6 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
             start = state["step"]
-        if main:
-            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
-        log = _Log(run_dir, main, accelerator if cfg.log_with else None)
         if cfg.log_with:
             from genprior.trackers import start as start_trackers
 
@@ -680,7 +684,7 @@ class _Log:
 
         if echo:
             tqdm.write(line)
-        with open(self.run_dir / "log.txt", "a") as f:
+        with open(self.run_dir / LOG, "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
         if curve is not None:
             with open(self.run_dir / "curve.jsonl", "a") as f:

@@ -30,6 +30,7 @@ from genprior.files import write_text
 
 LOCK = "run.lock"
 CONFIG = "config.yaml"
+LOG = "log.txt"
 # Keys (and sections) that may change between a run and its resumption without changing what it
 # computes: how far, how often, how judged, where and how verbose; `chunk` trades memory for time
 # (float rounding aside), `dataset.download|root` say where the data comes from, not which data.
@@ -65,6 +66,7 @@ class RunDirectory:
     def __init__(self, path: Path, lock_file, created: bool, lock_created: bool):
         self.path, self._lock_file, self.created, self.lock_created = path, lock_file, created, lock_created
         self._found_holder: str | None = None  # the lock file's text before this claim named itself
+        self.config_written = False  # whether this claim wrote the directory's first config.yaml
 
     @classmethod
     def claim(cls, path: str | Path, config: dict) -> "RunDirectory":
@@ -132,6 +134,7 @@ class RunDirectory:
                               f"config; pass another run_dir= or empty it")
 
     def write_config(self, text: str) -> None:
+        self.config_written = self.config_written or not (self.path / CONFIG).exists()
         write_text(self.path / CONFIG, text)
 
     def release(self) -> None:
@@ -146,9 +149,16 @@ class RunDirectory:
         if held and self._found_holder is not None:  # refused after naming itself: the old name goes back
             self._write_holder(self._found_holder)
         self.release()
-        if self.created and held and all(p.name == LOCK for p in self.path.iterdir()):
+        # what this claim wrote: the lock, and the config with the log's first lines if it wrote the config
+        mine = {LOCK, CONFIG, LOG} if self.config_written else {LOCK}
+        only_mine = held and all(p.name in mine for p in self.path.iterdir())
+        if self.created and only_mine:
             # (not `held`: the lock was refused, so another start holds this directory, perhaps one
             # that created it at the same moment; its run.lock is not ours to remove)
             shutil.rmtree(self.path, ignore_errors=True)
-        elif self.lock_created and held:
+            return
+        if only_mine and self.config_written:
+            for name in (CONFIG, LOG):
+                (self.path / name).unlink(missing_ok=True)
+        if self.lock_created and held:
             (self.path / LOCK).unlink(missing_ok=True)

@@ -62,3 +62,10 @@ def test_a_runs_log_file_shows_expert_building_distillation_and_evaluation(tmp_p
     assert "\r" not in text
     for line in ("expert 0: 2/", "pixel+mtt: 3/3 (100%)", "set mlp 1/1: 3/3 (100%)"):
         assert line in text, (line, text[-3000:])
+    # the run's own log.txt has them too, time-stamped, from the set-up on
+    logged = (tmp_path / "run" / "log.txt").read_text()
+    assert logged.splitlines()[0].endswith("setting up pixel + mtt (what they build first, e.g. experts, a fine-tune, "
+                                           "inversions, is built once and cached)")
+    for line in ("expert 0: 2/", "pixel+mtt: 3/3 (100%)", "set mlp 1/1: 3/3 (100%)"):
+        assert line in logged, (line, logged[-3000:])
+    assert logged.index("expert 0: 2/") < logged.index("starting step 0/3") < logged.index("set mlp 1/1")
