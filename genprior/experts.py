@@ -14,7 +14,10 @@ Cheap experts: `images_per_epoch` makes an "epoch" (one snapshot interval) a ran
 subset of the train split, so a trajectory of short, matchable segments costs minutes
 instead of hours on a CPU. It is part of the manifest.
 
-    python -m genprior.experts dataset=fashion_mnist num_experts=5 epochs=10 images_per_epoch=10000
+    python -m genprior.experts dataset=fashion_mnist num_experts=5
+
+builds the buffer `pixel=mtt` uses: the command line starts from the run's defaults
+(configs/objective/mtt.yaml, `experts:`), so a buffer built by hand is the one a run finds.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 class ExpertSpec:
     dataset: str = "fashion_mnist"
     space: str = option("normalized", choices=("normalized", "zca"))  # experts must see what the set will be
+    resolution: int | None = option(None, min=1)  # None: the data set's own
     net: str = "convnet"
     net_kwargs: dict = field(default_factory=dict)
     epochs: int = option(10, min=1)
@@ -64,10 +68,16 @@ class ExpertSpec:
         architecture itself (genprior.nets.net_digest), so a change of the network is a new buffer."""
         d = asdict(self)
         d.pop("num_experts")
+        resolution = d.pop("resolution")
         d["format"] = FORMAT
         if self.dataset in DATASETS:  # a registered data set: its channels and resolution build the net
             info = DATASETS[self.dataset]
-            d["net_digest"] = net_digest(self.net, info.channels, info.num_classes, info.resolution, **self.net_kwargs)
+            resolution = resolution or info.resolution
+            if resolution != info.resolution:  # (at its own, the identity of buffers built before this key)
+                d["resolution"] = resolution
+            d["net_digest"] = net_digest(self.net, info.channels, info.num_classes, resolution, **self.net_kwargs)
+        elif resolution:
+            d["resolution"] = resolution
         return d
 
     def default_dir(self, root: Path) -> Path:
@@ -149,12 +159,24 @@ def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
     return out
 
 
-def spec_from(items: dict, what: str = "", strings: bool = True) -> ExpertSpec:
-    """An ExpertSpec from key=value strings or a config mapping, with one-line errors."""
-    return options.spec_from(ExpertSpec, items, what, also_valid=CLI_OPTIONS, strings=strings)
+def spec_from(items: dict, what: str = "", strings: bool = True, also_valid: tuple[str, ...] = ()) -> ExpertSpec:
+    """An ExpertSpec from key=value strings or a config mapping, with one-line errors
+    (`also_valid`: the other keys the caller takes, named in the error)."""
+    return options.spec_from(ExpertSpec, items, what, also_valid=also_valid, strings=strings)
 
 
 CLI_OPTIONS = ("dir", "data_root", "device")
+
+
+def run_defaults() -> dict:
+    """The experts a run builds by default (configs/objective/mtt.yaml), less where they go."""
+    from omegaconf import OmegaConf
+
+    from genprior.shipped import CONFIG_DIR
+
+    experts = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "objective" / "mtt.yaml").experts)
+    experts.pop("dir", None)
+    return experts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-        print("options:", ", ".join(f"{f.name}={getattr(ExpertSpec(), f.name)!r}" for f in fields(ExpertSpec)),
+        defaults = ExpertSpec(**run_defaults())
+        print("options:", ", ".join(f"{f.name}={getattr(defaults, f.name)!r}" for f in fields(ExpertSpec)),
               "dir=PATH data_root=PATH device=cpu|cuda")
         return 0
     retain_freed_memory()
@@ -170,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
         device = check_device(items.pop("device", "cuda" if torch.cuda.is_available() else "cpu"))
-        spec = spec_from(items)
-        real = load_split(spec.dataset, "train", root, space=spec.space)
+        spec = spec_from({**{k: str(v) for k, v in run_defaults().items()}, **items}, also_valid=CLI_OPTIONS)
+        real = load_split(spec.dataset, "train", root, spec.resolution, space=spec.space)
         directory = Path(directory) if directory else spec.default_dir(cache_dir())
         ensure_experts(spec, real, directory, device=device)
     except ConfigError as e:

@@ -67,6 +67,9 @@ def test_fp16_storage_and_cli(tmp_path, capsys):
     from safetensors.torch import load_file
 
     assert load_file(str(tmp_path / "b" / "expert_000.safetensors"))["trajectory"].dtype == torch.float16
+    # the command line starts from a run's experts (configs/objective/mtt.yaml), not from other defaults
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert (manifest["images_per_epoch"], manifest["lr"], manifest["seed"]) == (10000, 0.01, 0)
     assert main(["dataset=mnist", "epochz=2", f"data_root={tmp_path}"]) == 2
     assert "unknown key epochz; valid: batch, data_root" in capsys.readouterr().err
     assert spec_from({"epochs": "4", "net_kwargs": {"width": 8}}).epochs == 4
@@ -80,3 +83,11 @@ def test_a_diverging_expert_is_one_line_exit_1_naming_the_lr(tmp_path, capsys):
     assert rc == 1 and "Traceback" not in err
     assert re.match(r"genprior.experts: diverged: expert 0 diverged in epoch \d: lower the experts' lr, "
                     r"now 1000000000000.0 ", err.strip().splitlines()[-1])  # the line after the progress lines
+
+
+def test_a_buffer_is_for_one_resolution():
+    """Experts trained at 32 px are not those of 28 px (a global-pool network has the same
+    parameter count at both: nothing else would tell them apart)."""
+    assert tiny_spec().identity() == tiny_spec(resolution=28).identity()  # the data set's own: as before the key
+    at32 = tiny_spec(resolution=32).identity()
+    assert at32["resolution"] == 32 and at32["net_digest"] != tiny_spec().identity()["net_digest"]

@@ -296,3 +296,15 @@ def test_a_checkpoint_that_is_a_tensor_file_of_something_else_is_one_line(tmp_pa
     capsys.readouterr()
     err = refused([*BASE, "iterations=4", f"run_dir={tmp_path / 'b'}"], capsys)
     assert "checkpoint.pt holds a set of other tensors than this one" in err and "generator.weight" in err
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("+objective.experts.net=resnet18", "objective.experts.net is the run's objective.net"),
+    ("+objective.experts.dsa=none", "objective.experts.dsa is the run's objective.dsa"),
+    ("+objective.experts.device=cuda", "unknown key objective.experts.device; valid: batch, dir, "),
+])
+def test_expert_keys_a_run_decides_or_never_reads_are_refused(bad, message, tmp_path, capsys):
+    """Never accepted and silently overridden: the experts train the network the student unrolls."""
+    err = refused(["pixel=mtt", bad, f"run_dir={tmp_path / 'r'}"], capsys)
+    assert message in err, err
+    assert not (tmp_path / "r").exists()

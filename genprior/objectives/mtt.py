@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -70,12 +70,20 @@ class MTT:
 
         def expert_spec(self, dataset=None):
             """The expert buffer these options ask for: the trajectories of this objective's network."""
-            from genprior.experts import spec_from
+            from genprior.experts import ExpertSpec, spec_from
 
             given = {k: v for k, v in self.experts.items() if k != "dir"}
             run = {"net": self.net, "net_kwargs": self.net_kwargs or {}, "dsa": self.dsa}
             if dataset is not None:  # the run's DatasetOptions: experts see what the set will be
-                run.update(dataset=dataset.name, space=dataset.space)
+                run.update(dataset=dataset.name, space=dataset.space, resolution=dataset.resolution)
+            owned = {"net": "objective.net", "net_kwargs": "objective.net_kwargs", "dsa": "objective.dsa",
+                     "dataset": "dataset=", "space": "dataset.space", "resolution": "dataset.resolution"}
+            if taken := sorted(k for k in given if k in owned):  # the run decides them: never silently overridden
+                raise ConfigError(f"objective.experts.{taken[0]} is the run's {owned[taken[0]]}: the experts "
+                                  f"train the network the student unrolls, on the set's data; set that instead")
+            valid = sorted({f.name for f in fields(ExpertSpec)} - set(owned) | {"dir"})
+            if unknown := sorted(set(given) - set(valid)):
+                raise ConfigError(f"unknown key objective.experts.{unknown[0]}; valid: {', '.join(valid)}")
             return spec_from(dict(given, **run), "objective.experts", strings=False)
 
     @classmethod
