@@ -571,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-root", default=None, help="where data sets live (else the default places)")
     a = p.parse_args(argv)
-    retain_freed_memory()
     out = None
     try:
+        retain_freed_memory()
         check_device(a.device, "--device")
         files = [x for x in a.args if "=" not in x]
         kv = dict(x.split("=", 1) for x in a.args if "=" in x)

@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         print("options:", ", ".join(f"{f.name}={getattr(defaults, f.name)!r}" for f in fields(ExpertSpec)),
               "dir=PATH data_root=PATH device=cpu|cuda")
         return 0
-    retain_freed_memory()
     try:
+        retain_freed_memory()
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
         device = check_device(items.pop("device", "cuda" if torch.cuda.is_available() else "cpu"))

@@ -34,7 +34,12 @@ def retain_freed_memory() -> bool:
     Otherwise glibc maps and unmaps every large activation buffer: training a ConvNet on an
     IPC-10 set spent ~20 % of its CPU time in the kernel, and took 0.78x the wall time with
     this (median of 3 alternating pairs of 100-epoch runs, farm-bench, 2-core CPU)."""
-    if os.environ.get("GENPRIOR_MALLOC", "retain") == "default" or not sys.platform.startswith("linux"):
+    mode = os.environ.get("GENPRIOR_MALLOC", "retain")
+    if mode not in ("retain", "default"):
+        from genprior.errors import ConfigError
+
+        raise ConfigError(f"GENPRIOR_MALLOC must be retain or default, got {mode!r}")
+    if mode == "default" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -74,12 +79,20 @@ def cpu_threads(requested: int | None) -> int:
     pins a run to one core, e.g. beside another job)."""
     import torch
 
+    global _initial_threads
+    if _initial_threads is None:
+        _initial_threads = torch.get_num_threads()
     if requested is not None:
         torch.set_num_threads(int(requested))
     elif "ACCELERATE_DYNAMO_BACKEND" in os.environ and not torch.cuda.is_available():
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, usable // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    else:  # as the process started: an earlier job of a sweep (threads=1) must not carry over
+        torch.set_num_threads(_initial_threads)
     return torch.get_num_threads()
+
+
+_initial_threads: int | None = None  # torch's thread count before cpu_threads first set it
 
 
 def check_device(name: str, what: str = "device") -> str:

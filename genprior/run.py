@@ -733,10 +733,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
-    retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
     previous = signal.signal(signal.SIGTERM, _terminate)  # schedulers, docker stop and kill send it
     end_with_launcher()  # and `kill <accelerate launch>`, which the launcher itself does not pass on
     try:
+        retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
         if multirun:
             return sweep(sweep_jobs(overrides))
         cfg = compose(overrides)

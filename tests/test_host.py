@@ -58,3 +58,29 @@ def test_cpu_threads_undo_accelerate_launch_pinning_but_respect_everything_else(
     assert threads_in({**launched, "LOCAL_WORLD_SIZE": "1"}, requested=1) == 1  # threads=1 wins
     plain = {"ACCELERATE_DYNAMO_BACKEND": None, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     assert threads_in(plain) == 1  # not under accelerate launch: the user's OMP_NUM_THREADS stands
+
+
+def test_a_sweep_job_with_no_thread_count_gets_the_process_default_back():
+    """threads=1,null under one process: the second job is not left on the first one's single thread."""
+    import torch
+
+    from genprior import host
+
+    start = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # as this process started (whatever the machine)
+        host._initial_threads = None
+        assert host.cpu_threads(1) == 1
+        assert host.cpu_threads(None) == 3
+    finally:
+        torch.set_num_threads(start)
+        host._initial_threads = None
+
+
+def test_an_unknown_allocator_mode_is_one_line(monkeypatch):
+    from genprior.errors import ConfigError
+    from genprior.host import retain_freed_memory
+
+    monkeypatch.setenv("GENPRIOR_MALLOC", "defualt")
+    with pytest.raises(ConfigError, match="GENPRIOR_MALLOC must be retain or default, got 'defualt'"):
+        retain_freed_memory()
