@@ -5,9 +5,9 @@ A training loop on the CPU allocates and frees the same large buffers every step
 mmap and gives them back with munmap, and trims the heap top back to the OS when it is
 free, so the next step faults every page in again and the kernel zeroes it. In a VM each
 fault is dearer still. Measured on this project's 2-core VM (`bench/iteration_time.py`,
-FashionMNIST IPC 10, fp32): exact MTT 31.5 -> 20.7 s per iteration with 12x fewer page
-faults (24M -> 2M), DM 3.6 -> 3.0 s; the price is that peak memory stays allocated
-(MTT's 6.1 -> 8.0 GB peak RSS).
+FashionMNIST IPC 10, fp32, median of 3; bench/results/iteration_time_cpu_glibc_default.json
+against iteration_time_cpu.json): exact MTT 101.5 -> 19.8 s per iteration, DC 30.7 -> 27.5 s,
+DM 4.2 -> 3.1 s; the price is that peak memory stays allocated (MTT's 6.1 -> 7.9 GB peak).
 
 `retain_freed_memory()` tells glibc to keep freed memory for reuse instead. The command
 lines call it first (run, evaluate, experts, generators.train); importing genprior alone
