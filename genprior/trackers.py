@@ -6,8 +6,9 @@ grid at every eval point, the storage, and the final accuracies and image metric
 it goes through genprior/run.py's `_Log`, so log.txt, curve.jsonl and the trackers never
 disagree. Nothing here is imported, and no tracker package is touched, unless a run asks.
 
-Offline by default: W&B runs in offline mode unless WANDB_MODE says otherwise, and file
-trackers write under <run_dir>/trackers/.
+Where they write is each tracker's own: TensorBoard and Aim under <run_dir>/trackers/, W&B
+under <run_dir>/wandb in offline mode unless WANDB_MODE says otherwise, MLflow and DVCLive at
+their own defaults (./mlruns, ./dvclive); Comet, ClearML, SwanLab and Trackio are online.
 """
 from __future__ import annotations
 
