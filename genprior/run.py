@@ -496,6 +496,8 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
                     optimizer.zero_grad(set_to_none=True)
                     synset.end_step(step)
                     completed = step + 1
+                if synset.lr is not None:
+                    check_learned_lr(synset.lr, step + 1, saved(), log)
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if (step + 1) % cfg.log_every == 0 or step == start:
                     # the pace since the last line, not since the start: a first step that compiles
@@ -548,6 +550,18 @@ def distill_step(synset, objective, step: int, units: list[int], chunk: int, aut
     if images.grad is not None:
         synset.push_grad(images.grad, chunk)
     return loss.detach()
+
+
+def check_learned_lr(lr: torch.Tensor, step: int, saved: str, log=None) -> None:
+    """Diverged if the set's learned training lr (MTT) is no longer positive: its student would
+    climb the loss, and judging the set (SGD at that lr) would fail only after the whole run."""
+    if lr.item() > 0:
+        return
+    reason = (f"the set's learned lr fell to {lr.item():.3g} at step {step}: lower synset.optim.lr.lr; "
+              f"last good {saved}")
+    if log is not None:
+        log(f"diverged: {reason}", echo=False)
+    raise Diverged(reason)
 
 
 def _sum_over_ranks(loss: torch.Tensor, params: list[torch.nn.Parameter], world: int) -> tuple[float, bool]:

@@ -28,11 +28,12 @@ class ObjectiveOptions:
 def fresh_net(name: str, real: Split, seed: int, device, **net_kwargs) -> nn.Module:
     """A randomly initialized network, the same on every rank for the same seed.
 
-    fork_rng keeps the global RNG untouched: nothing else in the run depends on
-    how many networks were built before."""
+    Built on the CPU from the CPU generator alone, inside fork_rng, so the global RNG is
+    untouched (torch.manual_seed would reseed every CUDA generator too, which fork_rng(devices=[])
+    does not restore): nothing else in the run depends on how many networks were built before."""
     info = real.info
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         net = build_net(name, info.channels, info.num_classes, real.images.shape[-1], **net_kwargs)
     return net.to(device)
 
