@@ -546,7 +546,9 @@ def distill_step(synset, objective, step: int, units: list[int], chunk: int, aut
         if aux is not None:
             loss = loss + aux / world
     if loss.requires_grad:
-        loss.backward()
+        # only what the set learns: DC's network, HaBa's extractor and every other module the
+        # loss ran through would otherwise get a .grad nobody reads (DC: through its double backward)
+        loss.backward(inputs=[images] + ([synset.lr] if synset.lr is not None else []))
     if images.grad is not None:
         synset.push_grad(images.grad, chunk)
     return loss.detach()

@@ -94,3 +94,22 @@ def test_dc_stopped_inside_its_inner_loop_resumes_to_the_same_network(monkeypatc
     again = make()
     again.load_state_dict(resumed.state_dict())
     assert again(images, labels, 2, [0, 1]).item() == want
+
+
+def test_a_step_puts_gradients_in_the_set_only():
+    """The loss runs through DC's network (a double backward): only the images learn, so only
+    they get a gradient; the network's parameters keep none (memory and kernels for nothing)."""
+    import contextlib
+
+    from genprior.run import distill_step
+    from genprior.synsets.pixel import PixelSynset
+
+    real = toy_split([[0.1 * i for i in range(8)], [1 + 0.1 * i for i in range(8)]])
+    real.images = real.images.expand(-1, 1, 8, 8).contiguous()
+    synset = PixelSynset(real, ipc=2, seed=0)
+    dc = DC(real, ipc=2, net="convnet", batch_real=4, dsa="none", seed=0, outer_loop=2, inner_loop=1,
+            net_kwargs={"width": 8, "depth": 2})
+    loss = distill_step(synset, dc, 0, [0, 1], chunk=4, autocast=contextlib.nullcontext)
+    assert loss.item() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in synset.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in dc.net.parameters())
