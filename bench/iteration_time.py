@@ -103,7 +103,7 @@ class _ReferenceDM:
         from genprior.rng import derive_seed
 
         d = self.dm
-        net = fresh_net(d.net, d.real, derive_seed(d.seed, step), images.device, **d.net_kwargs)
+        net = fresh_net(d.net_name, d.real, derive_seed(d.seed, step), images.device, **d.net_kwargs)
         for p in net.parameters():
             p.requires_grad_(False)
         loss = images.new_zeros(())

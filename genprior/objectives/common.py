@@ -1,5 +1,5 @@
-"""Pieces the objectives share: their common options, seeded fresh networks and
-siamese-augmented class batches."""
+"""Pieces the objectives share: their common options, the per-class base of DC and DM,
+seeded fresh networks and siamese-augmented class batches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from genprior.augment import DSA
+from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
 from genprior.nets import NETS, build_net
 from genprior.options import option
@@ -23,6 +23,21 @@ class ObjectiveOptions:
 
     def __post_init__(self):
         DSA(self.dsa)  # an unknown op is one line naming the valid ones, before anything runs
+
+
+class ClassObjective:
+    """An objective whose unit of work is one class (DC, DM): a step's classes are split among
+    the ranks, and each matches its classes' real and synthetic batches under one network."""
+    init_lr = None  # the set learns no training lr
+    setup = None  # nothing built beyond the objective itself (the run's start line)
+
+    def __init__(self, real: Split, net: str, batch_real: int, dsa: str, seed: int, net_kwargs: dict | None):
+        self.real, self.net_name, self.batch_real, self.seed = real, net, batch_real, seed
+        self.dsa = dsa_or_none(dsa, real.info.flip_ok)
+        self.net_kwargs = dict(net_kwargs or {})
+
+    def units(self) -> int:
+        return self.real.info.num_classes
 
 
 def fresh_net(name: str, real: Split, seed: int, device, **net_kwargs) -> nn.Module:

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
-from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
+from genprior.objectives.common import ClassObjective, ObjectiveOptions, class_batches, fresh_net
 from genprior.options import option
 from genprior.rng import derive_seed, generator
 from genprior.training import train_epoch
@@ -54,10 +53,8 @@ def layerwise_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor]) ->
     return total
 
 
-class DC:
+class DC(ClassObjective):
     name = "dc"
-    init_lr = None  # the set learns no training lr
-    setup = None  # nothing built beyond the objective itself (the run's start line)
 
     @dataclass
     class Options(ObjectiveOptions):
@@ -80,14 +77,9 @@ class DC:
         self.inner_loop = default_inner if inner_loop is None else inner_loop  # 0: the network never trains
         if self.outer_loop < 1 or self.inner_loop < 0:
             raise ConfigError(f"DC needs outer_loop >= 1 and inner_loop >= 0, got {self.outer_loop}, {self.inner_loop}")
-        self.real, self.net_name, self.batch_real, self.seed = real, net, batch_real, seed
+        super().__init__(real, net, batch_real, dsa, seed, net_kwargs)
         self.lr_net, self.batch_train = lr_net, batch_train
-        self.dsa = dsa_or_none(dsa, real.info.flip_ok)
-        self.net_kwargs = dict(net_kwargs or {})
         self.net, self.at_step = None, -1  # the network and the step it is ready for
-
-    def units(self) -> int:
-        return self.real.info.num_classes
 
     def _net_for(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.nn.Module:
         round_, within = divmod(step, self.outer_loop)

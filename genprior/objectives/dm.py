@@ -15,18 +15,15 @@ from dataclasses import dataclass
 
 import torch
 
-from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.nets import has_batchnorm
-from genprior.objectives.common import ObjectiveOptions, class_batches, fresh_net
+from genprior.objectives.common import ClassObjective, ObjectiveOptions, class_batches, fresh_net
 from genprior.options import option
 from genprior.rng import derive_seed
 
 
-class DM:
+class DM(ClassObjective):
     name = "dm"
-    init_lr = None  # the set learns no training lr
-    setup = None  # nothing built beyond the objective itself (the run's start line)
 
     @dataclass
     class Options(ObjectiveOptions):
@@ -41,9 +38,7 @@ class DM:
     def __init__(self, real: Split, net: str = "convnet", batch_real: int = 256,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, net_kwargs: dict | None = None,
                  compile: bool = False, chunk_real: int = 64):
-        self.real, self.net, self.batch_real, self.seed = real, net, batch_real, seed
-        self.dsa = dsa_or_none(dsa, real.info.flip_ok)
-        self.net_kwargs = dict(net_kwargs or {})
+        super().__init__(real, net, batch_real, dsa, seed, net_kwargs)
         self.compile, self.chunk_real = compile, chunk_real
         self._module, self._embed = None, None  # the one module a compiled graph runs on
 
@@ -61,12 +56,9 @@ class DM:
             self._module.load_state_dict(fresh.state_dict())
         return self._embed
 
-    def units(self) -> int:
-        return self.real.info.num_classes  # one unit of work per class
-
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int, units: list[int],
                  lr: torch.Tensor | None = None) -> torch.Tensor:
-        net = fresh_net(self.net, self.real, derive_seed(self.seed, step), images.device, **self.net_kwargs)
+        net = fresh_net(self.net_name, self.real, derive_seed(self.seed, step), images.device, **self.net_kwargs)
         net.requires_grad_(False)  # only the images learn
         embed = self._embedder(net)
         batches = list(class_batches(self.real, images, labels, units, self.batch_real, self.dsa, self.seed, step))
