@@ -1,10 +1,11 @@
-"""Presets side by side at one budget: accuracy across architectures, FID/KID and diversity, with noise.
+"""Presets side by side under one protocol: accuracy across architectures, FID/KID and diversity, with noise.
 
     python bench/presets_table.py --presets diffusion=sample minimax=sample minimax=dm pixel=dm --ipc 10 1 \
         -- protocol=cross_arch protocol.runs=2 protocol.epochs=300
 
-Each (preset, IPC) is distilled with its own defaults plus the overrides after `--` (the
-same for every row: name a reduced protocol there) through bench/distill.py, so every
+Each (preset, IPC) is distilled with its own defaults (its own iterations, recorded per row;
+--iterations gives every preset one budget, in rows of their own) plus the overrides after
+`--` (the same for every row: name a reduced protocol there) through bench/distill.py, so every
 run resumes and lands in bench/results/distill_<name>.json. The first preset of an IPC
 also judges a random real subset of that IPC under the same protocol (one row, per
 IPC); every row gets FID/KID against the test split and the within-class distance of
@@ -25,6 +26,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from genprior.files import write_json
 from genprior.report import accuracy_text
@@ -56,15 +59,19 @@ def image_row(images: dict | None) -> dict:
             "real_within_class_distance": inc["reference_diversity"]["mean"]}
 
 
-def random_real_images(ipc: int) -> dict:
-    """Image metrics of the protocol's first random real subset (seed 0) of `ipc` images per class."""
+def random_real_images(result: dict, ipc: int) -> dict:
+    """Image metrics of the first random real subset the protocol judged beside `result`'s set
+    (evaluate.random_real: seed protocol.seed), on its data set, value space and resolution."""
     import torch
+    from omegaconf import OmegaConf
 
     from genprior.data import load_split, to_unit
     from genprior.metrics import image_metrics
 
-    x, y = load_split("fashion_mnist", "train").random_subset(ipc, torch.Generator().manual_seed(0))
-    return image_metrics(to_unit(x, "fashion_mnist", "normalized"), y, "fashion_mnist", "test")
+    d, seed = OmegaConf.create(result["config"]).dataset, result["protocol_config"]["seed"]
+    pool = load_split(d.name, "train", d.root, result["resolution"], space=d.space)
+    x, y = pool.random_subset(ipc, torch.Generator().manual_seed(seed))
+    return image_metrics(to_unit(x, d.name, d.space, d.root), y, d.name, "test", root=d.root)
 
 
 def markdown(table: dict, presets: list[str], ipc: int, tag: str) -> str:
@@ -100,9 +107,10 @@ def main() -> None:
         for ipc in a.ipc:
             print(markdown(table, ["random real", *a.presets], ipc, tag) + "\n")
         return
+    iterations = f"_it{a.iterations}" if a.iterations else ""  # a budget other than the presets' is its own row
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
-            name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}" + (f"_it{a.iterations}" if a.iterations else "")
+            name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}{iterations}"
             baselines = "[random_real]" if i == 0 else "false"
             overrides = [preset, f"ipc={ipc}", f"eval.baselines={baselines}", "eval.images.enabled=true",
                          *([f"iterations={a.iterations}"] if a.iterations else []), *a.overrides]
@@ -110,19 +118,21 @@ def main() -> None:
                            check=True, cwd=ROOT)
             result = json.loads((RESULTS / f"distill_{name}.json").read_text())
             table = json.loads(out.read_text()) if out.is_file() else {}
-            table[f"{preset}_ipc{ipc}{tag}"] = {
-                "preset": preset, "ipc": ipc, "overrides": a.overrides, **accuracy_row(result["synthetic"]),
+            budget = OmegaConf.create(result["config"]).iterations  # each preset's own, unless --iterations
+            table[f"{preset}_ipc{ipc}{tag}{iterations}"] = {
+                "preset": preset, "ipc": ipc, "iterations": budget, "overrides": a.overrides,
+                **accuracy_row(result["synthetic"]),
                 **image_row(result.get("images")), "distill_s": sum(result["distill_s"]), "eval_s": result["eval_s"],
                 "storage": result.get("storage"), "result": f"bench/results/distill_{name}.json", "command": command}
             if result.get("random_real"):
                 table[f"random_real_ipc{ipc}{tag}"] = {"preset": "random real", "ipc": ipc, "overrides": a.overrides,
                                                       **accuracy_row(result["random_real"]),
-                                                      **image_row(random_real_images(ipc)),
+                                                      **image_row(random_real_images(result, ipc)),
                                                       "result": f"bench/results/distill_{name}.json",
                                                       "command": command}
             RESULTS.mkdir(parents=True, exist_ok=True)
             write_json(out, table)
-            row = table[f"{preset}_ipc{ipc}{tag}"]
+            row = table[f"{preset}_ipc{ipc}{tag}{iterations}"]
             print(f"{preset} ipc {ipc}: ConvNet {row.get('convnet')} +- {row.get('convnet_std')}, cross-arch "
                   f"{row.get('cross_arch_mean')} +- {row.get('cross_arch_std')}, FID {row.get('fid')}", flush=True)
 

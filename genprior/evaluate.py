@@ -403,12 +403,17 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[Callable[[int], Path
     if path.is_file():
         kept = json.loads(path.read_text())
         if kept.get("key") == key:
+            _drop_run_files(path)  # left by a kill between writing the row and removing them
             return kept["row"]
     row = judge(lambda r: path.with_name(f"{path.stem}.run{r}.json"))
     write_json(path, {"key": key, "row": row})
-    for run in path.parent.glob(f"{path.stem}.run*.json"):  # its runs' results: in the row now
-        run.unlink()
+    _drop_run_files(path)
     return row
+
+
+def _drop_run_files(row: Path) -> None:
+    for run in row.parent.glob(f"{row.stem}.run*.json"):  # its runs' results: in the row now
+        run.unlink()
 
 
 def judged_dir(out: Path) -> Path:

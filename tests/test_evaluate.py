@@ -327,3 +327,12 @@ def test_a_judging_killed_inside_an_architecture_resumes_at_its_next_run(tmp_pat
     assert seeds == [0, 1, 1, 2]  # run 0 was not trained again
     assert json.loads((tmp_path / "metrics.json").read_text())["synthetic"]["mlp"]["runs"] == whole
     assert [p.name.startswith("mlp-") and ".run" not in p.name for p in (tmp_path / "judged").iterdir()] == [True]
+
+
+def test_a_kept_row_clears_run_files_a_kill_left_beside_it(tmp_path):
+    key = {"model": "mlp", "set": "abc"}
+    row = ev.kept_row(tmp_path, key, lambda run_file: {"mean": 1.0, "ran": str(run_file(0).name)})
+    orphan = tmp_path / row["ran"]  # as if killed after the row was written, before the runs' files went
+    orphan.write_text("{}")
+    assert ev.kept_row(tmp_path, key, lambda run_file: pytest.fail("trained again")) == row
+    assert not orphan.exists()
