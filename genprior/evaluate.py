@@ -36,7 +36,7 @@ from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import NETS, build_net, has_batchnorm, net_digest
-from genprior.options import option, spec_from
+from genprior.options import option, spec_from, split_args
 from genprior.progress import progress
 from genprior.report import accuracy_text
 from genprior.setfile import SavedSet, check_against, load_set
@@ -580,8 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         retain_freed_memory()
         check_device(a.device, "--device")
-        files = [x for x in a.args if "=" not in x]
-        kv = dict(x.split("=", 1) for x in a.args if "=" in x)
+        files, kv = split_args(a.args)
         opts = {k: kv.pop(k) for k in ("protocol", "dataset", "ipc", "space") if k in kv}
         protocol = load_protocol(opts.get("protocol", "dc_convnet"), [f"{k}={v}" for k, v in kv.items()])
         if len(files) > 1:

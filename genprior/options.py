@@ -48,6 +48,11 @@ def key_values(argv: list[str]) -> dict[str, str]:
     return dict(a.split("=", 1) for a in argv)
 
 
+def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Paths and key=value arguments, mixed on one command line: (paths, {key: value})."""
+    return [a for a in argv if "=" not in a], key_values([a for a in argv if "=" in a])
+
+
 def spec_from(cls, items: Mapping, what: str = "", also_valid: tuple[str, ...] = (), strings: bool = True):
     """`cls(**items)`, every value checked against the field's type and bounds.
 

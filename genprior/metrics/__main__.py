@@ -10,6 +10,7 @@ import torch
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json
 from genprior.metrics import MIN_FID, image_metrics, summary_lines
+from genprior.options import split_args
 from genprior.metrics.targets import load_target
 
 PROG = "genprior-metrics"
@@ -30,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-root", default=None)
     a = p.parse_args(argv)
-    kv = dict(t.split("=", 1) for t in a.targets if "=" in t)
-    targets = [t for t in a.targets if "=" not in t]
+    targets, kv = split_args(a.targets)
     status = 0
     try:
         unknown = set(kv) - {"dataset"}
