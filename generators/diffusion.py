@@ -380,12 +380,11 @@ def save_diffusion(unet, scheduler, path: str | Path, num_classes: int, null_lab
     plus genprior.json: how its classes are numbered and how it was made. Written to a temporary
     folder, then renamed into place."""
     import diffusers
-    import shutil
+
+    from genprior.files import replace_folder, staged_folder
 
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_folder(path) as tmp:  # a failed save leaves nothing beside the model
         unet.save_pretrained(str(tmp / "unet"))
         scheduler.save_pretrained(str(tmp / "scheduler"))
         # diffusers' DDIMPipeline loads the folder, but its sampling passes no class labels, which a
@@ -395,12 +394,4 @@ def save_diffusion(unet, scheduler, path: str | Path, num_classes: int, null_lab
              "scheduler": ["diffusers", type(scheduler).__name__], "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
         (tmp / "genprior.json").write_text(json.dumps({"num_classes": num_classes, "null_label": null_label,
                                                        "info": info}, indent=2, sort_keys=True) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing beside the model
-        raise
-    old = path.with_name(f"{path.name}.{os.getpid()}.old")
-    if path.exists():  # aside first, so a kill between the two renames still leaves a whole model on disk
-        path.replace(old)
-    tmp.replace(path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
+        return replace_folder(tmp, path)

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from genprior.errors import ConfigError
-from genprior.files import sync_tree, write_json
+from genprior.files import staged_folder, sync_tree, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -118,10 +116,7 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
         check_manifest(directory, identity, what)
         return directory
     check_buildable(directory, what)
-    tmp = directory.with_name(f"{directory.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(directory) as tmp:
         build(tmp)
         sync_tree(tmp)  # on the disk before the manifest says so
         write_json(tmp / MANIFEST, identity, sort_keys=True)  # last: a folder with a manifest is complete
@@ -130,7 +125,5 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
         except OSError:  # another process finished the same artifact first: keep its folder
             if not (directory / MANIFEST).is_file():
                 raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     check_manifest(directory, identity, what, required=True)
     return directory

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,33 @@ def sync_dir(folder: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def staged_folder(path: str | Path):
+    """A new empty folder beside `path`, named for this process, to fill and then rename into
+    place (the caller decides how: over an old one, or not over another's); gone afterwards if
+    it was not renamed, however the block ends."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a folder of an earlier process with this pid
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_folder(new: Path, path: Path) -> Path:
+    """Rename the whole folder `new` onto `path`, an old `path` set aside first and removed
+    after: a kill between the renames still leaves one whole folder on disk."""
+    sync_tree(new)
+    old = path.with_name(f"{path.name}.{os.getpid()}.old")
+    if path.exists():
+        path.replace(old)
+    new.replace(path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
 def sync_tree(folder: str | Path) -> None:
