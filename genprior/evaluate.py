@@ -198,8 +198,10 @@ def train_runs(model: str, sets: list[tuple[torch.Tensor, torch.Tensor]], test: 
 
     def run(r: int) -> dict:
         (x, y), seed = sets[r], seeds[r]
+        t0 = time.time()
         net = train_network(model, x, y, dataset, schedule, seed, lr, device, f"{desc} {r + 1}/{len(seeds)}", views)
-        return {"accuracy": _accuracy(net, test, schedule, device), "diverged_at": getattr(net, "diverged_at", None)}
+        return {"accuracy": _accuracy(net, test, schedule, device), "diverged_at": getattr(net, "diverged_at", None),
+                "wall_s": round(time.time() - t0, 1)}
 
     results = [_kept_run(None if run_file is None else run_file(r), lambda r=r: run(r)) for r in range(len(seeds))]
     accs = [res["accuracy"] for res in results]
@@ -394,7 +396,7 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[Callable[[int], Path
     architecture (cross_arch on a CPU: over an hour) resumes there, and rerunning a finished run
     (a sweep, or the same run under another protocol) trains only what is new. A kept row keeps
     the wall_s it cost when it was trained (a row finished after a kill inside it: the seconds of
-    the judging that finished it, the runs kept from before not included).
+    the judging that finished it plus those its runs kept from before recorded).
     `judge(run_file)` trains the row; `run_file(r)` (None without a folder) is where its run r's
     result waits until the row is written (train_runs), so a kill inside a row loses one run."""
     if rows is None:
@@ -405,14 +407,21 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[Callable[[int], Path
         if kept.get("key") == key:
             _drop_run_files(path)  # left by a kill between writing the row and removing them
             return kept["row"]
+    earlier = sum(json.loads(run.read_text()).get("wall_s", 0.0) for run in _run_files(path))
     row = judge(lambda r: path.with_name(f"{path.stem}.run{r}.json"))
+    if earlier and "wall_s" in row:  # the runs an earlier judging finished count too
+        row = {**row, "wall_s": round(row["wall_s"] + earlier, 1)}
     write_json(path, {"key": key, "row": row})
     _drop_run_files(path)
     return row
 
 
+def _run_files(row: Path) -> list[Path]:
+    return sorted(row.parent.glob(f"{row.stem}.run*.json"))
+
+
 def _drop_run_files(row: Path) -> None:
-    for run in row.parent.glob(f"{row.stem}.run*.json"):  # its runs' results: in the row now
+    for run in _run_files(row):  # its runs' results: in the row now
         run.unlink()
 
 

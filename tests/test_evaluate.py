@@ -336,3 +336,17 @@ def test_a_kept_row_clears_run_files_a_kill_left_beside_it(tmp_path):
     orphan.write_text("{}")
     assert ev.kept_row(tmp_path, key, lambda run_file: pytest.fail("trained again")) == row
     assert not orphan.exists()
+
+
+def test_a_row_finished_after_a_kill_counts_the_seconds_of_the_runs_kept_before(tmp_path):
+    key = {"model": "mlp", "set": "abc"}
+
+    def first_two_runs_kept(run_file):  # what a judging killed in its third run leaves
+        for r, seconds in enumerate((10.0, 20.5)):
+            run_file(r).write_text(json.dumps({"accuracy": 0.5, "diverged_at": None, "wall_s": seconds}))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ev.kept_row(tmp_path, key, first_two_runs_kept)
+    row = ev.kept_row(tmp_path, key, lambda run_file: {"mean": 50.0, "wall_s": 5.0})  # the third run, 5 s
+    assert row["wall_s"] == 35.5
