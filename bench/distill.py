@@ -148,6 +148,13 @@ def prior_now(config: str) -> str | None:
     return module_digest(g)
 
 
+def distilled(name: str, overrides: list[str]) -> dict:
+    """This script as a subprocess, `--name NAME OVERRIDES` (it resumes the run, or reuses a
+    result that is still today's): the result it leaves, bench/results/distill_NAME.json."""
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--name", name, *overrides], check=True, cwd=ROOT)
+    return json.loads((RESULTS / f"distill_{name}.json").read_text())
+
+
 def value_range(set_file: Path) -> dict:
     """Where the set's values lie (min, max, std; real images normalized: about -0.8..2.0, std 1):
     a set that left the data's range trains networks without a normalization layer badly."""

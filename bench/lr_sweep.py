@@ -26,11 +26,10 @@ import json
 
 from omegaconf import OmegaConf
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-from distill import stale  # bench/distill.py (the script's own folder)
+from distill import distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.run import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
@@ -68,9 +67,7 @@ def main() -> None:
     entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
     for value in a.values:
         name = f"sweep_{entry}_{value}"
-        subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, a.preset, f"ipc={a.ipc}",
-                        "eval.baselines=false", f"{a.key}={value}", *a.overrides], check=True, cwd=ROOT)
-        result = json.loads((RESULTS / f"distill_{name}.json").read_text())
+        result = distilled(name, [a.preset, f"ipc={a.ipc}", "eval.baselines=false", f"{a.key}={value}", *a.overrides])
         table = json.loads(out.read_text()) if out.is_file() else {}  # other sweeps may have landed meanwhile
         row = table.setdefault(entry, {"preset": a.preset, "ipc": a.ipc, "key": a.key, "overrides": a.overrides,
                                        "values": {}})

@@ -23,12 +23,12 @@ import argparse
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from distill import distilled  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.report import accuracy_text
 from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
@@ -114,9 +114,7 @@ def main() -> None:
             baselines = "[random_real]" if i == 0 else "false"
             overrides = [preset, f"ipc={ipc}", f"eval.baselines={baselines}", "eval.images.enabled=true",
                          *([f"iterations={a.iterations}"] if a.iterations else []), *a.overrides]
-            subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
-                           check=True, cwd=ROOT)
-            result = json.loads((RESULTS / f"distill_{name}.json").read_text())
+            result = distilled(name, overrides)
             table = json.loads(out.read_text()) if out.is_file() else {}
             budget = OmegaConf.create(result["config"]).iterations  # each preset's own, unless --iterations
             table[f"{preset}_ipc{ipc}{tag}{iterations}"] = {

@@ -25,11 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-from distill import stale  # bench/distill.py (the script's own folder)
+from distill import distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.run import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
@@ -94,8 +93,7 @@ def main() -> None:
                 if prior in sides:
                     overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
                                  f"protocol={a.protocol}", "eval.baselines=false", *a.overrides, *side]
-                    subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--name", name, *overrides],
-                                   check=True, cwd=ROOT)
+                    distilled(name, overrides)
                 elif not result.is_file():  # the other side has not run yet (or runs elsewhere)
                     continue
                 elif why := stale(read(result)):  # bench/distill.py reruns it when that side runs
