@@ -546,9 +546,11 @@ def distill_step(synset, objective, step: int, units: list[int], chunk: int, aut
         if aux is not None:
             loss = loss + aux / world
     if loss.requires_grad:
-        # only what the set learns: DC's network, HaBa's extractor and every other module the
-        # loss ran through would otherwise get a .grad nobody reads (DC: through its double backward)
-        loss.backward(inputs=[images] + ([synset.lr] if synset.lr is not None else []))
+        # only into what the set learns: the images (then push_grad), and the set's parameters the
+        # loss reaches directly (its learned lr; HaBa's auxiliary term renders a second view with a
+        # graph). DC's network and every other module the loss ran through would otherwise get a
+        # .grad nobody reads (DC: through its double backward)
+        loss.backward(inputs=[images, *(p for p in synset.parameters() if p.requires_grad)])
     if images.grad is not None:
         synset.push_grad(images.grad, chunk)
     return loss.detach()

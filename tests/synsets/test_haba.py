@@ -157,3 +157,26 @@ def test_the_curve_judges_the_set_the_final_judging_does(monkeypatch):
     exported, labels, meta = s.export_items()
     assert point == {"convnet": 50.0} and seen["views"] == meta["views"] == 3
     assert torch.equal(seen["images"], exported) and torch.equal(seen["labels"], labels)
+
+
+def test_a_step_takes_the_auxiliary_terms_gradient_by_both_paths():
+    """The adversarial term reaches the set through the rendered images and, by its second view
+    rendered with a graph, directly: a step (run.distill_step) takes both, as plain autograd does."""
+    import contextlib
+
+    from genprior.run import distill_step
+
+    def fresh():
+        torch.manual_seed(0)
+        return HabaSynset(split(), ipc=4, hallucinators=3)
+
+    plain = fresh()
+    plain.begin_step(0)
+    images = plain.render_all().requires_grad_(True)
+    plain.auxiliary_loss(images, 0).backward()  # every leaf it reaches
+    plain.push_grad(images.grad)
+    stepped = fresh()
+    distill_step(stepped, None, 0, [], chunk=256, autocast=contextlib.nullcontext)  # no objective: the term alone
+    for (name, a), b in zip(plain.named_parameters(), stepped.parameters()):
+        if a.requires_grad:
+            assert b.grad is not None and torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-8), name
