@@ -104,7 +104,9 @@ def open_manifest(directory: Path, identity: dict, what: str, extra: dict | None
 def check_buildable(directory: Path, what: str) -> None:
     """A folder without a manifest that holds files is not ours to fill (nor to delete); one with a
     manifest is complete (another process may have just finished it)."""
-    if directory.exists() and not (directory / MANIFEST).is_file() and any(directory.iterdir()):
+    # (a *.tmp is a write under way, e.g. another rank's manifest in open_manifest: not a file yet)
+    if (directory.exists() and not (directory / MANIFEST).is_file()
+            and any(not p.name.endswith(".tmp") for p in directory.iterdir())):
         raise ConfigError(f"{what} {directory} holds files but no {MANIFEST}; delete it to rebuild")
 
 

@@ -52,7 +52,7 @@ from genprior.errors import ConfigError, Diverged, message, one_line
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
-from genprior.rundir import LOG, RunDirectory, config_diff
+from genprior.rundir import CONFIG, LOG, RunDirectory, config_diff
 from genprior.shipped import CONFIG_DIR
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; the loop runs no and bf16 (_check_precision)
@@ -365,9 +365,9 @@ def claimed_run_dir(cfg: DictConfig, state):
         raise ConfigError(outcome[1])
     try:
         yield Path(outcome[0]), claim
-    except ConfigError:
+    except BaseException as e:  # a refusal; or a failure or stop before any step (an expert diverged, Ctrl-C)
         if claim:
-            claim.abandon()
+            claim.abandon(untouched_only=not isinstance(e, ConfigError))
         raise
     finally:
         if claim:
@@ -423,8 +423,8 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
         d = plan.dataset
         net_digest = objective_net_digest(cfg, d)
         state = check_checkpoint(ckpt_path, cfg, net_digest)
-        if main:  # first: what the set-up logs lands in a directory that says whose it is
-            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        if main and not (run_dir / CONFIG).exists():  # a new run's first: its set-up logs into a directory
+            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))  # that says whose it is (taken back on failure)
         log = _Log(run_dir, main, accelerator if cfg.log_with else None)
         log(f"setting up {cfg.synset.kind} + {cfg.objective.kind} (what they build first, e.g. experts, a "
             f"fine-tune, inversions, is built once and cached)", echo=False)
@@ -449,6 +449,8 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
             start = state["step"]
+        if main:  # a resumed run's, now that it resumes (a refused one left the old file as it found it)
+            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.log_with:
             from genprior.trackers import start as start_trackers
 

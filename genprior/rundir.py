@@ -142,9 +142,11 @@ class RunDirectory:
             self._lock_file.close()  # closing the descriptor drops the flock
             self._lock_file = None
 
-    def abandon(self) -> None:
+    def abandon(self, untouched_only: bool = False) -> None:
         """Release, and take back what this claim added: the directory if it created it and
-        nothing else was written, else the lock file if it created that."""
+        nothing else was written, else the lock file if it created that. `untouched_only`: only
+        while the run has written nothing past its config and log (a run stopped or failed in
+        its set-up, before any step); a directory with a step's work keeps its lock file too."""
         held = self._lock_file is not None
         if held and self._found_holder is not None:  # refused after naming itself: the old name goes back
             self._write_holder(self._found_holder)
@@ -152,6 +154,8 @@ class RunDirectory:
         # what this claim wrote: the lock, and the config with the log's first lines if it wrote the config
         mine = {LOCK, CONFIG, LOG} if self.config_written else {LOCK}
         only_mine = held and all(p.name in mine for p in self.path.iterdir())
+        if untouched_only and not only_mine:
+            return
         if self.created and only_mine:
             # (not `held`: the lock was refused, so another start holds this directory, perhaps one
             # that created it at the same moment; its run.lock is not ours to remove)

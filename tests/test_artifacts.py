@@ -49,4 +49,7 @@ def test_a_resumable_artifact_never_adopts_files_it_did_not_make(tmp_path):
         artifacts.open_manifest(where, {"seed": 0}, "expert buffer")
     assert not (where / artifacts.MANIFEST).exists()
     artifacts.open_manifest(tmp_path / "fresh", {"seed": 0}, "expert buffer")  # new or empty: taken
+    (tmp_path / "racing").mkdir()  # another rank writing the same manifest at this moment: not refused
+    (tmp_path / "racing" / f"{artifacts.MANIFEST}.12345.tmp").write_text("{}")
+    artifacts.open_manifest(tmp_path / "racing", {"seed": 0}, "expert buffer")
     artifacts.open_manifest(tmp_path / "fresh", {"seed": 0}, "expert buffer")  # its own: taken again

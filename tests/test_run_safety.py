@@ -317,3 +317,15 @@ def test_a_learned_lr_that_is_no_longer_positive_stops_the_run():
     with pytest.raises(Diverged, match=r"learned lr fell to -0.002 at step 5: lower synset.optim.lr.lr; "
                                        r"last good checkpoint at step 4"):
         run.check_learned_lr(torch.tensor(-2e-3), 5, "checkpoint at step 4")
+
+
+def test_a_run_that_fails_in_its_set_up_leaves_no_directory_that_would_refuse_the_fix(tmp_path, capsys):
+    """An expert diverges while the run builds its experts: the config and log it had written go
+    again, so the rerun with the lower lr the message asks for is not refused as another run's."""
+    args = ["pixel=mtt", "ipc=1", "iterations=1", "objective.net_kwargs={width:8,depth:2}",
+            "objective.experts.num_experts=1", "objective.experts.epochs=2", "objective.experts.images_per_epoch=256",
+            "objective.expert_epochs=1", "objective.max_start_epoch=1", f"objective.experts.dir={tmp_path / 'e'}",
+            "eval.enabled=false", f"run_dir={tmp_path / 'r'}"]
+    assert run.main([*args, "objective.experts.lr=1e12"]) == 1
+    assert "lower the experts' lr" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
