@@ -68,7 +68,9 @@ def staleness(result: dict) -> tuple[str, bool] | None:
     if changed:  # the objective's own network shaped the set; the other judges only judged it
         iterations = OmegaConf.select(config, "iterations")  # None: a record without its config cannot tell
         set_kept = iterations == 0 or (iterations is not None and OmegaConf.select(config, "objective.net") not in changed)
-        return f"the networks that judged it changed since ({', '.join(changed)})", set_kept
+        drift = config_drift(result)
+        return (f"the networks that judged it changed since ({', '.join(changed)})",
+                set_kept and (not drift or _judging_only(drift)))
     if changed := config_drift(result):
         return f"its command composes another config today ({changed})", _judging_only(changed)
     return None
@@ -92,6 +94,24 @@ def _judging_only(drift: str) -> bool:
 # options added with a default that changed what the code computes: key -> the value every
 # run made before the option existed behaved as (so those results are rerun, not reused)
 BEHAVED_AS = {"synset.bound": False}  # HaBa's rendered values, unbounded until 2026-11-30
+
+
+def resumes(run_dir: Path, overrides: list[str]) -> bool:
+    """Whether genprior/run.py would resume `run_dir` for `overrides` today (its config.yaml
+    decides the same result: rundir.config_diff), rather than refuse it as another run's."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from genprior.errors import ConfigError
+    from genprior.run import compose
+    from genprior.rundir import CONFIG, config_diff
+
+    try:
+        have = yaml.safe_load((run_dir / CONFIG).read_text())
+        want = OmegaConf.to_container(compose([*overrides, f"run_dir={run_dir}"]), resolve=True)
+    except (OSError, yaml.YAMLError, ConfigError):
+        return False
+    return isinstance(have, dict) and config_diff(have, want) == ""
 
 
 def config_drift(result: dict) -> str:
@@ -193,7 +213,7 @@ def main() -> None:
         if found is not None:  # keep the record; the set too where only its judging changed
             why, judging_only = found
             print(f"{name}: {out.relative_to(ROOT)} is stale: {why}; moved to {set_aside(out).name}", flush=True)
-            if run_dir.exists() and not judging_only:
+            if run_dir.exists() and not (judging_only and resumes(run_dir, a.overrides)):
                 print(f"{name}: its run directory moved to {set_aside(run_dir).name}", flush=True)
             elif run_dir.exists():
                 print(f"{name}: only its judging changed: the run resumes its set and judges it again", flush=True)

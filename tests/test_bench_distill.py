@@ -160,3 +160,20 @@ def test_a_result_is_stale_when_its_preset_changed_since(distill):
     del config["synset"]["bound"]  # made before HaBa's bound existed: unbounded
     why = distill.stale(record(command=command, config=OmegaConf.to_yaml(config)))
     assert why == "its command composes another config today (synset.bound=False->True)"
+
+
+def test_a_run_directory_is_kept_only_where_run_py_would_resume_it(distill, tmp_path):
+    """Kept for judging again only if today's command composes the config the directory holds
+    (else run.py would refuse it on every rerun, and the cell could never run again)."""
+    from omegaconf import OmegaConf
+
+    from genprior.run import compose
+
+    run_dir, overrides = tmp_path / "r", ["pixel=dm", "ipc=1", "iterations=3"]
+    run_dir.mkdir()
+    config = OmegaConf.to_container(compose([*overrides, f"run_dir={run_dir}"]), resolve=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    assert distill.resumes(run_dir, overrides)
+    assert distill.resumes(run_dir, [*overrides, "protocol.epochs=7"])  # judged otherwise: resumed
+    assert not distill.resumes(run_dir, [*overrides, "synset.optim.images.lr=1.0"])  # distilled otherwise
+    assert not distill.resumes(tmp_path / "none", overrides)
