@@ -26,6 +26,7 @@ import json
 
 from omegaconf import OmegaConf
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,7 +41,11 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def verdict(rows: dict[str, dict]) -> dict:
-    """The best value by ConvNet mean, and whether the runner-up is inside the noise."""
+    """The best value by ConvNet mean, and whether the runner-up is inside the noise (values whose
+    run failed take no part)."""
+    rows = {v: r for v, r in rows.items() if "convnet" in r}
+    if not rows:
+        return {"best": None}
     ranked = sorted(rows, key=lambda v: rows[v]["convnet"], reverse=True)
     out = {"best": ranked[0]}
     if len(ranked) > 1:
@@ -67,16 +72,22 @@ def main() -> None:
     entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
     for value in a.values:
         name = f"sweep_{entry}_{value}"
-        result = distilled(name, [a.preset, f"ipc={a.ipc}", "eval.baselines=false", f"{a.key}={value}", *a.overrides])
+        try:
+            result = distilled(name, [a.preset, f"ipc={a.ipc}", "eval.baselines=false", f"{a.key}={value}",
+                                      *a.overrides])
+        except subprocess.CalledProcessError as e:  # diverged (an lr too large: what a sweep looks for)
+            result = {"failed": f"bench/distill.py exited {e.returncode}"}
         table = json.loads(out.read_text()) if out.is_file() else {}  # other sweeps may have landed meanwhile
         row = table.setdefault(entry, {"preset": a.preset, "ipc": a.ipc, "key": a.key, "overrides": a.overrides,
                                        "values": {}})
         row.pop("command", None)  # each value records the command that made it
-        row["values"][value] = {**accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]),
-                                "eval_s": result["eval_s"], "loss_first_last": result["loss_first_last"],
-                                "values": result.get("values"), "command": command,
-                                "result": f"bench/results/distill_{name}.json"}
+        row["values"][value] = {"failed": result["failed"], "command": command} if "failed" in result else {
+            **accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]), "eval_s": result["eval_s"],
+            "loss_first_last": result["loss_first_last"], "values": result.get("values"), "command": command,
+            "result": f"bench/results/distill_{name}.json"}
         for v, made in list(row["values"].items()):  # values of earlier calls: only while still today's
+            if "failed" in made:
+                continue  # no figure to go stale; a rerun of the sweep tries it again
             file = ROOT / made["result"]
             why = "its result is gone" if not file.is_file() else stale(json.loads(file.read_text()))
             if why:
@@ -86,11 +97,17 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         write_json(out, table)
         v = row["values"][value]
+        if "failed" in v:
+            print(f"{a.key}={value}: {v['failed']}; so far {row['verdict']}", flush=True)
+            continue
         print(f"{a.key}={value}: ConvNet {v.get('convnet')} +- {v.get('convnet_std')}, cross-arch "
               f"{v.get('cross_arch_mean')} +- {v.get('cross_arch_std')}; so far {row['verdict']}", flush=True)
     if a.check_preset:
         preset = compose([a.preset, f"ipc={a.ipc}"])
         held, best = str(OmegaConf.select(preset, a.key)), row["verdict"]["best"]
+        if best is None:
+            print(f"no value of {a.key} gave a result", flush=True)
+            sys.exit(3)
         if not row["verdict"].get("tie", True) and float(held) != float(best):
             print(f"{a.preset} holds {a.key}={held}, the sweep picks {best} ({out.relative_to(ROOT)}): set it in "
                   f"the preset before distilling with it", flush=True)
