@@ -74,12 +74,16 @@ def random_real_images(result: dict, ipc: int) -> dict:
     return image_metrics(to_unit(x, d.name, d.space, d.root), y, d.name, "test", root=d.root)
 
 
-def markdown(table: dict, presets: list[str], ipc: int, tag: str) -> str:
-    """The rows of `presets` at `ipc` as a Markdown table (a row not measured yet is left out)."""
+def markdown(table: dict, presets: list[str], ipc: int, tag: str, iterations: str = "") -> str:
+    """The rows of `presets` at `ipc` as a Markdown table (a row not measured yet is left out);
+    `iterations`: the rows of one --iterations budget (random real has none)."""
     def number(x, digits):
         return "n/a" if x is None else f"{x:.{digits}f}"
 
-    rows = [table[key] for p in presets if (key := f"{p.replace(' ', '_')}_ipc{ipc}{tag}") in table]
+    def key(p: str) -> str:
+        return f"{p.replace(' ', '_')}_ipc{ipc}{tag}" + ("" if p == "random real" else iterations)
+
+    rows = [table[key(p)] for p in presets if key(p) in table]
     real = next((r["real_within_class_distance"] for r in rows if r.get("real_within_class_distance")), None)
     lines = [f"| IPC {ipc} | ConvNet | cross-arch mean | FID | KID | within-class distance (real {number(real, 1)}) |",
              "|---|---|---|---|---|---|"]
@@ -102,12 +106,12 @@ def main() -> None:
     out = RESULTS / "presets_table.json"
     command = "python bench/presets_table.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     tag = overrides_tag(a.overrides)
+    iterations = f"_it{a.iterations}" if a.iterations else ""  # a budget other than the presets' is its own row
     if a.markdown:
         table = json.loads(out.read_text()) if out.is_file() else {}
         for ipc in a.ipc:
-            print(markdown(table, ["random real", *a.presets], ipc, tag) + "\n")
+            print(markdown(table, ["random real", *a.presets], ipc, tag, iterations) + "\n")
         return
-    iterations = f"_it{a.iterations}" if a.iterations else ""  # a budget other than the presets' is its own row
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
             name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}{iterations}"
