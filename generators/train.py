@@ -398,7 +398,7 @@ def spec_classes() -> dict:
     return {**{arch: TrainSpec for arch in ARCHS}, **{arch: DiffusionSpec for arch in DIFFUSION_ARCHS}}
 
 
-def spec_from(items: dict):
+def train_spec(items: dict):
     """The spec of `arch`'s family from key=value strings, with one-line errors."""
     classes = spec_classes()
     arch = items.get("arch", "stylegan2")
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         run = options.spec_from(RunOptions, {f.name: items.pop(f.name) for f in fields(RunOptions) if f.name in items})
         if not run.out:
             raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")
-        spec = spec_from(items)
+        spec = train_spec(items)
         train(spec, run.out, run.ckpt, device=check_device(run.device or ("cuda" if torch.cuda.is_available() else "cpu")),
               data_root=run.data_root, command=shlex.join(["python", "-m", "generators.train", *argv]),
               log_every=run.log_every, checkpoint_every=run.checkpoint_every, fid_images=run.fid_images)

@@ -159,7 +159,7 @@ def load_experts(directory: Path, spec: ExpertSpec) -> list[torch.Tensor]:
     return out
 
 
-def spec_from(items: dict, what: str = "", strings: bool = True, also_valid: tuple[str, ...] = ()) -> ExpertSpec:
+def expert_spec(items: dict, what: str = "", strings: bool = True, also_valid: tuple[str, ...] = ()) -> ExpertSpec:
     """An ExpertSpec from key=value strings or a config mapping, with one-line errors
     (`also_valid`: the other keys the caller takes, named in the error)."""
     return options.spec_from(ExpertSpec, items, what, also_valid=also_valid, strings=strings)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
         device = check_device(items.pop("device", "cuda" if torch.cuda.is_available() else "cpu"))
-        spec = spec_from({**{k: str(v) for k, v in run_defaults().items()}, **items}, also_valid=CLI_OPTIONS)
+        spec = expert_spec({**{k: str(v) for k, v in run_defaults().items()}, **items}, also_valid=CLI_OPTIONS)
         real = load_split(spec.dataset, "train", root, spec.resolution, space=spec.space)
         directory = Path(directory) if directory else spec.default_dir(cache_dir())
         ensure_experts(spec, real, directory, device=device)

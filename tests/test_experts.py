@@ -6,7 +6,7 @@ import torch
 
 from genprior.data import load_split
 from genprior.errors import ConfigError
-from genprior.experts import ExpertSpec, ensure_experts, expert_path, flat_params, load_experts, main, spec_from
+from genprior.experts import ExpertSpec, ensure_experts, expert_path, flat_params, load_experts, main, expert_spec
 from genprior.nets import build_net
 from tests.test_data import fake_mnist
 
@@ -72,7 +72,7 @@ def test_fp16_storage_and_cli(tmp_path, capsys):
     assert (manifest["images_per_epoch"], manifest["lr"], manifest["seed"]) == (10000, 0.01, 0)
     assert main(["dataset=mnist", "epochz=2", f"data_root={tmp_path}"]) == 2
     assert "unknown key epochz; valid: batch, data_root" in capsys.readouterr().err
-    assert spec_from({"epochs": "4", "net_kwargs": {"width": 8}}).epochs == 4
+    assert expert_spec({"epochs": "4", "net_kwargs": {"width": 8}}).epochs == 4
 
 
 def test_a_diverging_expert_is_one_line_exit_1_naming_the_lr(tmp_path, capsys):

@@ -70,7 +70,7 @@ class MTT:
 
         def expert_spec(self, dataset=None):
             """The expert buffer these options ask for: the trajectories of this objective's network."""
-            from genprior.experts import ExpertSpec, spec_from
+            from genprior.experts import ExpertSpec, expert_spec
 
             given = {k: v for k, v in self.experts.items() if k != "dir"}
             run = {"net": self.net, "net_kwargs": self.net_kwargs or {}, "dsa": self.dsa}
@@ -84,7 +84,7 @@ class MTT:
             valid = sorted({f.name for f in fields(ExpertSpec)} - set(owned) | {"dir"})
             if unknown := sorted(set(given) - set(valid)):
                 raise ConfigError(f"unknown key objective.experts.{unknown[0]}; valid: {', '.join(valid)}")
-            return spec_from(dict(given, **run), "objective.experts", strings=False)
+            return expert_spec(dict(given, **run), "objective.experts", strings=False)
 
     @classmethod
     def from_config(cls, o: Options, ctx) -> "MTT":
