@@ -394,7 +394,8 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[Callable[[int], Path
     row is written there (atomically) under a digest of everything that decides it, and a later
     call with the same key takes it instead of training again: a judging killed at its fourth
     architecture (cross_arch on a CPU: over an hour) resumes there, and rerunning a finished run
-    (a sweep, or the same run under another protocol) trains only what is new. A kept row keeps
+    (a sweep, or the same protocol with more `models`) trains only what is new: every schedule
+    key and the protocol's name are in the key, so under another protocol every row trains again. A kept row keeps
     the wall_s it cost when it was trained (a row finished after a kill inside it: the seconds of
     the judging that finished it plus those its runs kept from before recorded).
     `judge(run_file)` trains the row; `run_file(r)` (None without a folder) is where its run r's
