@@ -395,9 +395,9 @@ def kept_row(rows: Path | None, key: dict, judge: Callable[[Callable[[int], Path
     call with the same key takes it instead of training again: a judging killed at its fourth
     architecture (cross_arch on a CPU: over an hour) resumes there, and rerunning a finished run
     (a sweep, or the same protocol with more `models`) trains only what is new: every schedule
-    key and the protocol's name are in the key, so under another protocol every row trains again. A kept row keeps
-    the wall_s it cost when it was trained (a row finished after a kill inside it: the seconds of
-    the judging that finished it plus those its runs kept from before recorded).
+    key and the protocol's name are in the key, so under another protocol every row trains
+    again. A kept row keeps the wall_s it cost when it was trained (a row finished after a kill
+    inside it: the seconds of the judging that finished it plus those its runs kept recorded).
     `judge(run_file)` trains the row; `run_file(r)` (None without a folder) is where its run r's
     result waits until the row is written (train_runs), so a kill inside a row loses one run."""
     if rows is None:
