@@ -19,6 +19,8 @@
 # Budgets per objective are those of the earlier single-run pilot, below the pixel presets'
 # where a preset would not fit a session: DM 300 its, MTT 200 (5 experts x 8 epochs), DC 200
 # at IPC 1 and 40 at IPC 10.
+# To stop it: end this script first (pkill -f bench/comparisons.sh), then the part it runs (it
+# resumes); a part stopped alone counts as failed and the next part starts.
 set -uo pipefail  # not -e: one failed part (a diverged cell) must not cost the night's other parts
 cd "$(dirname "$0")/.."
 failed=()
