@@ -219,11 +219,11 @@ def main() -> None:
                 print(f"{name}: only its judging changed: the run resumes its set and judges it again", flush=True)
     # judged rows land in the repository (comparisons.sh sets the same): a run directory set
     # aside keeps none of them, and a machine that loses runs/ retrains none of them
-    os.environ.setdefault("GENPRIOR_JUDGED_DIR", str(RESULTS / "judged"))
+    env = {**os.environ, "GENPRIOR_JUDGED_DIR": os.environ.get("GENPRIOR_JUDGED_DIR", str(RESULTS / "judged"))}
     cmd = shlex.split(a.launch) or [sys.executable]
     cmd += [str(ROOT / "genprior" / "run.py"), *a.overrides, f"run_dir={run_dir}"]
     t0 = time.time()
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     wall = time.time() - t0
     log = (run_dir / "log.txt").read_text()
     # one "distilled steps A-B (N steps) in Ts" line per session that finished; a session

@@ -39,7 +39,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -379,11 +379,14 @@ def make_accelerator(cfg: DictConfig, run_dir: Path):
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    from genprior.trackers import names  # a plain list: Accelerate takes a ListConfig for one name
+    trackers = None
+    if cfg.log_with:  # (only then: no tracker code is imported otherwise)
+        from genprior.trackers import names
 
+        trackers = names(cfg.log_with)  # a plain list: Accelerate takes a ListConfig for one name
     project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers"))
     try:
-        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=_cpu_ranks(), log_with=names(cfg.log_with) or None,
+        return Accelerator(mixed_precision=cfg.mixed_precision, cpu=_cpu_ranks(), log_with=trackers,
                            project_config=project)
     except ValueError as e:  # e.g. fp8 without its backend: Accelerate's reason, on one line
         raise ConfigError(f"accelerate: {str(e).strip().splitlines()[0]}") from None
@@ -418,16 +421,18 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
     with (claimed_run_dir(cfg, state) as (run_dir, claim),
           _ending_trackers(make_accelerator(cfg, run_dir)) as accelerator,
-          lines_to(run_dir / LOG if main else None)):  # progress lines (experts, judging) in log.txt too
+          ExitStack() as progress_lines):
         ckpt_path = run_dir / "checkpoint.pt"
         d = plan.dataset
         net_digest = objective_net_digest(cfg, d)
         state = check_checkpoint(ckpt_path, cfg, net_digest)
-        if main and not (run_dir / CONFIG).exists():  # a new run's first: its set-up logs into a directory
-            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))  # that says whose it is (taken back on failure)
         log = _Log(run_dir, main, accelerator if cfg.log_with else None)
-        log(f"setting up {cfg.synset.kind} + {cfg.objective.kind} (what they build first, e.g. experts, a "
-            f"fine-tune, inversions, is built once and cached)", echo=False)
+        new = main and not (run_dir / CONFIG).exists()
+        if new:  # its set-up (experts, a fine-tune, inversions) logs into a directory that says whose it is
+            claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))  # (taken back if the set-up fails)
+            progress_lines.enter_context(lines_to(run_dir / LOG))  # progress lines in log.txt too
+            log(f"setting up {cfg.synset.kind} + {cfg.objective.kind} (what they build first, e.g. experts, a "
+                f"fine-tune, inversions, is built once and cached)", echo=False)
 
         t_setup = time.time()
         real = load_split(d.name, "train", d.root, d.resolution, download=d.download, space=d.space)
@@ -449,8 +454,9 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state["objective"])
             start = state["step"]
-        if main:  # a resumed run's, now that it resumes (a refused one left the old file as it found it)
+        if main and not new:  # a resumed run's, now that it resumes (a refused one leaves its files as found)
             claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+            progress_lines.enter_context(lines_to(run_dir / LOG))
         if cfg.log_with:
             from genprior.trackers import start as start_trackers
 

@@ -1,5 +1,6 @@
 """bench/distill.py reuses a recorded result only while it is a figure of today's code."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +52,13 @@ def test_set_aside_keeps_every_earlier_record(distill, tmp_path):
 
 
 def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GENPRIOR_JUDGED_DIR", raising=False)
     calls = []
 
-    def fake_run(cmd, check, cwd):  # what genprior/run.py leaves in its run directory
+    def fake_run(cmd, check, cwd, env):  # what genprior/run.py leaves in its run directory
         calls.append(cmd)
+        assert env["GENPRIOR_JUDGED_DIR"] == str(distill.RESULTS / "judged")  # rows land beside the results
+        assert "GENPRIOR_JUDGED_DIR" not in os.environ  # for the run only, not for this process
         run_dir = Path(cmd[-1].split("=", 1)[1])
         assert not (run_dir / "stale.txt").exists(), "the stale run directory was resumed"
         run_dir.mkdir(parents=True, exist_ok=True)
