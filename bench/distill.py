@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from genprior.files import write_json
-from genprior.rundir import RESUMABLE_KEYS
+from genprior.rundir import RESUMABLE_KEYS, under
 from resumable import slug  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,29 +68,27 @@ def staleness(result: dict) -> tuple[str, bool] | None:
     if changed:  # the objective's own network shaped the set; the other judges only judged it
         iterations = OmegaConf.select(config, "iterations")  # None: a record without its config cannot tell
         set_kept = iterations == 0 or (iterations is not None and OmegaConf.select(config, "objective.net") not in changed)
-        drift = config_drift(result)
         return (f"the networks that judged it changed since ({', '.join(changed)})",
-                set_kept and (not drift or _judging_only(drift)))
+                set_kept and _judging_only(result))
     if changed := config_drift(result):
-        return f"its command composes another config today ({changed})", _judging_only(changed)
+        return f"its command composes another config today ({changed})", _judging_only(result)
     return None
 
 
-def _prefixed(key: str, prefixes) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
+# keys a run directory resumes across (genprior/rundir.py) that change only how the set is judged
+# (`iterations` is resumable too, but changes the set), and those that change nothing computed
+JUDGING_KEYS = ("eval", "protocol")
+UNCOMPARED = tuple(k for k in RESUMABLE_KEYS if k not in (*JUDGING_KEYS, "iterations"))
 
 
-# keys that name where and how a run ran, not what it computed
-UNCOMPARED = ("run_dir", "threads", "log_every", "checkpoint_every", "name", "chunk", "log_with", "dataset.root",
-              "dataset.download")
-# keys a finished run directory resumes across (genprior/rundir.py) that change only what judges
-# the set: `iterations` is resumable too but changes the set (and a smaller value is refused)
-JUDGING_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "iterations")
+def _judging_only(result: dict) -> bool:
+    """Whether every config key that drifted since `result` only decides the judging."""
+    from genprior.errors import ConfigError
 
-
-def _judging_only(drift: str) -> bool:
-    keys = [item.split("=")[0] for item in drift.split(", ") if item != "..."]
-    return "..." not in drift and all(_prefixed(k, JUDGING_KEYS) for k in keys)
+    try:
+        return all(under(k, JUDGING_KEYS) for k in _drifted(result))
+    except ConfigError:
+        return False
 # options added with a default that changed what the code computes: key -> the value every
 # run made before the option existed behaved as (so those results are rerun, not reused)
 BEHAVED_AS = {"synset.bound": False}  # HaBa's rendered values, unbounded until 2026-11-30
@@ -119,14 +117,25 @@ def config_drift(result: dict) -> str:
     composes today, as `key=then->now` ('' when none). Keys only one side has are left out:
     an option added since, at a default that keeps the old behaviour, changes nothing; one
     whose default changed it is compared as the value in BEHAVED_AS."""
+    from genprior.errors import ConfigError
+
+    try:
+        drifted = _drifted(result)
+    except ConfigError as e:
+        return f"it no longer composes: {e}"
+    shown = ", ".join(f"{k}={then!r}->{now!r}" for k, (then, now) in list(drifted.items())[:4])
+    return shown + (" ..." if len(drifted) > 4 else "")
+
+
+def _drifted(result: dict) -> dict[str, tuple]:
+    """{key: (then, now)} for config_drift, sorted by key; ConfigError if the command no longer composes."""
     from omegaconf import OmegaConf
 
-    from genprior.errors import ConfigError
     from genprior.run import compose
     from genprior.rundir import flat
 
     if "command" not in result or "config" not in result:
-        return ""  # nothing to compare with
+        return {}  # nothing to compare with
     args, overrides = shlex.split(result["command"])[2:], []
     while args:  # bench/distill.py's own options are not overrides
         arg = args.pop(0)
@@ -134,14 +143,11 @@ def config_drift(result: dict) -> str:
             args.pop(0)
         elif arg != "--force":
             overrides.append(arg)
-    try:
-        today = flat(OmegaConf.to_container(compose(overrides), resolve=True))
-    except ConfigError as e:
-        return f"it no longer composes: {e}"
+    today = flat(OmegaConf.to_container(compose(overrides), resolve=True))
     then = flat(OmegaConf.to_container(OmegaConf.create(result["config"]), resolve=True))
     then = {**{k: v for k, v in BEHAVED_AS.items() if k in today}, **then}
-    changed = sorted(k for k in then.keys() & today.keys() if not _prefixed(k, UNCOMPARED) and then[k] != today[k])
-    return ", ".join(f"{k}={then[k]!r}->{today[k]!r}" for k in changed[:4]) + (" ..." if len(changed) > 4 else "")
+    return {k: (then[k], today[k]) for k in sorted(then.keys() & today.keys())
+            if not under(k, UNCOMPARED) and then[k] != today[k]}
 
 
 def prior_now(config: str) -> str | None:

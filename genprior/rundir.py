@@ -41,7 +41,12 @@ RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "eval", "protoc
 def fingerprint(config: dict) -> dict:
     """The part of a resolved config that decides the result (what a resumption must agree with),
     flat: {"synset.optim.images.lr": 5.0, ...}."""
-    return {k: v for k, v in flat(config).items() if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)}
+    return {k: v for k, v in flat(config).items() if not under(k, RESUMABLE_KEYS)}
+
+
+def under(key: str, prefixes) -> bool:
+    """Whether a flat key (`protocol.epochs`) is one of `prefixes` or inside one of them."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def config_diff(have: dict, want: dict) -> str:

@@ -135,6 +135,12 @@ def test_only_a_result_whose_set_is_still_todays_keeps_its_run_directory(distill
     assert distill.staleness(as_made(networks={"convnet": record()["networks"]["convnet"], "vit": "0" * 12}))[1]
     # the objective's own network changed: the set itself was shaped by the old one
     assert not distill.staleness(as_made(networks={"convnet": "0" * 12, "vit": vit}))[1]
+    config["protocol"]["models"] = ["convnet", "mlp"]  # judged by more networks (a list value): judged again
+    assert distill.staleness(as_made())[1]
+    config["protocol"]["models"] = ["convnet", "alexnet", "vit", "resnet18", "vgg11"]  # more than 4 keys ...
+    config["protocol"].update(epochs=7, lr=0.5, momentum=0.8, batch=64)
+    assert distill.staleness(as_made())[1] and distill.config_drift(as_made()).endswith(" ...")
+    config["protocol"] = OmegaConf.to_container(compose(["pixel=dm", "ipc=1", "iterations=3"]), resolve=True)["protocol"]
     config["protocol"]["epochs"] = 7  # judged under another protocol: judged again
     assert distill.staleness(as_made()) == ("its command composes another config today (protocol.epochs=7->1000)", True)
     config["synset"]["optim"]["images"]["lr"] = 1.0  # and distilled with another lr: distilled again
