@@ -15,20 +15,21 @@ ConvNet mean, and whether the runner-up is within the combined std of it (then t
 a tie, and the preset should keep its principled value unless other evidence decides).
 The pick is made on the test split, as the DC, DM and MTT papers chose their settings; a
 value is read from the entry's current results only (one gone stale, bench/distill.py, or
-set aside, drops out of the verdict). --check-preset exits with status 3 when the verdict is
-not a tie and the preset holds another value: what is distilled with the preset next
-(bench/comparisons.sh) would be rerun once the preset is set to the pick.
+set aside, drops out of the verdict; a value whose run fails is recorded and takes no part).
+--check-preset exits with status 3 when the verdict is not a tie and the preset holds another
+value (what is distilled with the preset next, bench/comparisons.sh, would be rerun once the
+preset is set to the pick), or when no value gave a result.
 """
 from __future__ import annotations
 
 import argparse
 import json
-
-from omegaconf import OmegaConf
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from distill import distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
@@ -70,6 +71,7 @@ def main() -> None:
     command = "python bench/lr_sweep.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     tag = overrides_tag(a.overrides)
     entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
+    checked = False
     for value in a.values:
         name = f"sweep_{entry}_{value}"
         try:
@@ -85,7 +87,10 @@ def main() -> None:
             **accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]), "eval_s": result["eval_s"],
             "loss_first_last": result["loss_first_last"], "values": result.get("values"), "command": command,
             "result": f"bench/results/distill_{name}.json"}
-        for v, made in list(row["values"].items()):  # values of earlier calls: only while still today's
+        earlier = [] if checked else [v for v in row["values"] if v not in a.values]
+        checked = True  # (this call's values were just checked by bench/distill.py itself)
+        for v in earlier:  # values of earlier calls, once: only while still today's
+            made = row["values"][v]
             if "failed" in made:
                 continue  # no figure to go stale; a rerun of the sweep tries it again
             file = ROOT / made["result"]

@@ -63,7 +63,6 @@ def random_real_images(result: dict, ipc: int) -> dict:
     """Image metrics of the first random real subset the protocol judged beside `result`'s set
     (evaluate.random_real: seed protocol.seed), on its data set, value space and resolution."""
     import torch
-    from omegaconf import OmegaConf
 
     from genprior.data import load_split, to_unit
     from genprior.metrics import image_metrics

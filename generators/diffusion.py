@@ -25,7 +25,6 @@ a hub id works online, and offline (HF_HUB_OFFLINE) fails at once with one line.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -34,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from generators.base import Generator, frozen, randn
 from genprior.errors import ConfigError, one_line
+from genprior.host import hub_offline
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
@@ -325,7 +325,7 @@ def local_folder(path: str | Path) -> Path:
                          and not Path(str(path).split("/")[0]).is_dir())
     if not looks_like_hub_id:
         raise ConfigError(f"diffusion model folder not found: {path}")
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         raise ConfigError(f"{path} is a hub id and HF_HUB_OFFLINE is set: download it where there is a network "
                           f"(huggingface-cli download {path} --local-dir DIR) and pass the folder instead")
     from huggingface_hub import snapshot_download

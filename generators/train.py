@@ -416,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"arch={arch}:", ", ".join(listed))
         print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(RunOptions()).items()))
         return 0
-    retain_freed_memory()
     try:
+        retain_freed_memory()
         items = options.key_values(argv)
         run = options.spec_from(RunOptions, {f.name: items.pop(f.name) for f in fields(RunOptions) if f.name in items})
         if not run.out:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from genprior.errors import ConfigError
-from genprior.files import staged_folder, sync_tree, write_json
+from genprior.files import fsync_path, staged_folder, sync_tree, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -124,6 +124,7 @@ def build_once(directory: Path, identity: dict, build: Callable[[Path], None], w
         write_json(tmp / MANIFEST, identity, sort_keys=True)  # last: a folder with a manifest is complete
         try:
             tmp.replace(directory)  # POSIX: a rename onto an empty folder replaces it, onto a full one fails
+            fsync_path(directory.parent)
         except OSError:  # another process finished the same artifact first: keep its folder
             if not (directory / MANIFEST).is_file():
                 raise

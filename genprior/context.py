@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from genprior.data import SPACES, Split
+from genprior.data import SPACES, Split, cache_dir
 from genprior.options import option
 
 
@@ -36,11 +36,5 @@ class RunContext:
     rank: int = 0                    # this process among `world` (each computes its share of a step)
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    cache_dir: Path = field(default_factory=lambda: _cache_dir())  # built-once artifacts (experts, ...): $GENPRIOR_CACHE
+    cache_dir: Path = field(default_factory=cache_dir)  # built-once artifacts (experts, ...): $GENPRIOR_CACHE
     barrier: Callable[[], None] = lambda: None  # all ranks meet here (after rank-split artifact builds)
-
-
-def _cache_dir() -> Path:
-    from genprior.data import cache_dir
-
-    return cache_dir()

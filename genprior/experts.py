@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
         device = check_device(items.pop("device", "cuda" if torch.cuda.is_available() else "cpu"))
-        spec = expert_spec({**{k: str(v) for k, v in run_defaults().items()}, **items}, also_valid=CLI_OPTIONS)
+        spec = expert_spec({**run_defaults(), **items}, also_valid=CLI_OPTIONS)
         real = load_split(spec.dataset, "train", root, spec.resolution, space=spec.space)
         directory = Path(directory) if directory else spec.default_dir(cache_dir())
         ensure_experts(spec, real, directory, device=device)

@@ -37,13 +37,13 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     except BaseException:  # a full disk, a Ctrl-C: no half-written temporary left behind
         tmp.unlink(missing_ok=True)
         raise
-    sync_dir(path.parent)
+    fsync_path(path.parent)
     return path
 
 
-def sync_dir(folder: str | Path) -> None:
-    """Flush a folder's entries (a rename into it) to the disk."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: str | Path) -> None:
+    """Flush a file, or a folder's entries (a rename into it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -73,6 +73,7 @@ def replace_folder(new: Path, path: Path) -> Path:
     if path.exists():
         path.replace(old)
     new.replace(path)
+    fsync_path(path.parent)
     shutil.rmtree(old, ignore_errors=True)
     return path
 
@@ -82,12 +83,8 @@ def sync_tree(folder: str | Path) -> None:
     (diffusers' save_pretrained) before a manifest declares the folder complete."""
     for root, _, names in os.walk(folder):
         for name in names:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        sync_dir(root)
+            fsync_path(os.path.join(root, name))
+        fsync_path(root)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -95,6 +95,11 @@ def cpu_threads(requested: int | None) -> int:
 _initial_threads: int | None = None  # torch's thread count before cpu_threads first set it
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE asks that nothing be downloaded (weights of any kind)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
 def check_device(name: str, what: str = "device") -> str:
     """`name` if this machine has that torch device, else one ConfigError naming what it has."""
     import torch

@@ -42,8 +42,13 @@ def lines_to(path: str | Path | None):
 
 def _append(line: str) -> None:
     if _log_file is not None:
-        with open(_log_file, "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        append_stamped(_log_file, line)
+
+
+def append_stamped(path: str | Path, line: str) -> None:
+    """`line` at the end of a log file, after the time it is written (a run's log.txt)."""
+    with open(path, "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 class _Lines(tqdm):

@@ -42,6 +42,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -52,6 +53,7 @@ from genprior.errors import ConfigError, Diverged, message, one_line
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.options import option, spec_from
+from genprior.progress import append_stamped
 from genprior.rundir import CONFIG, LOG, RunDirectory, config_diff
 from genprior.shipped import CONFIG_DIR
 
@@ -492,7 +494,7 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
 
         try:
             for step in bar:
-                loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast, world)
+                loss = distill_step(synset, objective, step, units, cfg.chunk, accelerator.autocast, world, params)
                 loss, finite = _sum_over_ranks(loss, params, world)
                 if not finite:
                     reason = (f"loss {loss:.4g} or its gradient is not finite at step {step + 1}: the synset's lr is "
@@ -505,7 +507,7 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
                     synset.end_step(step)
                     completed = step + 1
                 if synset.lr is not None:
-                    check_learned_lr(synset.lr, step + 1, saved(), log)
+                    check_learned_lr(synset.lr, step + 1, saved, log)
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if (step + 1) % cfg.log_every == 0 or step == start:
                     # the pace since the last line, not since the start: a first step that compiles
@@ -540,7 +542,8 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
     return run_dir
 
 
-def distill_step(synset, objective, step: int, units: list[int], chunk: int, autocast, world: int = 1) -> torch.Tensor:
+def distill_step(synset, objective, step: int, units: list[int], chunk: int, autocast, world: int = 1,
+                 params: list[torch.nn.Parameter] | None = None) -> torch.Tensor:
     """One step's gradients into the synset (not yet summed over ranks); returns this rank's loss.
 
     The images the objective sees are a leaf tensor rendered without a graph; its
@@ -558,19 +561,20 @@ def distill_step(synset, objective, step: int, units: list[int], chunk: int, aut
         # loss reaches directly (its learned lr; HaBa's auxiliary term renders a second view with a
         # graph). DC's network and every other module the loss ran through would otherwise get a
         # .grad nobody reads (DC: through its double backward)
-        loss.backward(inputs=[images, *(p for p in synset.parameters() if p.requires_grad)])
+        params = [p for p in synset.parameters() if p.requires_grad] if params is None else params
+        loss.backward(inputs=[images, *params])
     if images.grad is not None:
         synset.push_grad(images.grad, chunk)
     return loss.detach()
 
 
-def check_learned_lr(lr: torch.Tensor, step: int, saved: str, log=None) -> None:
+def check_learned_lr(lr: torch.Tensor, step: int, saved: Callable[[], str], log=None) -> None:
     """Diverged if the set's learned training lr (MTT) is no longer positive: its student would
     climb the loss, and judging the set (SGD at that lr) would fail only after the whole run."""
     if lr.item() > 0:
         return
     reason = (f"the set's learned lr fell to {lr.item():.3g} at step {step}: lower synset.optim.lr.lr; "
-              f"last good {saved}")
+              f"last good {saved()}")
     if log is not None:
         log(f"diverged: {reason}", echo=False)
     raise Diverged(reason)
@@ -710,8 +714,7 @@ class _Log:
 
         if echo:
             tqdm.write(line)
-        with open(self.run_dir / LOG, "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        append_stamped(self.run_dir / LOG, line)
         if curve is not None:
             with open(self.run_dir / "curve.jsonl", "a") as f:
                 f.write(json.dumps(curve) + "\n")

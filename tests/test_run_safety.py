@@ -313,10 +313,10 @@ def test_expert_keys_a_run_decides_or_never_reads_are_refused(bad, message, tmp_
 def test_a_learned_lr_that_is_no_longer_positive_stops_the_run():
     from genprior.errors import Diverged
 
-    run.check_learned_lr(torch.tensor(1e-3), 5, "checkpoint at step 4")  # positive: goes on
+    run.check_learned_lr(torch.tensor(1e-3), 5, lambda: "checkpoint at step 4")  # positive: goes on
     with pytest.raises(Diverged, match=r"learned lr fell to -0.002 at step 5: lower synset.optim.lr.lr; "
                                        r"last good checkpoint at step 4"):
-        run.check_learned_lr(torch.tensor(-2e-3), 5, "checkpoint at step 4")
+        run.check_learned_lr(torch.tensor(-2e-3), 5, lambda: "checkpoint at step 4")
 
 
 def test_a_run_that_fails_in_its_set_up_leaves_no_directory_that_would_refuse_the_fix(tmp_path, capsys):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from genprior.data import IMAGENET_MEAN, IMAGENET_STD, cache_dir
 from genprior.errors import ConfigError
+from genprior.host import hub_offline
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # the name clean-fid downloads it under
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation: a network that drops packets fails, it does not hang
@@ -82,7 +83,7 @@ def inception_path(path: str | Path | None = None, download: bool = True) -> Pat
         return folder / INCEPTION_FILE
     if not download:
         reason = "download not allowed"
-    elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    elif hub_offline():
         reason = "not downloaded: HF_HUB_OFFLINE is set"
     else:
         try:
@@ -97,21 +98,19 @@ def inception_path(path: str | Path | None = None, download: bool = True) -> Pat
 
 def _download_inception(folder: Path) -> Path:
     """clean-fid's download, into a folder of this process and renamed into place when whole."""
-    import shutil
     import socket
 
     from cleanfid.downloads_helper import check_download_inception
 
-    tmp = folder / f".download.{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
+    from genprior.files import staged_folder
+
     timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        got = Path(check_download_inception(fpath=str(tmp)))
-        return got.replace(folder / INCEPTION_FILE)
-    finally:  # a failure or a Ctrl-C leaves nothing a later run could take for the network
+    try:  # a failure or a Ctrl-C leaves nothing a later run could take for the network
+        with staged_folder(folder / INCEPTION_FILE) as tmp:
+            return Path(check_download_inception(fpath=str(tmp))).replace(folder / INCEPTION_FILE)
+    finally:
         socket.setdefaulttimeout(timeout)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Inception:
