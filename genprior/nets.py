@@ -139,14 +139,18 @@ class ResNet18(_Net):
 
 
 class VGG11(_Net):
-    """VGG-11 (config A) with norm after every conv, global average pool, one Linear."""
+    """VGG-11 (config A) with norm after every conv, global average pool, one Linear.
+
+    As in the DC reference code, the first convolution pads single-channel images by 3:
+    28 px maps enter at 32 px and keep all five pools (32 -> 1)."""
 
     CFG = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
     def __init__(self, channels: int, num_classes: int, resolution: int, norm: str = "instance"):
         super().__init__()
         make_norm = _choose("norm", norm, {k: _NORMS[k] for k in ("instance", "batch")})
-        layers, c, size = [], channels, resolution
+        first_padding = 3 if channels == 1 else 1
+        layers, c, size = [], channels, resolution + 2 * (first_padding - 1)
         for i, v in enumerate(self.CFG):
             if v == "M":
                 # skip pools that would leave nothing (28 px) or feed 1x1 maps to later convs
@@ -154,7 +158,7 @@ class VGG11(_Net):
                     layers.append(nn.MaxPool2d(2, 2))
                     size //= 2
             else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), make_norm(v), nn.ReLU()]
+                layers += [nn.Conv2d(c, v, 3, padding=first_padding if i == 0 else 1), make_norm(v), nn.ReLU()]
                 c = v
         layers.append(nn.AdaptiveAvgPool2d(1))
         self.features = nn.Sequential(*layers)
@@ -165,12 +169,13 @@ class VGG11(_Net):
 
 
 class AlexNet(_Net):
-    """The small AlexNet of the DC paper (no norm, no dropout)."""
+    """The small AlexNet of the DC paper (no norm, no dropout). Its first convolution pads
+    single-channel images by 4, as the DC code does: 28 px maps go 32 -> 16 -> 8 -> 4."""
 
     def __init__(self, channels: int, num_classes: int, resolution: int):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(channels, 128, 5, padding=4 if channels == 1 else 2), nn.ReLU(), nn.MaxPool2d(2, 2),
             nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
             nn.Conv2d(192, 256, 3, padding=1), nn.ReLU(),
             nn.Conv2d(256, 192, 3, padding=1), nn.ReLU(),
@@ -251,12 +256,13 @@ class MLP(_Net):
 
 
 class LeNet(_Net):
-    """LeNet-5 with ReLU and max-pool; padding 2 on the first conv keeps 28 px at 16x5x5."""
+    """LeNet-5 with ReLU and max-pool. As in the DC code, the first conv pads single-channel
+    images by 2 and RGB by 0: 28 px grayscale and 32 px RGB both end at 16x5x5."""
 
     def __init__(self, channels: int, num_classes: int, resolution: int):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(channels, 6, 5, padding=2 if channels == 1 else 0), nn.ReLU(), nn.MaxPool2d(2, 2),
             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
         )
         d = _feat_dim(self.conv, self, channels, resolution)

@@ -131,3 +131,25 @@ def test_same_seed_same_init(name):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the seed matters at all
+
+
+@pytest.mark.parametrize("name,padding,features", [
+    ("alexnet", 4, 192 * 4 * 4),  # DC code: padding 4 for one channel, 28 -> 32 -> 16 -> 8 -> 4
+    ("vgg11", 3, 512),            # DC code: padding 3 on the first conv, 28 -> 32 px, all five pools
+    ("lenet", 2, 84),
+])
+def test_one_channel_first_padding_matches_the_dc_code(name, padding, features):
+    net = build_net(name, 1, 10, 28)
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.padding == (padding, padding) and net.classifier.in_features == features
+    if name == "vgg11":
+        assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == 5
+    if name == "alexnet":
+        assert net.embed(torch.zeros(1, 1, 28, 28)).shape[1] == 192 * 4 * 4
+
+
+def test_rgb_first_padding_matches_the_dc_code():
+    # AlexNet pads RGB by 2 and LeNet by 0, so 32 px RGB ends at 192x4x4 and 16x5x5
+    alex, lenet = build_net("alexnet", 3, 10, 32), build_net("lenet", 3, 10, 32)
+    assert alex.classifier.in_features == 192 * 4 * 4
+    assert lenet.fc[0].in_features == 16 * 5 * 5
