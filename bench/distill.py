@@ -101,7 +101,7 @@ def resumes(run_dir: Path, overrides: list[str]) -> bool:
     from omegaconf import OmegaConf
 
     from genprior.errors import ConfigError
-    from genprior.run import compose
+    from genprior.config import compose
     from genprior.rundir import CONFIG, config_diff
 
     try:
@@ -131,7 +131,7 @@ def _drifted(result: dict) -> dict[str, tuple]:
     """{key: (then, now)} for config_drift, sorted by key; ConfigError if the command no longer composes."""
     from omegaconf import OmegaConf
 
-    from genprior.run import compose
+    from genprior.config import compose
     from genprior.rundir import flat
 
     if "command" not in result or "config" not in result:

@@ -37,7 +37,8 @@ SPACES = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["
 def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     from genprior.data import cache_dir, load_split
     from genprior.context import RunContext
-    from genprior.run import build, check, compose
+    from genprior.config import check, compose
+    from genprior.run import build
 
     cfg = compose([f"{prior}={objective}", f"ipc={ipc}", *over])
     pixel_lr = float(compose([f"pixel={objective}"]).synset.optim.images.lr)

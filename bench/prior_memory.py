@@ -63,7 +63,8 @@ def _status_mb(field: str) -> float:
 def worker(ipc: int, path: str, chunk: int, preset: str, extra: list[str], device: str) -> dict:
     from genprior.context import RunContext
     from genprior.data import cache_dir, load_split
-    from genprior.run import build, check, compose, distill_step
+    from genprior.config import check, compose
+    from genprior.run import build, distill_step
     from genprior.synsets.pixel import PixelSynset
 
     cfg = compose([preset, f"ipc={ipc}", f"chunk={chunk}", *extra, *_untrained_if_missing(preset)])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genprior import run
+from genprior import run, runlog
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
 from tests.runs import RUN_PY, kill_after_first_checkpoint, run_two_processes
@@ -239,6 +239,6 @@ def test_the_final_scalars_carry_the_image_metrics_as_image_metrics_writes_them(
                           "inception": {"overall": {"fid": 190.4, "kid": 0.01, "n": 10, "n_ref": 10000},
                                         "diversity": {"mean": 12.5}},
                           "lpips": {"unavailable": "no weights"}}}
-    assert run._final_scalars(metrics) == {"accuracy/convnet": 70.0, "images/inception/fid": 190.4,
+    assert runlog.final_scalars(metrics) == {"accuracy/convnet": 70.0, "images/inception/fid": 190.4,
                                            "images/inception/kid": 0.01, "images/inception/n": 10,
                                            "images/inception/n_ref": 10000, "images/inception/diversity": 12.5}

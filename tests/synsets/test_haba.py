@@ -142,7 +142,7 @@ def test_the_curve_judges_the_set_the_final_judging_does(monkeypatch):
     not on one step's rendering (one view per basis)."""
     from types import SimpleNamespace
 
-    from genprior import evaluate, run
+    from genprior import config, evaluate, run
 
     s = HabaSynset(split(num_classes=10), ipc=10, hallucinators=3, dsa="none", adversary=False)
     s.begin_step(0)
@@ -153,7 +153,7 @@ def test_the_curve_judges_the_set_the_final_judging_does(monkeypatch):
         return {"convnet": {"mean": 50.0}}
 
     monkeypatch.setattr(evaluate, "evaluate_images", judged)
-    point = run._curve_point(run.compose(["haba=dm", "ipc=10"]), s, "cpu", SimpleNamespace(trackers=None), 1)
+    point = run._curve_point(config.compose(["haba=dm", "ipc=10"]), s, "cpu", SimpleNamespace(trackers=None), 1)
     exported, labels, meta = s.export_items()
     assert point == {"convnet": 50.0} and seen["views"] == meta["views"] == 3
     assert torch.equal(seen["images"], exported) and torch.equal(seen["labels"], labels)
