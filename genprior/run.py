@@ -398,14 +398,19 @@ def _sum_over_ranks(loss: torch.Tensor, params: list[torch.nn.Parameter], world:
     return flat[0].item(), bool(torch.isfinite(flat).all())
 
 
+def _exported(synset, chunk: int) -> tuple[torch.Tensor, torch.Tensor, float | None, dict]:
+    """The set as it is saved and judged: float32 images and labels on the CPU, its learned lr
+    (None: the protocol's), its items' metadata (synset.export_items)."""
+    images, labels, meta = synset.export_items(chunk)
+    return images.float().cpu(), labels.cpu(), None if synset.lr is None else synset.lr.item(), meta
+
+
 def _curve_point(cfg, synset, device, log, step: int) -> dict:
     from genprior.evaluate import evaluate_images, load_protocol
     from genprior.export import grid
 
     protocol = load_protocol(cfg.eval.curve_protocol)  # a named protocol beside the final one
-    images, labels, meta = synset.export_items(cfg.chunk)  # the set as the final judging sees it
-    images, labels = images.float().cpu(), labels.cpu()
-    lr = None if synset.lr is None else synset.lr.item()
+    images, labels, lr, meta = _exported(synset, cfg.chunk)  # the set as the final judging sees it
     acc = evaluate_images(images, labels, cfg.dataset.name, protocol, cfg.dataset.space, lr,
                           str(device), cfg.dataset.root, views=meta.get("views", 1))
     if log.trackers:
@@ -424,17 +429,15 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     from genprior.setfile import save_set
 
     (run_dir / "metrics.json").unlink(missing_ok=True)  # it judged the set this one replaces (a resumed run)
-    images, labels, item_meta = synset.export_items(cfg.chunk)
-    images, labels = images.float().cpu(), labels.cpu()
-    lr = None if synset.lr is None else synset.lr.item()
+    images, labels, lr, item_meta = _exported(synset, cfg.chunk)
     d = cfg.dataset
     set_path = save_set(run_dir / "synset.safetensors", images, labels, d.name, d.space, lr,
                         meta={"synset": cfg.synset.kind, "objective": cfg.objective.kind, "ipc": cfg.ipc,
                               "iterations": cfg.iterations, "storage": synset.storage(),
                               "prior_digest": synset.prior_digest, **item_meta})
-    state = synset.state_dict()
-    if set(state) - {"images", "lr"}:  # a set stored as more than its images: keep what it is stored as
-        save_safetensors(state, run_dir / "latents.safetensors")
+    stored = synset.stored_state()
+    if stored:  # a set stored as more than its images: keep what it is stored as
+        save_safetensors(stored, run_dir / "latents.safetensors")
     info = dataset_info(d.name)
     unit = to_unit(images, d.name, d.space, d.root)
     save_image_folder(unit, labels, info.class_names, run_dir / "images")

@@ -54,8 +54,6 @@ def layerwise_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor]) ->
 
 
 class DC(ClassObjective):
-    name = "dc"
-
     @dataclass
     class Options(ObjectiveOptions):
         batch_real: int = option(min=1)

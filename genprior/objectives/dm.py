@@ -23,8 +23,6 @@ from genprior.rng import derive_seed
 
 
 class DM(ClassObjective):
-    name = "dm"
-
     @dataclass
     class Options(ObjectiveOptions):
         batch_real: int = option(min=1)

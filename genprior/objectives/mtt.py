@@ -49,7 +49,6 @@ def _check_segment(max_start_epoch: int, expert_epochs: int, epochs: int) -> Non
 
 
 class MTT:
-    name = "mtt"
 
     @dataclass
     class Options(ObjectiveOptions):

@@ -33,8 +33,6 @@ class OptimGroup:
 
 
 class Synset(nn.Module):
-    kind = "base"
-
     @dataclass
     class Options:
         """The keys of this synset's config section besides `kind` and `optim`; each synset states its own."""
@@ -92,6 +90,11 @@ class Synset(nn.Module):
 
     def load_aux_state(self, state: dict) -> None:
         pass
+
+    def stored_state(self) -> dict:
+        """What the set is stored as beside its images (latents, bases and hallucinators, with its
+        learned lr), or {} when its images are all it is; genprior/run.py writes it to latents.safetensors."""
+        return self.state_dict()
 
     def export_items(self, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(images, labels, metadata) of the set as it is saved and judged: the rendered items here;

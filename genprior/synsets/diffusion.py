@@ -33,8 +33,6 @@ MINIMAX_FORMAT = "genprior.minimax/1"
 
 
 class DiffusionSynset(LatentSynset):
-    kind = "diffusion"
-
     @dataclass
     class Options:  # configs/synset/diffusion.yaml says what each one means
         generator: str = option()

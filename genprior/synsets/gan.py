@@ -34,8 +34,6 @@ INITS = ("sample", "invert")  # truncated samples of the generator | inverted re
 
 
 class GanSynset(LatentSynset):
-    kind = "gan"
-
     @dataclass
     class Options:  # configs/synset/gan.yaml says what each one means
         generator: str = option()

@@ -79,8 +79,6 @@ class Hallucinator(nn.Module):
 
 
 class HabaSynset(Synset):
-    kind = "haba"
-
     @dataclass
     class Options:  # configs/synset/haba.yaml says what each one means
         hallucinators: int = option(min=1)

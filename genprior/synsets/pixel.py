@@ -16,8 +16,6 @@ INITS = ("real", "noise")
 
 
 class PixelSynset(Synset):
-    kind = "pixel"
-
     @dataclass
     class Options:
         init: str = option(choices=INITS)
@@ -38,6 +36,9 @@ class PixelSynset(Synset):
 
     def groups(self) -> dict[str, list[nn.Parameter]]:
         return {"images": [self.images]}
+
+    def stored_state(self) -> dict:
+        return {}  # the images are the set (synset.safetensors)
 
     def storage(self) -> dict:
         return {"floats": self.images.numel() + (self.lr is not None), "counted": "pixels"}
