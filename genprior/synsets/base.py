@@ -37,10 +37,18 @@ class Synset(nn.Module):
     class Options:
         """The keys of this synset's config section besides `kind` and `optim`; each synset states its own."""
 
+    has_prior = False  # whether the set is expressed in a fixed prior (a generator): prior_digest
+
     @classmethod
     def from_config(cls, options, ctx) -> "Synset":
         """The set for a run (genprior/context.py), from options already checked against cls.Options."""
         return cls(ctx.real, ctx.ipc, seed=ctx.seed, **vars(options))
+
+    @classmethod
+    def prior_digest_now(cls, section: dict) -> str | None:
+        """Today's prior_digest of the prior a config section names (a recorded run's `synset:`), without
+        building the set; None where loading a file cannot tell (bench/distill.py: is a result still today's)."""
+        return None
 
     def __init__(self, num_classes: int, ipc: int):
         super().__init__()

@@ -64,6 +64,13 @@ class GanSynset(LatentSynset):
             synset.setup = synset.invert_real(ctx.real, o.invert_spec(), ctx)
         return synset
 
+    @classmethod
+    def prior_digest_now(cls, section: dict) -> str | None:
+        from generators.io import open_generator
+
+        g = open_generator(section["generator"], section.get("code_dir"), section.get("allow_pickle") is True)
+        return artifacts.module_digest(g)
+
     def __init__(self, real: Split, ipc: int, generator, space: str = "w+", layer: int | None = None,
                  truncation: float = 0.7, finetune: bool | list[str] = False, seed: int = 0, data_space: str = "normalized",
                  data_root: str | None = None, init: str = "sample"):
