@@ -60,20 +60,50 @@ def read_image_folder(folder: Path, class_names: tuple[str, ...]) -> tuple[torch
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     arrays, sizes = [], {}
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L") if im.mode in ("L", "1", "I", "I;16") else im.convert("RGB")
-                a = np.asarray(im)
-        except OSError as e:
-            raise ConfigError(f"cannot read image {f}: {e}") from None
-        a = a[:, :, None] if a.ndim == 2 else a
+        a = _read_pixels(f)
         sizes.setdefault(a.shape, []).append(f.name)
         arrays.append(a)
     if len(sizes) > 1:
         desc = ", ".join(f"{h}x{w}x{c} ({len(v)}, e.g. {v[0]})" for (h, w, c), v in sizes.items())
         raise ConfigError(f"images of mixed sizes in {folder}: {desc}; resize them to one size first")
-    unit = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
-    return unit, (torch.tensor(labels) if subdirs else None)
+    return _stack_unit(arrays), (torch.tensor(labels) if subdirs else None)
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _read_pixels(f: Path) -> np.ndarray:
+    """One image as [H, W, C] integers at its own bit depth: uint8, or uint16 for 16-bit grayscale.
+
+    Pillow's convert("L") clips a 16-bit image instead of scaling it (every value above 255
+    becomes white), so 16-bit stays 16-bit here and _stack_unit divides by 65535. Mode "I"
+    (32-bit signed) is how older Pillows open a 16-bit PNG; none of the formats read here stores
+    wider integers, so "I" is taken as 16-bit, and values outside 0-65535 (no known scale) are refused."""
+    try:
+        with Image.open(f) as im:
+            if im.mode in _SIXTEEN_BIT or im.mode == "I":
+                a = np.asarray(im)
+                if a.size and (a.min() < 0 or a.max() > 65535):
+                    raise ConfigError(f"image {f} is 32-bit with values {a.min()}..{a.max()}, outside 16 bits; "
+                                      "save it as 8- or 16-bit first")
+                a = a.astype(np.uint16)
+            else:
+                a = np.asarray(im.convert("L") if im.mode in ("L", "1") else im.convert("RGB"))
+    except OSError as e:
+        raise ConfigError(f"cannot read image {f}: {e}") from None
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def _stack_unit(arrays: list[np.ndarray]) -> torch.Tensor:
+    """Same-shaped [H, W, C] integer images -> [N, C, H, W] in [0, 1], each divided by its own
+    full scale (255 or 65535: a folder may mix depths). Filled image by image, so at most one
+    image is ever held as floats beside the result."""
+    h, w, c = arrays[0].shape
+    unit = torch.empty(len(arrays), c, h, w)
+    for i, a in enumerate(arrays):
+        full_scale = float(np.iinfo(a.dtype).max)
+        unit[i] = torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1) / full_scale
+    return unit
 
 
 def _class_labels(folder: Path, subdirs: list[Path], class_names: tuple[str, ...]) -> list[int]:

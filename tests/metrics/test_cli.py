@@ -2,8 +2,10 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
+from genprior.errors import ConfigError
 from genprior.metrics.__main__ import main
 from genprior.setfile import save_set
 from tests.conftest import needs_fashion_mnist
@@ -108,3 +110,26 @@ def test_class_folders_are_labelled_by_number_or_class_name_never_by_text_order(
         labels("3", "Bag")
     with pytest.raises(ConfigError, match=r"class folder 12_extra is label 12, but the data set has 10 classes"):
         labels("3", "12_extra")  # names the folder, not a count of folders
+
+
+
+def test_sixteen_bit_images_are_scaled_by_their_depth_not_clipped(tmp_path, monkeypatch):
+    import numpy as np
+
+    from genprior.metrics import targets
+
+    values = (np.arange(784) * 83).astype(np.uint16).reshape(28, 28)  # 0 .. 65072, most above 255
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(values).save(tmp_path / "flat" / "a.png")  # a 16-bit grayscale PNG
+    expected = torch.from_numpy(values.astype(np.float32) / 65535)
+    unit, labels = targets.read_image_folder(tmp_path / "flat", ())
+    assert labels is None and unit.shape == (1, 1, 28, 28)
+    assert torch.allclose(unit[0, 0], expected, atol=1 / 255)
+
+    # older Pillows open the same file as mode "I" (32-bit signed): read as 16-bit too
+    open_image = Image.open
+    monkeypatch.setattr(targets.Image, "open", lambda f: open_image(f).convert("I"))
+    assert torch.allclose(targets.read_image_folder(tmp_path / "flat", ())[0][0, 0], expected, atol=1 / 255)
+    monkeypatch.setattr(targets.Image, "open", lambda f: open_image(f).convert("I").point(lambda v: v * 2))
+    with pytest.raises(ConfigError, match="outside 16 bits"):
+        targets.read_image_folder(tmp_path / "flat", ())
