@@ -29,7 +29,7 @@ def load_target(path: str | Path, dataset: str | None = None, root: str | None =
     from genprior.setfile import load_set
 
     path = Path(path)
-    if path.is_dir() and (path / "synset.safetensors").is_file():
+    if is_run_dir(path):
         s = load_set(path / "synset.safetensors", dataset)
         return Target(to_unit(s.images, s.dataset, s.space, root), s.labels, s.dataset, path)
     if path.is_file():
@@ -41,6 +41,11 @@ def load_target(path: str | Path, dataset: str | None = None, root: str | None =
         unit, labels = read_image_folder(path, dataset_info(dataset).class_names)
         return Target(unit, labels, dataset)
     raise ConfigError(f"not found: {path} (give a run directory, a set file or a folder of images)")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A run directory (its results go into its metrics.json), told apart from a folder of images."""
+    return (Path(path) / "synset.safetensors").is_file()
 
 
 def read_image_folder(folder: Path, class_names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -133,3 +133,33 @@ def test_sixteen_bit_images_are_scaled_by_their_depth_not_clipped(tmp_path, monk
     monkeypatch.setattr(targets.Image, "open", lambda f: open_image(f).convert("I").point(lambda v: v * 2))
     with pytest.raises(ConfigError, match="outside 16 bits"):
         targets.read_image_folder(tmp_path / "flat", ())
+
+
+def _fake_metrics(fid=1.5, fid_unavailable=None, n=4, n_ref=20):
+    """A stand-in for image_metrics: what the command line does with its result is what is tested."""
+    overall = {"n": n, "n_ref": n_ref, "fid": fid, "kid": 0.01}
+    if fid_unavailable:
+        overall["fid_unavailable"] = fid_unavailable
+    diversity = {"mean": 1.0, "per_class": {"0": 1.0}}
+    return lambda *args, **kwargs: {"n": n, "inception": {"overall": overall, "diversity": diversity,
+                                                          "reference_diversity": diversity}}
+
+
+def _flat_folders(tmp_path, *names):
+    for name in names:
+        (tmp_path / name).mkdir()
+        Image.new("L", (28, 28)).save(tmp_path / name / "a.png")
+    return [str(tmp_path / name) for name in names]
+
+
+def test_stdout_holds_exactly_one_json_document(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", _fake_metrics())
+    a, b = _flat_folders(tmp_path, "a", "b")
+    assert main([a, "dataset=fashion_mnist"]) == 0
+    captured = capsys.readouterr()
+    m = json.loads(captured.out)  # `> m.json` is valid JSON: the summary went to stderr
+    assert m["source"] == a and m["inception"]["overall"]["fid"] == 1.5  # --out's shape
+    assert "FID 1.50" in captured.err
+    assert main([a, b, "dataset=fashion_mnist"]) == 0
+    both = json.loads(capsys.readouterr().out)  # several targets: one object keyed by target
+    assert set(both) == {a, b} and both[b]["source"] == b
