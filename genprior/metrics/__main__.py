@@ -9,6 +9,7 @@ import torch
 
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json
+from genprior.host import check_device
 from genprior.metrics import MIN_FID, image_metrics, summary_lines
 from genprior.options import split_args
 from genprior.metrics.targets import is_run_dir, load_target
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--min-fid must be >= 2 (a covariance needs two images), got {a.min_fid}")
         if a.out and len(targets) > 1:
             raise ConfigError("--out takes one target at a time")
+        check_device(a.device, "--device")
         for t in targets:
             target = load_target(t, kv.get("dataset"), a.data_root)
             m = image_metrics(target.unit, target.labels, target.dataset, a.split, ("inception", *a.space),

@@ -163,3 +163,10 @@ def test_stdout_holds_exactly_one_json_document(tmp_path, capsys, monkeypatch):
     assert main([a, b, "dataset=fashion_mnist"]) == 0
     both = json.loads(capsys.readouterr().out)  # several targets: one object keyed by target
     assert set(both) == {a, b} and both[b]["source"] == b
+
+
+def test_a_bad_device_is_one_line_exit_2(tmp_path, capsys):
+    (folder,) = _flat_folders(tmp_path, "a")
+    assert main([folder, "dataset=fashion_mnist", "--device", "nodevice"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device nodevice" in err
