@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{t}: {line}", file=text)
             overall = m["inception"]["overall"]
             if overall["fid"] is None:  # the KID above still stands
-                print(f"{PROG}: error: {t}: {overall['fid_unavailable']} (use --min-fid to lower it)", file=sys.stderr)
+                print(f"{PROG}: error: {t}: {_fid_unavailable(overall, a.min_fid)}", file=sys.stderr)
                 status = 2
     except ConfigError as e:
         print(f"{PROG}: error: {message(e, '--data-root DIR')}", file=sys.stderr)
@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         if printed:
             print(json.dumps(printed if len(for_stdout) > 1 else printed[for_stdout[0]], indent=2))
     return status
+
+
+def _fid_unavailable(overall: dict, min_fid: int) -> str:
+    """Why FID is missing; --min-fid is suggested only where it can help, too few images (not a
+    covariance square root that went complex, genprior/metrics/fid.py: lowering the floor cannot fix that)."""
+    too_few = min(overall["n"], overall["n_ref"]) < min_fid
+    return overall["fid_unavailable"] + (" (use --min-fid to lower it)" if too_few else "")
 
 
 def _write(m: dict, run_dir: Path | None, out: str | None) -> Path:

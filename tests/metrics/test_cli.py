@@ -170,3 +170,16 @@ def test_a_bad_device_is_one_line_exit_2(tmp_path, capsys):
     assert main([folder, "dataset=fashion_mnist", "--device", "nodevice"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--device nodevice" in err
+
+
+def test_min_fid_is_suggested_only_when_there_are_too_few_images(tmp_path, capsys, monkeypatch):
+    (folder,) = _flat_folders(tmp_path, "a")
+    complex_root = "the covariances' square root is not real (Imaginary component 1); a larger sample fixes it"
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", _fake_metrics(None, complex_root, n=12))
+    assert main([folder, "dataset=fashion_mnist"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "not real" in errors[0] and "--min-fid" not in errors[0]
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", _fake_metrics(None, "4 images; FID needs at least 10"))
+    assert main([folder, "dataset=fashion_mnist"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "use --min-fid to lower it" in errors[0]
