@@ -15,6 +15,7 @@ from PIL import Image
 
 from genprior.data import IMAGE_SUFFIXES, dataset_info, to_unit
 from genprior.errors import ConfigError
+from genprior.export import class_folder_name
 
 
 @dataclass
@@ -113,10 +114,11 @@ def _stack_unit(arrays: list[np.ndarray]) -> torch.Tensor:
 
 def _class_labels(folder: Path, subdirs: list[Path], class_names: tuple[str, ...]) -> list[int]:
     """Each class folder's label: its number (`7`, or `007_sneaker` as runs write them), else its
-    class name in the data set's order (`Sneaker`, `ankle_boot`); folders named neither take
-    their sorted position (torchvision's ImageFolder). A mix of the three is refused: a position
-    among folders some of which are numbered would be a guess."""
-    key = lambda name: name.lower().replace(" ", "_")
+    class name in the data set's order (`Sneaker`, `ankle_boot`, `T_shirt_top`: named as the
+    export names them, any case); folders named neither take their sorted position
+    (torchvision's ImageFolder). A mix of the three is refused: a position among folders some
+    of which are numbered would be a guess."""
+    key = lambda name: class_folder_name(name).lower()
     names = {key(n): i for i, n in enumerate(class_names)}
     numbered = [re.fullmatch(r"(\d+)(_.*)?", d.name) for d in subdirs]
     if all(numbered):
@@ -125,5 +127,5 @@ def _class_labels(folder: Path, subdirs: list[Path], class_names: tuple[str, ...
         return [names[key(d.name)] for d in subdirs]
     if any(numbered) or any(key(d.name) in names for d in subdirs):
         raise ConfigError(f"{folder}: name every class folder by its number (7 or 007_sneaker) or by its class "
-                          f"name ({', '.join(class_names[:3])}, ...), not a mix")
+                          f"name ({', '.join(map(class_folder_name, class_names[:3]))}, ...), not a mix")
     return list(range(len(subdirs)))

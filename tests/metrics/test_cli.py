@@ -183,3 +183,29 @@ def test_min_fid_is_suggested_only_when_there_are_too_few_images(tmp_path, capsy
     assert main([folder, "dataset=fashion_mnist"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "use --min-fid to lower it" in errors[0]
+
+
+def test_folders_named_as_the_export_names_classes_read_back_as_those_classes(tmp_path):
+    from genprior.data import dataset_info
+    from genprior.errors import ConfigError
+    from genprior.export import save_image_folder
+    from genprior.metrics.targets import read_image_folder
+
+    names = dataset_info("fashion_mnist").class_names  # "T-shirt/top" cannot be a folder's name
+    exported = save_image_folder(torch.zeros(10, 1, 28, 28), torch.arange(10), names, tmp_path / "export")
+    folders = sorted(p.name for p in exported.iterdir())
+    assert folders[0] == "000_T_shirt_top" and folders[9] == "009_Ankle_boot"  # exported sets keep their names
+    bare = tmp_path / "by_name"  # the same folders without their numbers, sorted as text (not in class order)
+    bare.mkdir()
+    for f in folders:
+        (exported / f).rename(bare / f[4:])
+    found = sorted(p.name for p in bare.iterdir())
+    assert found[:3] == ["Ankle_boot", "Bag", "Coat"]
+    labels = read_image_folder(bare, names)[1].tolist()
+    assert labels == [names.index(n) for n in ("Ankle boot", "Bag", "Coat", "Dress", "Pullover", "Sandal", "Shirt",
+                                               "Sneaker", "T-shirt/top", "Trouser")]
+    (bare / "7").mkdir()
+    Image.new("L", (28, 28)).save(bare / "7" / "a.png")
+    with pytest.raises(ConfigError, match="not a mix") as e:
+        read_image_folder(bare, names)
+    assert "T_shirt_top, Trouser, Pullover" in str(e.value)  # a folder name that can exist
