@@ -179,7 +179,8 @@ def test_min_fid_is_suggested_only_when_there_are_too_few_images(tmp_path, capsy
     assert main([folder, "dataset=fashion_mnist"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "not real" in errors[0] and "--min-fid" not in errors[0]
-    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", _fake_metrics(None, "4 images; FID needs at least 10"))
+    too_few = _fake_metrics(None, "4 images; FID needs at least 10")
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", too_few)
     assert main([folder, "dataset=fashion_mnist"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "use --min-fid to lower it" in errors[0]
