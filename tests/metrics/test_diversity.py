@@ -47,3 +47,22 @@ def test_lpips_with_backbone_file_runs_per_class(tmp_path, monkeypatch):
 
     path.write_bytes(b"corrupt")
     assert "could not load" in lpips_diversity(x, torch.tensor([0, 0, 0, 1, 1]))["unavailable"]
+
+
+def test_lpips_distance_is_one_set_up_for_the_metric_and_the_inversion_loss(tmp_path, monkeypatch):
+    from torchvision.models import alexnet
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    path = diversity.alexnet_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(alexnet().state_dict(), path)
+    distance = diversity.lpips_distance("cpu")
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(3, 1, 28, 28, generator=g) * 2 - 1).requires_grad_(True)
+    y = torch.rand(3, 1, 28, 28, generator=g) * 2 - 1
+    d = distance(x, y)
+    assert d.shape == (3,) and d.requires_grad  # per pair, a loss the images can follow
+    prepared = diversity.lpips_input(x)
+    assert prepared.shape == (3, 3, 64, 64) and diversity.lpips_input(prepared) is prepared  # prepared once, as is
+    assert torch.equal(distance(prepared, diversity.lpips_input(y)), d)

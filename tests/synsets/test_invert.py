@@ -116,8 +116,16 @@ def test_an_lpips_term_without_its_weights_is_one_line(tmp_path, monkeypatch):
     from genprior.metrics import diversity
 
     _patch_toy_dataset(monkeypatch)
+    weights_path = diversity.alexnet_weights_path
     monkeypatch.setattr(diversity, "alexnet_weights_path", lambda: tmp_path / "absent.pth")
     with pytest.raises(ConfigError, match="set synset.invert.perceptual=0"):
+        inverted("w+", tmp_path / "cache", InvertSpec(steps=2, perceptual=0.5))
+    # a file where torchvision reads AlexNet that is no AlexNet: one line too, not a traceback
+    monkeypatch.setattr(diversity, "alexnet_weights_path", weights_path)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    weights_path().parent.mkdir(parents=True)
+    weights_path().write_bytes(b"corrupt")
+    with pytest.raises(ConfigError, match="could not load its backbone.*set synset.invert.perceptual=0"):
         inverted("w+", tmp_path / "cache", InvertSpec(steps=2, perceptual=0.5))
 
 
