@@ -69,7 +69,7 @@ assert set(ARCHS) == set(GENERATORS)
 class TrainSpec:
     arch: str = "stylegan2"
     dataset: str = "fashion_mnist"
-    resolution: int | None = None  # None: the data set's native resolution
+    resolution: int | None = options.option(None, min=8)  # None: the data set's native resolution (load_split: >= 8)
     steps: int = options.option(20000, min=0)  # not part of the identity: a larger value extends a run
     batch: int = options.option(64, min=1)
     lr: float | None = options.option(None, above=0)  # None: the arch's default (ARCHS), for G and D
@@ -80,10 +80,10 @@ class TrainSpec:
     # discriminator takes its minibatch std over the same groups, so that feature measures
     # *within-class* variety and a generator that renders one image per class is caught; with
     # labels drawn independently (1) a group mixes classes and the std only sees class changes.
-    class_groups: int | None = None
+    class_groups: int | None = options.option(None, min=1)
     ema_kimg: float = options.option(10.0, min=0)  # EMA half-life in thousands of images ...
     ema_rampup: float = options.option(0.05, min=0)  # ... but at most this fraction of the images seen so far
-    seed: int = 0
+    seed: int = options.option(0, min=0)  # genprior.rng derives every draw from it: a SeedSequence takes no negative
     generator_kwargs: dict = field(default_factory=dict)  # e.g. {"channel_base": 512}
     discriminator_kwargs: dict = field(default_factory=dict)
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ from safetensors.torch import load_file
 
 from generators.io import load_generator
 from generators.layers import minibatch_std
-from generators.train import TrainSpec, batch_indices, build, main, train
+from generators.train import TrainSpec, batch_indices, build, main, train, train_spec
 from genprior.data import DATASETS, Split, normalize
 from genprior.errors import ConfigError
 from tests.conftest import needs_fashion_mnist
@@ -115,6 +116,20 @@ def test_cli_errors(tmp_path, capsys):
     assert "lr must be a number > 0 (or null), got -1" in capsys.readouterr().err
     assert main(["betas=[0.5]", f"out={tmp_path / 'g'}"]) == 2
     assert "betas must be two numbers in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("seed", "-1", "seed must be an integer >= 0, got -1"),  # was numpy's SeedSequence traceback after the data loaded
+    ("class_groups", "0", "class_groups must be an integer >= 1 (or null), got 0"),
+    ("resolution", "4", "resolution must be an integer >= 8 (or null), got 4"),
+])
+def test_out_of_range_values_are_one_line_before_any_work(key, value, match, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=re.escape(match)) as e:
+        train_spec({"arch": "dcgan", key: value})
+    assert "\n" not in str(e.value)
+    assert main(["arch=dcgan", f"{key}={value}", f"out={tmp_path / 'g'}"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1, err
 
 
 @needs_fashion_mnist
