@@ -267,13 +267,15 @@ def generated_unit(G: Generator, n: int, seed: int = 1, chunk: int = 500) -> tup
     return ((torch.cat(out) + 1) / 2).clamp(0, 1), labels
 
 
-def fid_of(G: Generator, dataset: str, n: int, data_root: str | None = None) -> dict | None:
-    """FID/KID of n samples against the test split (genprior.metrics), or None where Inception is missing."""
+def fid_of(G: Generator, dataset: str, n: int, data_root: str | None = None, device: str = "cpu") -> dict | None:
+    """FID/KID of n samples against the test split (genprior.metrics), or None where Inception is missing.
+    `device`: where Inception runs, the training's (on CPU, 2000 samples' features take minutes)."""
     from genprior.metrics import Unavailable, image_metrics
 
     unit, labels = generated_unit(G, n)
     try:
-        m = image_metrics(unit, labels if G.num_classes else None, dataset, "test", lpips=False, root=data_root)
+        m = image_metrics(unit, labels if G.num_classes else None, dataset, "test", lpips=False, root=data_root,
+                          device=str(device))
     except Unavailable as e:  # the generator is still worth saving
         print(f"FID skipped: {e}", flush=True)
         return None
@@ -367,7 +369,7 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
             "wall_seconds": round(wall, 1), "train": spec.identity(), "torch": torch.__version__,
             "device": str(device), "threads": torch.get_num_threads()}
     if fid_images > 0:
-        scores = fid_of(G, spec.dataset, fid_images, data_root)
+        scores = fid_of(G, spec.dataset, fid_images, data_root, device)
         if scores:
             info["fid"] = scores
             print(f"FID {scores.get('fid')} KID {scores.get('kid')} on {scores.get('n', fid_images)} images", flush=True)

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from generators.io import load_generator
 from generators.layers import minibatch_std
-from generators.train import TrainSpec, batch_indices, build, main, train, train_spec
+from generators.train import TrainSpec, batch_indices, build, fid_of, main, train, train_spec
 from genprior.data import DATASETS, Split, normalize
 from genprior.errors import ConfigError
 from tests.conftest import needs_fashion_mnist
@@ -87,7 +87,7 @@ def test_fid_is_recorded_from_genprior_metrics(tmp_path, monkeypatch):
 
     def image_metrics(unit, labels, dataset, split="test", **kw):
         seen.update(shape=tuple(unit.shape), lo=float(unit.min()), hi=float(unit.max()), split=split,
-                    classes=sorted(set(labels.tolist())))
+                    classes=sorted(set(labels.tolist())), device=kw.get("device"))
         return {"inception": {"overall": {"fid": 12.5, "kid": 0.01, "n": len(unit)}, "key": "k",
                               "per_class": {"0": {"fid": 20.0}}}}
 
@@ -95,6 +95,9 @@ def test_fid_is_recorded_from_genprior_metrics(tmp_path, monkeypatch):
     train(spec("dcgan", 1), tmp_path / "a", tmp_path / "ckpt", real=toy_split(), fid_images=20, progress=False)
     assert seen["shape"] == (20, 1, 28, 28) and 0 <= seen["lo"] <= seen["hi"] <= 1 and seen["split"] == "test"
     assert seen["classes"] == list(range(10))  # balanced over the classes
+    assert seen["device"] == "cpu"  # named, not image_metrics' default: Inception runs where the training ran
+    fid_of(load_generator(tmp_path / "a"), "fashion_mnist", 10, device="cuda:1")  # a GPU training's: on its GPU
+    assert seen["device"] == "cuda:1"
     fid = json.loads((tmp_path / "a.json").read_text())["info"]["fid"]
     assert fid["fid"] == 12.5 and fid["kid"] == 0.01 and fid["n"] == 20 and fid["fid_per_class"] == {"0": 20.0}
 
