@@ -7,6 +7,7 @@
     foreign    gan-face-generate's DCGAN, NVlabs network pickles (opt-in)
     io         save_generator / load_generator (safetensors + JSON), GENERATORS
     train      python -m generators.train arch=... dataset=... out=...
+    ema        update_ema: the weight average every training saves (GANs, diffusion models, Minimax)
 
 Usable on its own: at import it takes only genprior's ground floor (docs/design.md, "Who imports
 whom"), and never the run loop, the synsets, the objectives or the judging (genprior.run,

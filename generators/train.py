@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from generators.base import Generator, randn
 from generators.dcgan import DCGANDiscriminator
+from generators.ema import update_ema
 from generators.io import GENERATORS, build_generator, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
@@ -171,7 +172,7 @@ def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_image
     opt_G.step()
     D.requires_grad_(True)
 
-    update_ema(G_ema, G, spec, (step + 1) * spec.batch)
+    update_ema(G_ema, G, (step + 1) * spec.batch, spec.batch, spec.ema_kimg, spec.ema_rampup)
     logs.update(d=loss_d.item(), g=loss_g.item(), real=logits_real.mean().item(), fake=logits_fake.mean().item())
     return logs
 
@@ -195,16 +196,6 @@ def batch_indices(g: torch.Generator, spec: TrainSpec, labels: torch.Tensor,
     classes = labels.cpu()[torch.randint(len(labels), (spec.batch // k,), generator=g)].repeat(k)
     pick = (torch.rand(spec.batch, generator=g) * counts[classes]).long()
     return order[starts[classes] + pick]
-
-
-@torch.no_grad()
-def update_ema(G_ema, G, spec: TrainSpec, images_seen: int) -> None:
-    half_life = min(spec.ema_kimg * 1000, images_seen * spec.ema_rampup) if spec.ema_rampup else spec.ema_kimg * 1000
-    beta = 0.5 ** (spec.batch / max(half_life, 1e-8))
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.lerp_(p, 1 - beta)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):  # BatchNorm statistics, stored noise: copied
-        b_ema.copy_(b)
 
 
 # ---------------------------------------------------------------- checkpoints
