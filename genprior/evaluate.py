@@ -85,19 +85,46 @@ class Protocol(Schedule):
 def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """A protocol by name (configs/protocol/NAME.yaml) or path, with Hydra `key=value` overrides."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     path = Path(name) if name.endswith(".yaml") else CONFIG_DIR / "protocol" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)} or a path to a .yaml")
+    # Hydra resolves `defaults: [dc_convnet, _self_]` in the file's folder, then in the shipped
+    # protocols' (a copy kept anywhere, as dc_convnet.yaml suggests, still extends them), and
+    # refuses keys the protocol lacks
+    shipped = str(CONFIG_DIR / "protocol").replace("'", "\\'")
+    search = f"hydra.searchpath=['file://{shipped}']"
     with initialize_config_dir(str(path.resolve().parent), version_base="1.3"):
-        try:  # Hydra resolves `defaults: [dc_convnet, _self_]` and refuses keys the protocol lacks
-            cfg = compose(path.stem, overrides=list(overrides))
-        except (HydraException, OmegaConfBaseException) as e:
-            keys = ", ".join(compose(path.stem).keys())
-            raise ConfigError(f"bad protocol override ({str(e).strip().splitlines()[0]}); valid keys: {keys}") from None
+        try:
+            cfg = compose(path.stem, overrides=[*overrides, search])
+        except _hydra_errors() as e:
+            raise _compose_error(path, overrides, search, e) from None
     return check_protocol(cfg, what="")  # its keys as genprior-evaluate takes them: runs=2
+
+
+def _hydra_errors() -> tuple[type[Exception], ...]:
+    """What a protocol that does not compose raises (Hydra imported only when a protocol loads)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return HydraException, OmegaConfBaseException
+
+
+def _compose_error(path: Path, overrides, search: str, e: Exception) -> ConfigError:
+    """One line for a protocol that did not compose: the override's fault (naming the keys there
+    are) only where there was one and the file composes without it, else the file's own."""
+    from hydra import compose
+
+    why = str(e).strip().splitlines()[0]
+    if overrides:
+        try:
+            keys = ", ".join(compose(path.stem, overrides=[search]).keys())
+        except _hydra_errors():
+            pass
+        else:
+            return ConfigError(f"bad protocol override ({why}); valid keys: {keys}")
+    return ConfigError(f"protocol {path} does not compose ({why}); its defaults can name {', '.join(PROTOCOLS)} "
+                       f"or a .yaml beside it")
 
 
 def check_protocol(cfg: DictConfig, what: str = "protocol") -> DictConfig:

@@ -30,6 +30,20 @@ def test_protocols_compose_and_are_frozen():
         ev.load_protocol("fast", ["epoch=3"])
 
 
+def test_a_protocol_copied_elsewhere_still_extends_the_shipped_ones(tmp_path, capsys):
+    (tmp_path / "my.yaml").write_text("defaults: [dc_convnet, _self_]\nname: my\nepochs: 3\n")
+    my = ev.load_protocol(str(tmp_path / "my.yaml"), ["runs=2"])  # was Hydra's MissingConfigException traceback
+    assert (my.name, my.epochs, my.runs, my.models, my.full_data.epochs) == ("my", 3, 2, ["convnet"], 20)
+    with pytest.raises(ConfigError, match="bad protocol override.*valid keys: name, models"):
+        ev.load_protocol(str(tmp_path / "my.yaml"), ["epoch=3"])
+    (tmp_path / "typo.yaml").write_text("defaults: [dc_convnett, _self_]\nname: typo\n")
+    for overrides in ([], ["epochs=3"]):  # the file's own fault, whether or not an override came with it
+        assert ev.main(["--random-real", f"protocol={tmp_path / 'typo.yaml'}", *overrides]) == 2
+        err = capsys.readouterr().err
+        assert "does not compose" in err and "'dc_convnett'" in err and "unknown protocol" not in err
+        assert "override" not in err and "valid keys" not in err and err.count("\n") == 1, err
+
+
 def test_stats_by_hand():
     s = ev.stats([0.5, 0.7])
     assert s == {"mean": 60.0, "std": 10.0, "runs": [50.0, 70.0]}  # population std, as np.std
