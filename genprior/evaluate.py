@@ -35,7 +35,7 @@ from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import check_device, retain_freed_memory
-from genprior.nets import NETS, build_net, has_batchnorm, net_digest
+from genprior.nets import NETS, build_net, has_batchnorm, net_digest, seeded_net
 from genprior.options import option, spec_from, split_args
 from genprior.progress import progress
 from genprior.report import accuracy_text
@@ -152,9 +152,10 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
     `checkpoint`: a file written after every epoch and resumed from, so a killed run (the full
     train split takes most of an hour on a CPU) goes on where it stopped, to the same network."""
     info = dataset_info(dataset)
-    torch.manual_seed(seed)  # network init
+    # init as torch.manual_seed(seed) had it, the caller's global RNG untouched (run.py judges curve
+    # points in the middle of a distillation); training draws from `g` alone
+    net = seeded_net(model, info.channels, info.num_classes, images.shape[-1], seed).to(device)
     g = torch.Generator().manual_seed(seed)  # shuffling and augmentation parameters
-    net = build_net(model, info.channels, info.num_classes, images.shape[-1]).to(device)
     lr = schedule.lr if lr is None else lr
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
     dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
@@ -270,8 +271,7 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, vie
     info = dataset_info(dataset)
     nets, gens = [], []
     for seed in seeds:  # each run: its init and its generator, drawn exactly as train_network draws them
-        torch.manual_seed(seed)
-        nets.append(build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1]).to(device).train())
+        nets.append(seeded_net(model, info.channels, info.num_classes, sets[0][0].shape[-1], seed).to(device).train())
         gens.append(torch.Generator().manual_seed(seed))
     params, buffers = stack_module_state(nets)
     template = copy.deepcopy(nets[0]).to("meta")

@@ -172,6 +172,30 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_network(tmp_p
         assert torch.equal(a, b), name  # the same weights, shuffling and augmentation as without the kill
 
 
+def test_training_a_network_leaves_the_callers_rng_where_it_was():
+    from omegaconf import OmegaConf
+
+    from genprior.nets import build_net
+
+    x, y = torch.randn(20, 1, 28, 28), torch.arange(10).repeat(2)
+    schedule = ev.load_protocol("fast", ["epochs=2", "batch=10", "dsa=color_crop_flip"])
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    trained = ev.train_network("convnet", x, y, "mnist", schedule, seed=3)
+    # run.py judges curve points in the middle of a distillation: that must not reseed it
+    assert torch.equal(torch.get_rng_state(), before)
+    ev.train_runs("mlp", [(x, y)] * 2, (x, y), "mnist", OmegaConf.merge(schedule, {"batched": True}), [3, 4])
+    assert torch.equal(torch.get_rng_state(), before)  # the runs trained together too
+    torch.manual_seed(7)  # whatever the caller's state, the same network
+    again = ev.train_network("convnet", x, y, "mnist", schedule, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), again.state_dict().values()))
+    # and the init is still torch.manual_seed(seed)'s, as before: judged rows are kept under it
+    init = ev.train_network("convnet", x, y, "mnist", OmegaConf.merge(schedule, {"epochs": 0}), seed=3)
+    torch.manual_seed(3)
+    expected = build_net("convnet", 1, 10, 28)
+    assert all(torch.equal(a, b) for a, b in zip(init.state_dict().values(), expected.state_dict().values()))
+
+
 def test_a_killed_full_data_run_keeps_its_epochs_and_cleans_up(tmp_path, monkeypatch):
     monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))
     fake_mnist(tmp_path, n_train=60, n_test=20)
@@ -278,8 +302,8 @@ def test_runs_trained_together_equal_runs_trained_one_by_one(model, monkeypatch)
     sets = [(torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(r)), torch.arange(12) % 10)
             for r in range(3)]
     small = {"convnet": {"width": 8, "depth": 2}, "vit": {"dim": 16, "depth": 1, "heads": 2, "mlp_dim": 16}}[model]
-    real_build = ev.build_net
-    monkeypatch.setattr(ev, "build_net", lambda name, *a, **kw: real_build(name, *a, **{**small, **kw}))
+    real_build = ev.seeded_net  # how both paths build their networks
+    monkeypatch.setattr(ev, "seeded_net", lambda name, *a, **kw: real_build(name, *a, **{**small, **kw}))
     one_by_one = [ev.train_network(model, x, y, "fashion_mnist", schedule, 7 + r) for r, (x, y) in enumerate(sets)]
     together = ev._train_together(model, sets, "fashion_mnist", schedule, [7, 8, 9], None, "cpu", "")
     for a, b in zip(one_by_one, together):
