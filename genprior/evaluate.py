@@ -652,9 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genprior-evaluate: error: {message(e, '--data-root DIR')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = f"the architectures judged so far are kept in {judged_dir(out)}: " if out else ""
-        print(f"genprior-evaluate: stopped by SIGINT (exit 130); {kept}rerun the same command to go on",
-              file=sys.stderr)
+        print(f"genprior-evaluate: stopped by SIGINT (exit 130); {_kept_after_stop(a, out)}", file=sys.stderr)
         return 130
     text = json.dumps(metrics, indent=2)
     if out is None:
@@ -665,6 +663,22 @@ def main(argv: list[str] | None = None) -> int:
     for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
         print(f"{model}: {accuracy_text(s)} %")
     return 0
+
+
+def _kept_after_stop(a, out: Path | None) -> str:
+    """What a stopped judging kept for a rerun of the same command to go on from: the finished
+    architectures' rows (kept_row, only where there is an --out or a set's metrics.json to keep
+    them beside) and the full-data baseline's epochs (full_data's checkpoints, in the cache)."""
+    full = cache_dir() / "full_data"
+    if a.full_data:
+        return f"the finished networks and epochs are kept in {full}: rerun the same command to go on"
+    if out is None:  # --random-real without --out, or stopped before a set file was read
+        return ("nothing is kept (with --out FILE, every finished architecture is): a rerun starts over"
+                if a.random_real else "nothing was judged yet: rerun the same command")
+    kept = f"the architectures judged so far are kept in {judged_dir(out)}"
+    if not a.random_real and not a.no_baselines:
+        kept += f", the full-data baseline's finished epochs in {full}"
+    return f"{kept}: rerun the same command to go on"
 
 
 def _int(value: str, name: str) -> int:

@@ -245,6 +245,33 @@ def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, 
     assert len(list((tmp_path / "shared").iterdir())) == 2 and not (tmp_path / "b" / "judged").exists()
 
 
+def test_a_stopped_judging_names_what_it_kept(tmp_path, monkeypatch, capsys):
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    for name in ("full_data", "random_real", "evaluate_set"):
+        monkeypatch.setattr(ev, name, stopped)
+    full, out = str(ev.cache_dir() / "full_data"), tmp_path / "m" / "metrics.json"
+    path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "fashion_mnist", space="unit")
+
+    def said(*argv) -> str:
+        assert ev.main(list(argv)) == 130
+        err = capsys.readouterr().err
+        assert err.startswith("genprior-evaluate: stopped by SIGINT (exit 130); ") and err.count("\n") == 1, err
+        return err
+
+    err = said("--full-data", "--out", str(out))  # its epochs are in the cache, not beside --out
+    assert f"kept in {full}: rerun the same command to go on" in err and "judged" not in err
+    err = said("--random-real")  # without --out no row is kept: a rerun starts over
+    assert "nothing is kept (with --out FILE" in err and "go on" not in err
+    err = said("--random-real", "--out", str(out))
+    assert f"kept in {tmp_path / 'm' / 'judged'}: rerun" in err and full not in err
+    err = said(str(path))  # a set: its rows beside its metrics.json, the full-data baseline's epochs in the cache
+    assert f"kept in {tmp_path / 'judged'}, the full-data baseline's finished epochs in {full}: rerun" in err
+    err = said(str(path), "--no-baselines")
+    assert f"kept in {tmp_path / 'judged'}: rerun the same command to go on" in err and full not in err
+
+
 @needs_fashion_mnist
 def test_cli_writes_metrics_for_a_set_file(tmp_path):
     train = load_split("fashion_mnist", "train")
