@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from generators.diffusion import training_batch, training_target, x0_and_eps
-from generators.train import update_ema
+from generators.ema import update_ema
 from genprior.errors import ConfigError
 from genprior.options import option
 from genprior.progress import progress as progress_bar
@@ -141,7 +141,7 @@ def minimax_finetune(unet, alphas_cumprod: torch.Tensor, prediction: str, images
             for p in params:
                 dist.all_reduce(p.grad)  # each share's gradient from its own process: the sum is the batch's
         opt.step()
-        update_ema(ema, model, spec, (step + 1) * spec.batch)
+        update_ema(ema, model, (step + 1) * spec.batch, spec.batch, spec.ema_kimg, spec.ema_rampup)
         for c in classes.unique().tolist():  # every process holds the whole batch: the banks agree
             real_bank.push(c, x0[classes == c])
             fake_bank.push(c, x0_pred[classes == c])

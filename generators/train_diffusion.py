@@ -11,7 +11,7 @@ sqrt(1 - a_t) eps, and the network predicts, under a mean squared error, v = sqr
 is replaced by the null class (index = number of classes) with probability
 `label_dropout`, so the one network is also the unconditional model that classifier-free
 guidance subtracts (Ho & Salimans 2022). AdamW; an EMA of the weights
-(generators/train.py's update_ema) is the model that is saved, as a diffusers pipeline
+(generators/ema.py) is the model that is saved, as a diffusers pipeline
 folder (generators/diffusion.py's save_diffusion).
 
 The loop, its checkpoints and their resumption are generators/train.py's, shared with
@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from generators.diffusion import DiffusionGenerator, PixelUNet, save_diffusion, training_batch, training_target
-from generators.train import FORMAT, update_ema
+from generators.ema import update_ema
+from generators.train import FORMAT
 from genprior.data import Split, to_unit
 from genprior.options import option
 from genprior.rng import derive_seed, generator
@@ -115,7 +116,7 @@ class DiffusionTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        update_ema(self.ema, self.unet, s, (step + 1) * s.batch)
+        update_ema(self.ema, self.unet, (step + 1) * s.batch, s.batch, s.ema_kimg, s.ema_rampup)
         return {"loss": loss.item()}
 
     def save(self, out: Path, info: dict) -> Path:

@@ -303,6 +303,17 @@ def net_digest(name: str, channels: int, num_classes: int, resolution: int, **ov
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def seeded_net(name: str, channels: int, num_classes: int, resolution: int, seed: int, **overrides) -> nn.Module:
+    """build_net's network initialized as `torch.manual_seed(seed); build_net(...)` initializes it,
+    with the global RNG left as it was: built on the CPU from the CPU generator alone, inside
+    fork_rng (torch.manual_seed would reseed every CUDA generator too, which fork_rng(devices=[])
+    does not give back). Nothing else then depends on how many networks were built before: a
+    judging in the middle of a distillation (run.py's curve points) does not reseed it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return build_net(name, channels, num_classes, resolution, **overrides)
+
+
 def build_net(name: str, channels: int, num_classes: int, resolution: int, **overrides) -> nn.Module:
     """NETS[name](channels, num_classes, resolution, **overrides), with one-line errors."""
     factory = NETS.get(name.lower())

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
-from genprior.nets import NETS, build_net
+from genprior.nets import NETS, seeded_net
 from genprior.options import option
 from genprior.rng import derive_seed, generator
 
@@ -41,16 +41,11 @@ class ClassObjective:
 
 
 def fresh_net(name: str, real: Split, seed: int, device, **net_kwargs) -> nn.Module:
-    """A randomly initialized network, the same on every rank for the same seed.
-
-    Built on the CPU from the CPU generator alone, inside fork_rng, so the global RNG is
-    untouched (torch.manual_seed would reseed every CUDA generator too, which fork_rng(devices=[])
-    does not restore): nothing else in the run depends on how many networks were built before."""
+    """A randomly initialized network, the same on every rank for the same seed, the global RNG
+    untouched (genprior.nets.seeded_net): nothing else in the run depends on how many networks
+    were built before."""
     info = real.info
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
-        net = build_net(name, info.channels, info.num_classes, real.images.shape[-1], **net_kwargs)
-    return net.to(device)
+    return seeded_net(name, info.channels, info.num_classes, real.images.shape[-1], seed, **net_kwargs).to(device)
 
 
 def class_batches(real: Split, images: torch.Tensor, labels: torch.Tensor, classes: list[int], n_real: int,
