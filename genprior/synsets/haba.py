@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
-from genprior.nets import build_net
+from genprior.nets import seeded_net
 from genprior.options import option
 from genprior.rng import derive_seed, generator
 from genprior.synsets.base import Synset
@@ -148,8 +148,8 @@ class HabaSynset(Synset):
         else:
             raise ConfigError(f"unknown HaBa init {init!r}; valid: {', '.join(INITS)}")
         self.bases = nn.Parameter(bases.clone())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 0x4ABB))
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only (genprior.nets.seeded_net says why)
+            torch.random.default_generator.manual_seed(derive_seed(seed, 0x4ABB))
             self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution) for _ in range(hallucinators))
         # the data's per-channel range as centre and half-width; not state: the real split decides it
         lo, hi = real.images.amin((0, 2, 3)), real.images.amax((0, 2, 3))
@@ -160,9 +160,8 @@ class HabaSynset(Synset):
         self.weights = {"set": lambda_set, "views": lambda_views, "contrast": lambda_contrast, "temperature": temperature}
         self.__dict__["adversary"] = None  # not a submodule: outside the set's state and its all-reduce
         if adversary:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(seed, 0x4ABC))
-                self.__dict__["adversary"] = build_net("convnet", channels, info.num_classes, resolution)
+            self.__dict__["adversary"] = seeded_net("convnet", channels, info.num_classes, resolution,
+                                                    derive_seed(seed, 0x4ABC))
             self.__dict__["adversary_opt"] = torch.optim.SGD(self.adversary.parameters(), lr=adversary_lr,
                                                              momentum=0.9)
 
