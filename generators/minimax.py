@@ -41,7 +41,7 @@ from generators.ema import update_ema
 from genprior.errors import ConfigError
 from genprior.options import option
 from genprior.progress import progress as progress_bar
-from genprior.rng import generator
+from genprior.rng import seeded
 
 DIFFFIT = ("bias", "norm", "class_embedding")
 
@@ -158,7 +158,7 @@ def step_loss(model, images, labels, alphas, prediction: str, null_label: int, s
     gradients are those of one process taking the whole batch."""
     device = images.device
     batch, classes, seen, t, eps = training_batch(images, labels, spec.batch, spec.label_dropout, null_label,
-                                                  len(alphas), generator(spec.seed, step))  # the same on every process
+                                                  len(alphas), seeded(spec.seed, step))  # the same on every process
     mine = torch.arange(spec.batch, device=device)[rank::world]  # this process's share
     x0, a = batch[mine], alphas[t[mine]].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps[mine]

@@ -51,7 +51,7 @@ from genprior.errors import ConfigError, Diverged, message
 from genprior.files import write_torch
 from genprior.host import check_device, retain_freed_memory
 from genprior.progress import progress as progress_bar
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 FORMAT = "genprior.generator-train/1"
 
@@ -138,7 +138,7 @@ def optimizers(spec: TrainSpec, G, D):
 def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_images, real_labels,
                table: tuple | None = None) -> dict:
     """One D step (with R1 every r1_every steps) and one G step, then the EMA update."""
-    g = generator(spec.seed, step)
+    g = seeded(spec.seed, step)
     torch.manual_seed(derive_seed(spec.seed, step, 1))  # StyleGAN2's random noise draws from the global RNG
     device = real_images.device
     idx = batch_indices(g, spec, real_labels, table).to(device)

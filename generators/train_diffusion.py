@@ -32,7 +32,7 @@ from generators.ema import update_ema
 from generators.train import FORMAT
 from genprior.data import Split, to_unit
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 DIFFUSION_ARCHS = ("unet",)
 # A small UNet for 28-32 px images: 28 -> 14 -> 7 (the last down block keeps its size),
@@ -109,7 +109,7 @@ class DiffusionTrainer:
     def step(self, step: int) -> dict:
         s = self.spec
         x0, _, labels, t, eps = training_batch(self.images, self.labels, s.batch, s.label_dropout, self.num_classes,
-                                               s.timesteps, generator(s.seed, step))  # num_classes: the null class
+                                               s.timesteps, seeded(s.seed, step))  # num_classes: the null class
         a = self.alphas[t].view(-1, 1, 1, 1)
         loss = F.mse_loss(self.unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t, class_labels=labels).sample,
                           training_target(s.prediction, x0, eps, a))

@@ -39,7 +39,7 @@ from genprior.nets import net_digest
 from genprior.objectives.common import fresh_net
 from genprior.options import option
 from genprior.progress import progress as progress_bar
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 from genprior.training import train_epoch
 
 FORMAT = "genprior.experts/1"
@@ -100,7 +100,7 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
     steps = spec.epochs * math.ceil(per_epoch / spec.batch)
     with progress_bar(total=steps, desc=f"expert {index}", leave=False, enabled=progress) as bar:
         for epoch in range(spec.epochs):
-            g = generator(spec.seed, index, epoch)
+            g = seeded(spec.seed, index, epoch)
             order = torch.randperm(len(real), generator=g)[:per_epoch]
             loss = train_epoch(net, opt, real.images, real.labels, order, spec.batch, dsa,
                                lambda start: derive_seed(spec.seed, index, epoch, start), autocast, bar.update)

@@ -60,7 +60,7 @@ def test_distillation_moves_the_images_and_lowers_dm_loss(tmp_path):
     assert sum(curve[-3:]) < 0.7 * sum(curve[:3]), curve
     from genprior.data import load_split
 
-    start = load_split("fashion_mnist", "train").random_subset(2, __import__("genprior.rng").rng.generator(0, 0x1717))[0]
+    start = load_split("fashion_mnist", "train").random_subset(2, __import__("genprior.rng").rng.seeded(0, 0x1717))[0]
     assert (load_set(out / "synset.safetensors").images - start).abs().max() > 0.1
 
 

@@ -11,7 +11,7 @@ from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
 from genprior.nets import NETS, seeded_net
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 
 @dataclass
@@ -56,7 +56,7 @@ def class_batches(real: Split, images: torch.Tensor, labels: torch.Tensor, class
     so both see the very same transform (the S in DSA). Yields (c, real_c, syn_c)."""
     for c in classes:
         s = derive_seed(seed, step, c)
-        real_c = real.sample_class(c, n_real, generator(s)).to(images.device, non_blocking=True)
+        real_c = real.sample_class(c, n_real, seeded(s)).to(images.device, non_blocking=True)
         syn_c = images[labels == c]
         if dsa is not None:
             real_c, syn_c = dsa(real_c, s, siamese=True), dsa(syn_c, s, siamese=True)

@@ -35,7 +35,7 @@ from genprior.errors import ConfigError
 from genprior.nets import build_net
 from genprior.objectives.common import ObjectiveOptions
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 MODES = ("exact", "constant_memory")
 
@@ -137,7 +137,7 @@ class MTT:
         self.template.to(images.device)
         total = images.new_zeros(())
         for u in units:
-            g = generator(self.seed, step, u)
+            g = seeded(self.seed, step, u)
             expert = self.trajectories[int(torch.randint(len(self.trajectories), (1,), generator=g))]
             t = int(torch.randint(self.max_start_epoch, (1,), generator=g))
             start = expert[t].to(images.device)
@@ -159,7 +159,7 @@ class MTT:
             # split into batch_syn-sized chunks (the last one smaller), as the MTT code cycles
             # them: every image is seen once per pass, none twice while another waits
             chunks = math.ceil(n / self.batch_syn)
-            perm = torch.randperm(n, generator=generator(seed, i // chunks))
+            perm = torch.randperm(n, generator=seeded(seed, i // chunks))
             idx = perm.split(self.batch_syn)[i % chunks].to(images.device)
             x, y = images[idx], labels[idx]
         else:

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
-from genprior.rng import generator
+from genprior.rng import seeded
 
 
 @dataclass
@@ -149,4 +149,4 @@ def real_start(real, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     """The real images a set starts from: `per_class` random images of each class, drawn from
     the run seed. A pixel set starts as them and GAN latents can be inverted from them
     (genprior/synsets/invert.py), so at one seed both begin at the same images."""
-    return real.random_subset(per_class, generator(seed, 0x1717))
+    return real.random_subset(per_class, seeded(seed, 0x1717))

@@ -27,7 +27,7 @@ from genprior import artifacts
 from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
-from genprior.rng import generator as seeded
+from genprior.rng import seeded
 from genprior.synsets.latent import LatentSynset, check_fit
 
 MINIMAX_FORMAT = "genprior.minimax/1"

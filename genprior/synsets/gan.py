@@ -1,6 +1,6 @@
 """GLaD: the synthetic set as latents of a frozen, pretrained GAN.
 
-Each image is generator(latent). The latents are the parameters; the generator is a
+Each image is seeded(latent). The latents are the parameters; the generator is a
 fixed prior (its weights are not part of the set, and are not counted in its storage,
 as GLaD counts it) unless `finetune` makes it a learnable group too. Latent spaces:
 
@@ -24,7 +24,7 @@ from genprior import artifacts
 from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
-from genprior.rng import generator as seeded
+from genprior.rng import seeded
 from genprior.synsets.base import real_start
 from genprior.synsets.invert import InvertSpec, invert
 from genprior.synsets.latent import LatentSynset

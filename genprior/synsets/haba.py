@@ -52,7 +52,7 @@ from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.nets import seeded_net
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 from genprior.synsets.base import Synset
 
 INITS = ("real", "noise")
@@ -136,7 +136,7 @@ class HabaSynset(Synset):
         super().__init__(info.num_classes, bases_per_class)  # one item per basis while distilling
         self.budget_ipc, self.budget = ipc, budget
         self.channels, self.resolution, self.seed = channels, resolution, seed
-        g = generator(seed, 0x4ABA)
+        g = seeded(seed, 0x4ABA)
         if init == "real":  # random real images of each class, as the official code starts
             bases, _ = real.random_subset(bases_per_class, g)
             if c_base != channels:
@@ -181,14 +181,14 @@ class HabaSynset(Synset):
         return out
 
     def begin_step(self, step: int) -> None:
-        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=generator(self.seed, step, HABA_SALT + 1))
+        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=seeded(self.seed, step, HABA_SALT + 1))
 
     def render(self, index: torch.Tensor) -> torch.Tensor:
         return self._views(index, self.assignment.to(index.device)[index])
 
     def _two_views(self, step: int, salt: int, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two hallucinator choices per basis, different from each other (the first given, or drawn)."""
-        g = generator(self.seed, step, HABA_SALT + salt)
+        g = seeded(self.seed, step, HABA_SALT + salt)
         h = len(self.hallucinators)
         first = torch.randint(h, (len(self),), generator=g) if first is None else first.cpu()
         second = (first + 1 + torch.randint(h - 1, (len(self),), generator=g)) % h
