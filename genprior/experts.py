@@ -53,11 +53,11 @@ class ExpertSpec:
     resolution: int | None = option(None, min=1)  # None: the data set's own
     net: str = "convnet"
     net_kwargs: dict = field(default_factory=dict)
-    epochs: int = option(10, min=1)
+    epochs: int = option(8, min=1)  # the defaults are configs/objective/mtt.yaml's (run_defaults reads them)
     lr: float = option(0.01, above=0)  # plain SGD, no momentum: the student unrolls plain SGD too
     batch: int = option(256, min=1)
     dsa: str = "color_crop_cutout_flip_scale_rotate"
-    images_per_epoch: int | None = option(None, min=1)  # None: the whole split each epoch
+    images_per_epoch: int | None = option(10000, min=1)  # None: the whole split each epoch
     seed: int = option(0, min=0)
     precision: str = option("fp32", choices=("fp32", "bf16"))  # training autocast
     num_experts: int = option(5, min=1)  # not part of the manifest's identity: more experts extend a buffer

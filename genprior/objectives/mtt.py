@@ -105,7 +105,7 @@ class MTT:
 
     def __init__(self, real: Split, trajectories: list[torch.Tensor], net: str = "convnet",
                  net_kwargs: dict | None = None, syn_steps: int = 20, expert_epochs: int = 2,
-                 max_start_epoch: int = 5, batch_syn: int | None = None,
+                 max_start_epoch: int = 4, batch_syn: int | None = None,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, mode: str = "exact",
                  trajectories_per_step: int = 1, init_lr: float = 0.01):
         if mode not in MODES:
