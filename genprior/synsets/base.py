@@ -11,7 +11,8 @@ This is GLaD's constant-memory trick (docs/design.md, "The constant-memory backw
 generator's activations are only ever alive for one chunk, so memory does not grow with
 IPC x classes. Pixels take the same path (their "render" is the identity), so the loop has one code path.
 
-Items are class-major: item i has label i // ipc.
+Items are class-major: item i has label i // items_per_class (the IPC of a pixel or latent
+set; HaBa renders bases x hallucinators and keeps its bases per class here).
 """
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ class Synset(nn.Module):
         building the set; None where loading a file cannot tell (bench/distill.py: is a result still today's)."""
         return None
 
-    def __init__(self, num_classes: int, ipc: int):
+    def __init__(self, num_classes: int, items_per_class: int):
         super().__init__()
-        if ipc < 1:
-            raise ConfigError(f"ipc must be >= 1, got {ipc}")
-        self.num_classes, self.ipc = num_classes, ipc
-        self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(ipc), persistent=False)
+        if items_per_class < 1:
+            raise ConfigError(f"ipc must be >= 1, got {items_per_class}")
+        self.num_classes, self.items_per_class = num_classes, items_per_class
+        self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(items_per_class), persistent=False)
         self.lr: nn.Parameter | None = None  # a learned training lr (MTT), part of the set
         self.setup: str | None = None  # what building it did beyond the obvious (the run's start line says it)
         # The fixed prior the set is expressed in (a frozen generator's weights), as a digest;
@@ -64,7 +65,7 @@ class Synset(nn.Module):
         self.prior_digest: str | None = None
 
     def __len__(self) -> int:
-        return self.num_classes * self.ipc
+        return self.num_classes * self.items_per_class
 
     # ---- what a parameterization defines
     def render(self, index: torch.Tensor) -> torch.Tensor:

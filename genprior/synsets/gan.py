@@ -114,7 +114,7 @@ class GanSynset(LatentSynset):
     def invert_real(self, real: Split, spec, ctx) -> str:
         """Fit every item's latents to the real image a pixel set would start from at this seed
         (synsets/base.py real_start), cached per generator, data set, space, seed and images."""
-        images, _ = real_start(real, self.ipc, self.seed)
+        images, _ = real_start(real, self.items_per_class, self.seed)
         targets = to_unit(images, real.info.name, self.data_space, self.data_root) * 2 - 1
         identity = {"generator": self.prior_digest,
                     "arch": self.generator.arch,

@@ -268,7 +268,7 @@ class HabaSynset(Synset):
         index = torch.arange(len(self), device=self.bases.device).repeat_interleave(h)
         which = torch.arange(h, device=index.device).repeat(len(self))
         images = torch.cat([self._views(i, w) for i, w in zip(index.split(chunk), which.split(chunk))])
-        return images, self.labels.repeat_interleave(h), {"views": h, "bases_per_class": self.ipc}
+        return images, self.labels.repeat_interleave(h), {"views": h, "bases_per_class": self.items_per_class}
 
 
 def supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

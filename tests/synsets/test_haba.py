@@ -16,7 +16,7 @@ def test_rendering_shapes_counts_and_the_exported_product(channels, resolution):
     s = HabaSynset(split(channels, resolution), ipc=10, hallucinators=3, dsa="none")
     s.begin_step(0)
     images = s.render_all()
-    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.ipc
+    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.items_per_class
     exported, labels, meta = s.export_items(chunk=7)
     assert exported.shape == (len(s) * 3, channels, resolution, resolution) and meta["views"] == 3
     assert labels.tolist() == s.labels.repeat_interleave(3).tolist()
@@ -33,7 +33,7 @@ def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
     st = s.storage()
     assert st["floats"] <= st["budget"] == ipc * 10 * channels * resolution ** 2
     assert st["floats"] == s.bases.numel() + sum(p.numel() for p in s.hallucinators.parameters())
-    assert "paper" in st["paper_accounting"] and s.ipc >= 1
+    assert "paper" in st["paper_accounting"] and s.items_per_class >= 1
 
 
 def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd():

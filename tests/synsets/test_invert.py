@@ -26,7 +26,7 @@ def inverted(space, cache: Path, spec=SPEC, generator=None, real=None, seed=0):
 
 
 def error(s, real, seed=0) -> torch.Tensor:
-    targets = to_unit(real_start(real, s.ipc, seed)[0], "toy", "unit") * 2 - 1  # in [-1, 1], as decoded
+    targets = to_unit(real_start(real, s.items_per_class, seed)[0], "toy", "unit") * 2 - 1  # in [-1, 1], as decoded
     with torch.no_grad():
         return (s.decode(torch.arange(len(s))) - targets).pow(2).flatten(1).mean(1)
 
