@@ -1,4 +1,4 @@
-"""Pieces the objectives share: their common options, the per-class base of DC and DM,
+"""Pieces the objectives share: their base and common options, the per-class base of DC and DM,
 seeded fresh networks and siamese-augmented class batches."""
 from __future__ import annotations
 
@@ -25,11 +25,27 @@ class ObjectiveOptions:
         DSA(self.dsa)  # an unknown op is one line naming the valid ones, before anything runs
 
 
-class ClassObjective:
+class Objective:
+    """What the loop asks of every objective besides its call (genprior/objectives/__init__.py).
+    The defaults are those of an objective the set learns no lr from and that keeps no state."""
+    init_lr: float | None = None  # where the set's learned training lr starts (MTT); None: it learns none
+    setup: str | None = None  # what building it did beyond the objective itself (the run's start line)
+
+    def units(self) -> int:
+        """Independent work units per step, split among the ranks."""
+        raise NotImplementedError  # abstract
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of it (DC: the network that follows the set)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class ClassObjective(Objective):
     """An objective whose unit of work is one class (DC, DM): a step's classes are split among
     the ranks, and each matches its classes' real and synthetic batches under one network."""
-    init_lr = None  # the set learns no training lr
-    setup = None  # nothing built beyond the objective itself (the run's start line)
 
     def __init__(self, real: Split, net: str, batch_real: int, dsa: str, seed: int, net_kwargs: dict | None):
         self.real, self.net_name, self.batch_real, self.seed = real, net, batch_real, seed

@@ -33,7 +33,7 @@ from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.nets import build_net
-from genprior.objectives.common import ObjectiveOptions
+from genprior.objectives.common import Objective, ObjectiveOptions
 from genprior.options import option
 from genprior.rng import derive_seed, seeded
 
@@ -48,8 +48,7 @@ def _check_segment(max_start_epoch: int, expert_epochs: int, epochs: int) -> Non
                           f"expert_epochs={expert_epochs}, experts have {epochs} epochs")
 
 
-class MTT:
-
+class MTT(Objective):
     @dataclass
     class Options(ObjectiveOptions):
         syn_steps: int = option(min=1)
@@ -197,9 +196,3 @@ class MTT:
             g = self._step_grad(theta, images, labels, seed, i, create_graph=True)
             (-(lr * (g * dl_dtheta).sum())).backward()  # d theta_N / d(x_i, lr) through step i only
         return loss.detach()  # gradients are already in images.grad and lr.grad
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
