@@ -78,18 +78,18 @@ def test_the_bound_keeps_every_rendered_value_in_the_data_range_and_passes_gradi
 
 def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself():
     s = HabaSynset(split(), ipc=4, hallucinators=3)
-    before_adv = {k: v.clone() for k, v in s.adversary.state_dict().items()}
+    before_adv = {k: v.clone() for k, v in s.adversary.net.state_dict().items()}
     s.begin_step(0)
     images = s.render_all().requires_grad_(True)
     aux = s.auxiliary_loss(images, 0)
     aux.backward()
-    assert all(p.grad is None for p in s.adversary.parameters())  # no gradient reaches the extractor
+    assert all(p.grad is None for p in s.adversary.net.parameters())  # no gradient reaches the extractor
     s.push_grad(images.grad)
     assert s.bases.grad.abs().sum() > 0 and next(iter(s.hallucinators.parameters())).grad.abs().sum() > 0
     before_set = {k: v.clone() for k, v in s.state_dict().items()}
     s.end_step(0)
     assert all(torch.equal(v, s.state_dict()[k]) for k, v in before_set.items())  # the set did not move
-    assert any(not torch.equal(v, s.adversary.state_dict()[k]) for k, v in before_adv.items())  # the extractor did
+    assert any(not torch.equal(v, s.adversary.net.state_dict()[k]) for k, v in before_adv.items())  # the extractor did
     assert not any(k.startswith("adversary") for k in s.state_dict())  # and stays out of the set's state
     assert "adversary" in s.aux_state() and "adversary_opt" in s.aux_state()
 
@@ -100,7 +100,7 @@ def test_aux_state_round_trip():
     a.end_step(0)
     b.load_state_dict(a.state_dict())
     b.load_aux_state(a.aux_state())
-    assert all(torch.equal(v, b.adversary.state_dict()[k]) for k, v in a.adversary.state_dict().items())
+    assert all(torch.equal(v, b.adversary.net.state_dict()[k]) for k, v in a.adversary.net.state_dict().items())
     assert torch.equal(a.bases, b.bases)
 
 
