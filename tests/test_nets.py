@@ -153,3 +153,8 @@ def test_rgb_first_padding_matches_the_dc_code():
     alex, lenet = build_net("alexnet", 3, 10, 32), build_net("lenet", 3, 10, 32)
     assert alex.classifier.in_features == 192 * 4 * 4
     assert lenet.fc[0].in_features == 16 * 5 * 5
+
+
+@pytest.mark.parametrize("channels,resolution,side", [(3, 32, 4), (1, 28, 3)])
+def test_resnet18_ap_flattens_its_last_map_as_the_dc_code(channels, resolution, side):
+    assert build_net("resnet18_ap", channels, 10, resolution).classifier.in_features == 512 * side * side
