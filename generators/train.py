@@ -373,7 +373,7 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
 # ---------------------------------------------------------------- CLI
 
 @dataclass
-class RunOptions:
+class TrainingRunOptions:
     """Where and how a training runs; the spec (TrainSpec, DiffusionSpec) says what is trained."""
     out: str | None = None
     ckpt: str | None = None
@@ -397,7 +397,7 @@ def train_spec(items: dict):
     arch = items.get("arch", "stylegan2")
     if arch not in classes:
         raise ConfigError(f"unknown generator architecture {arch!r}; valid: {', '.join(classes)}")
-    return options.spec_from(classes[arch], items, also_valid=tuple(f.name for f in fields(RunOptions)))
+    return options.spec_from(classes[arch], items, also_valid=tuple(f.name for f in fields(TrainingRunOptions)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,12 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         for arch, cls in spec_classes().items():
             listed = [f"{f.name}={getattr(cls(arch=arch), f.name)!r}" for f in fields(cls) if f.name != "arch"]
             print(f"arch={arch}:", ", ".join(listed))
-        print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(RunOptions()).items()))
+        print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(TrainingRunOptions()).items()))
         return 0
     try:
         retain_freed_memory()
         items = options.key_values(argv)
-        run = options.spec_from(RunOptions, {f.name: items.pop(f.name) for f in fields(RunOptions) if f.name in items})
+        run = options.spec_from(TrainingRunOptions, {f.name: items.pop(f.name) for f in fields(TrainingRunOptions) if f.name in items})
         if not run.out:
             raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")
         spec = train_spec(items)
