@@ -29,7 +29,7 @@ from genprior.synsets.base import real_start
 from genprior.synsets.invert import InvertSpec, invert
 from genprior.synsets.latent import LatentSynset
 
-SPACES = ("z", "w", "w+", "f")
+LATENT_SPACES = ("z", "w", "w+", "f")
 INITS = ("sample", "invert")  # truncated samples of the generator | inverted real images (synsets/invert.py)
 
 
@@ -39,7 +39,7 @@ class GanSynset(LatentSynset):
         generator: str = option()
         code_dir: str | None = option()
         allow_pickle: bool = option()  # a real boolean: no string ("no", "false") is ever consent
-        space: str = option(choices=SPACES)
+        space: str = option(choices=LATENT_SPACES)
         layer: int | None = option(min=1)
         truncation: float = option(min=0)
         finetune: bool | list[str] = option()
@@ -76,8 +76,8 @@ class GanSynset(LatentSynset):
                  data_root: str | None = None, init: str = "sample"):
         super().__init__(real, ipc, generator, finetune, data_space, data_root)
         g = generator
-        if space not in SPACES:
-            raise ConfigError(f"unknown latent space {space!r}; valid: {', '.join(SPACES)}")
+        if space not in LATENT_SPACES:
+            raise ConfigError(f"unknown latent space {space!r}; valid: {', '.join(LATENT_SPACES)}")
         g.check_kind("w+" if space == "f" else space)  # one line naming what this generator has
         if space == "f":
             if layer is None:
