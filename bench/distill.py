@@ -158,8 +158,9 @@ def prior_now(config: str) -> str | None:
     from omegaconf import OmegaConf
 
     cls = _synset_class(OmegaConf.create(config))
-    section = OmegaConf.to_container(OmegaConf.create(config).synset, resolve=True)
-    return None if cls is None else cls.prior_digest_now(section)
+    if cls is None:
+        return None
+    return cls.prior_digest_now(OmegaConf.to_container(OmegaConf.create(config).synset, resolve=True))
 
 
 def _synset_class(config):

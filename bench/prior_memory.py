@@ -115,7 +115,6 @@ def _untrained_if_missing(preset: str) -> list[str]:
     return [f"synset.generator={folder}"]
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])

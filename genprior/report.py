@@ -289,7 +289,6 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, path: Pa
     return write_bytes(path, buffer.getvalue())  # atomic, as every file genprior writes
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog=PROG, description="report.md + plots for one or more run directories, side by side.")
     p.add_argument("runs", nargs="+", help="run directories")

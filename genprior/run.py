@@ -54,6 +54,7 @@ from genprior.rundir import CONFIG, LOG, RunDirectory, config_diff
 from genprior.runlog import RunLog, final_scalars
 from genprior.shipped import CONFIG_DIR
 
+
 class Terminated(BaseException):
     """SIGTERM, raised where the run is, like KeyboardInterrupt for SIGINT (see main)."""
 

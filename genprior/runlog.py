@@ -11,6 +11,7 @@ from genprior.files import write_text
 from genprior.progress import append_stamped
 from genprior.rundir import LOG
 
+
 def final_scalars(metrics: dict) -> dict:
     """metrics.json's headline numbers as flat tracker scalars."""
     out = {f"accuracy/{model}": s["mean"] for model, s in metrics.get("synthetic", {}).items()}

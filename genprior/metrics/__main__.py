@@ -17,7 +17,6 @@ from genprior.metrics.targets import is_run_dir, load_target
 PROG = "genprior-metrics"
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog=PROG, description="FID/KID against a real split and diversity within classes.")
     p.add_argument("targets", nargs="+", help="run directories, set files or image folders; dataset=NAME for folders")
@@ -34,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None)
     a = p.parse_args(argv)
     targets, kv = split_args(a.targets)
+    targets = list(dict.fromkeys(targets))  # a target named twice is measured once
     for_stdout = [t for t in targets if a.out is None and not is_run_dir(t)]
     # stdout that holds the JSON holds nothing else (`... > m.json` must parse): the summary goes to stderr
     text = sys.stderr if for_stdout else sys.stdout
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 2
     finally:  # what was measured before an error is still printed, and still one document
         if printed:
-            print(json.dumps(printed if len(for_stdout) > 1 else printed[for_stdout[0]], indent=2))
+            print(json.dumps(printed if len(for_stdout) > 1 else next(iter(printed.values())), indent=2))
     return status
 
 

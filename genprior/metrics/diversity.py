@@ -56,7 +56,7 @@ def lpips_distance(device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     weights = alexnet_weights_path()
     if not weights.is_file():
         raise Unavailable(f"LPIPS needs torchvision's ImageNet AlexNet weights at {weights}; they are not "
-                          "there and cannot be downloaded offline")
+                          "there and cannot be downloaded offline (copy the file there to use LPIPS)")
     import lpips
 
     try:
@@ -87,7 +87,7 @@ def lpips_diversity(unit: torch.Tensor, labels: torch.Tensor, device: str = "cpu
     try:
         distance = lpips_distance(device)
     except Unavailable as e:
-        return {"unavailable": f"{e} (copy the file there to enable LPIPS)"}
+        return {"unavailable": str(e)}
     # prepared once on the CPU (each image then meets ~200 others); `distance` leaves it as it is
     x = lpips_input(unit.detach().float().cpu().clamp(0, 1) * 2 - 1)
     per_class = {}

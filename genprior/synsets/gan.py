@@ -1,6 +1,6 @@
 """GLaD: the synthetic set as latents of a frozen, pretrained GAN.
 
-Each image is seeded(latent). The latents are the parameters; the generator is a
+Each image is generator(latent). The latents are the parameters; the generator is a
 fixed prior (its weights are not part of the set, and are not counted in its storage,
 as GLaD counts it) unless `finetune` makes it a learnable group too. Latent spaces:
 

@@ -112,7 +112,6 @@ def test_class_folders_are_labelled_by_number_or_class_name_never_by_text_order(
         labels("3", "12_extra")  # names the folder, not a count of folders
 
 
-
 def test_sixteen_bit_images_are_scaled_by_their_depth_not_clipped(tmp_path, monkeypatch):
     import numpy as np
 

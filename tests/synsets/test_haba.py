@@ -94,6 +94,21 @@ def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself()
     assert "adversary" in s.aux_state() and "adversary_opt" in s.aux_state()
 
 
+def test_the_adversary_starts_as_a_seeded_convnet_and_leaves_the_global_rng_alone():
+    # HaBa's extractor is the ConvNet torch.manual_seed(derive_seed(seed, 0x4ABC)) would build
+    from genprior.nets import build_net
+    from genprior.rng import derive_seed
+
+    real = split()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    s = HabaSynset(real, ipc=4, hallucinators=2, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(derive_seed(3, 0x4ABC))
+    expected = build_net("convnet", real.images.shape[1], real.info.num_classes, real.images.shape[-1])
+    assert all(torch.equal(v, s.adversary.net.state_dict()[k]) for k, v in expected.state_dict().items())
+
+
 def test_aux_state_round_trip():
     a, b = HabaSynset(split(), ipc=4, hallucinators=2), HabaSynset(split(), ipc=4, hallucinators=2, seed=1)
     a.begin_step(0)
