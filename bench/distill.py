@@ -61,7 +61,7 @@ def staleness(result: dict) -> tuple[str, bool] | None:
     today = network_digests(result["networks"], result["dataset"], result["resolution"])
     changed = [m for m, d in result["networks"].items() if today[m] != d]
     config = OmegaConf.create(result.get("config", "{}"))
-    if OmegaConf.select(config, "synset.kind") in ("gan", "diffusion") and not result.get("prior_digest"):
+    if _synset_class(config) is not None and _synset_class(config).has_prior and not result.get("prior_digest"):
         return "it does not record the generator it was distilled with (it predates that record)", False
     if result.get("prior_digest") and prior_now(result["config"]) not in (None, result["prior_digest"]):
         return "the generator it was distilled with changed since (its prior digest)", False
@@ -101,7 +101,7 @@ def resumes(run_dir: Path, overrides: list[str]) -> bool:
     from omegaconf import OmegaConf
 
     from genprior.errors import ConfigError
-    from genprior.run import compose
+    from genprior.config import compose
     from genprior.rundir import CONFIG, config_diff
 
     try:
@@ -131,7 +131,7 @@ def _drifted(result: dict) -> dict[str, tuple]:
     """{key: (then, now)} for config_drift, sorted by key; ConfigError if the command no longer composes."""
     from omegaconf import OmegaConf
 
-    from genprior.run import compose
+    from genprior.config import compose
     from genprior.rundir import flat
 
     if "command" not in result or "config" not in result:
@@ -152,26 +152,24 @@ def _drifted(result: dict) -> dict[str, tuple]:
 
 def prior_now(config: str) -> str | None:
     """Today's digest of the generator a result's config.yaml names, as its synset computes it
-    (genprior/synsets/latent.py); None where telling takes more than loading a file: a Minimax
+    (Synset.prior_digest_now); None where telling takes more than loading a file: a Minimax
     fine-tune is built from its base UNet, and metrics.json records the fine-tune's digest, so a
     retrained base goes unnoticed here (set the result aside by hand: `"superseded"`)."""
     from omegaconf import OmegaConf
 
-    from genprior.artifacts import module_digest
-
-    s = OmegaConf.create(config).synset
-    if s.kind == "gan":
-        from generators.io import open_generator
-
-        g = open_generator(s.generator, s.code_dir, s.allow_pickle)
-    elif s.kind == "diffusion" and s.minimax is None:
-        from generators.diffusion import load_diffusion
-        from genprior.shipped import shipped
-
-        g = load_diffusion(shipped(s.generator))
-    else:
+    cls = _synset_class(OmegaConf.create(config))
+    if cls is None:
         return None
-    return module_digest(g)
+    return cls.prior_digest_now(OmegaConf.to_container(OmegaConf.create(config).synset, resolve=True))
+
+
+def _synset_class(config):
+    """The synset class a result's config names (None: a record without one)."""
+    from omegaconf import OmegaConf
+
+    from genprior.synsets import SYNSETS
+
+    return SYNSETS.get(OmegaConf.select(config, "synset.kind"))
 
 
 def distilled(name: str, overrides: list[str]) -> dict:

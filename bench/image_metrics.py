@@ -24,9 +24,8 @@ import torch
 from genprior.data import load_split, to_unit
 from genprior.metrics import Inception, image_metrics, reference_features
 from genprior.metrics.targets import load_target
-from genprior.rng import generator
+from genprior.rng import seeded
 from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
-
 
 
 def mnist_subset(n: int) -> torch.Tensor:
@@ -64,7 +63,7 @@ def main() -> None:
 
     def fashion_train():
         s = load_split("fashion_mnist", "train")
-        index = torch.randperm(len(s), generator=generator(0, a.n))[:a.n]
+        index = torch.randperm(len(s), generator=seeded(0, a.n))[:a.n]
         return summary(image_metrics(to_unit(s.images[index], "fashion_mnist", "normalized"), s.labels[index],
                                      "fashion_mnist"))
 

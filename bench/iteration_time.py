@@ -42,7 +42,8 @@ def worker(objective: str, ipc: int, precision: str, iters: int, device: str, ex
     from genprior.host import retain_freed_memory
     from genprior.objectives import MTT
     from genprior.context import RunContext
-    from genprior.run import check, compose, distill_step
+    from genprior.config import check, compose
+    from genprior.run import distill_step
 
     allocator = "retain" if retain_freed_memory() else "default"  # as run.py does; GENPRIOR_MALLOC=default: not
     preset, variant = VARIANTS.get(objective, (objective, []))

@@ -29,7 +29,7 @@ import torch
 from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
 
 # the latent spaces probed per prior (overrides of its preset)
-SPACES = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["synset.space=f", "synset.layer=2"],
+PROBED = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["synset.space=f", "synset.layer=2"],
                    ["synset.space=w"]],
           "diffusion": [[]], "minimax": [[]], "haba": [[]]}
 
@@ -37,7 +37,8 @@ SPACES = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["
 def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     from genprior.data import cache_dir, load_split
     from genprior.context import RunContext
-    from genprior.run import build, check, compose
+    from genprior.config import check, compose
+    from genprior.run import build
 
     cfg = compose([f"{prior}={objective}", f"ipc={ipc}", *over])
     pixel_lr = float(compose([f"pixel={objective}"]).synset.optim.images.lr)
@@ -73,7 +74,7 @@ def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prior", default="glad", choices=sorted(SPACES))
+    p.add_argument("--prior", default="glad", choices=sorted(PROBED))
     p.add_argument("--objectives", nargs="+", default=["dm", "dc", "mtt"])
     p.add_argument("--ipc", type=int, default=1)
     a = p.parse_args()
@@ -82,7 +83,7 @@ def main() -> None:
     def name(o, over):  # glad's keys as before the script served other priors: dm_ipc1_w+, dm_ipc1_f1
         return f"{o}_ipc{a.ipc}_" + "".join(x.split("=")[1] for x in over) if over else f"{o}_ipc{a.ipc}"
     parts = [(name(o, over), lambda o=o, over=over: probe(a.prior, o, a.ipc, over))
-             for o in a.objectives for over in SPACES[a.prior]]
+             for o in a.objectives for over in PROBED[a.prior]]
 
     def show(figures):
         return ", ".join(f"{k}: matched lr {v['matched_lr']:.3g} (preset {v['preset_lr']:.3g})"

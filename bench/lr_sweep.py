@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 
 from distill import distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
-from genprior.run import compose
+from genprior.config import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
 

@@ -63,7 +63,8 @@ def _status_mb(field: str) -> float:
 def worker(ipc: int, path: str, chunk: int, preset: str, extra: list[str], device: str) -> dict:
     from genprior.context import RunContext
     from genprior.data import cache_dir, load_split
-    from genprior.run import build, check, compose, distill_step
+    from genprior.config import check, compose
+    from genprior.run import build, distill_step
     from genprior.synsets.pixel import PixelSynset
 
     cfg = compose([preset, f"ipc={ipc}", f"chunk={chunk}", *extra, *_untrained_if_missing(preset)])
@@ -112,7 +113,6 @@ def _untrained_if_missing(preset: str) -> list[str]:
                                            prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
                        folder, 10, 10, {"untrained": True})
     return [f"synset.generator={folder}"]
-
 
 
 def main() -> None:

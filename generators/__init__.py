@@ -7,6 +7,14 @@
     foreign    gan-face-generate's DCGAN, NVlabs network pickles (opt-in)
     io         save_generator / load_generator (safetensors + JSON), GENERATORS
     train      python -m generators.train arch=... dataset=... out=...
+    ema        update_ema: the weight average every training saves (GANs, diffusion models, Minimax)
 
-Usable on its own: imports genprior.data / errors / rng only (genprior.metrics lazily, for FID).
+Usable on its own: at import it takes only genprior's ground floor (docs/design.md, "Who imports
+whom"), and never the run loop, the synsets, the objectives or the judging (genprior.run,
+synsets/, objectives/, evaluate), so a generator trains and samples without the distillation side:
+
+    at import   genprior.{data, errors, files, host, options, progress, rng, shipped}
+    lazily      genprior.{export, metrics}   (inside train.py: the sample grid, the FID)
+
+tests/generators/test_imports.py holds these two lines to the code's imports.
 """

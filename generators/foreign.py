@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -135,7 +136,7 @@ class NVlabsGenerator(StyleGenerator):
     def latent_spec(self) -> dict:
         spec = {"z": (self.z_dim,), "w": (self.w_dim,), "w+": (self.num_ws, self.w_dim)}
         if self.num_layers >= 2:
-            spec["f"] = "f_shape(n) for n in 1..%d" % (self.num_layers - 1)  # shapes need a forward to know
+            spec["f"] = FShapes(self)
         return spec
 
     def _c(self, labels, n):
@@ -206,6 +207,29 @@ class NVlabsGenerator(StyleGenerator):
         if stop == self.num_layers:
             return img
         return x if img is None else torch.cat([x, img], dim=1)
+
+
+class FShapes(Mapping):
+    """An NVlabs generator's latent_spec["f"], n -> f_shape(n) for n in 1..num_layers-1, as
+    generators.base has it. Lazy: a shape is known only after a forward through the first n
+    stages (f_shape runs it once and caches it), and latent_spec is read on every decode."""
+
+    def __init__(self, g: "NVlabsGenerator"):
+        self._g = g
+
+    def __getitem__(self, n):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < self._g.num_layers:
+            raise KeyError(n)  # what a dict says; check_layer's ConfigError is for to_f / from_f
+        return self._g.f_shape(n)
+
+    def __iter__(self):
+        return iter(range(1, self._g.num_layers))
+
+    def __len__(self):
+        return max(self._g.num_layers - 1, 0)
+
+    def __repr__(self):
+        return f"FShapes(f_shape(n) for n in 1..{self._g.num_layers - 1})"
 
 
 def load_nvlabs_pickle(path: str | Path, code_dir: str | Path, allow_pickle: bool = False) -> NVlabsGenerator:

@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from generators.diffusion import training_batch, training_target, x0_and_eps
-from generators.train import update_ema
+from generators.ema import update_ema
 from genprior.errors import ConfigError
 from genprior.options import option
 from genprior.progress import progress as progress_bar
-from genprior.rng import generator
+from genprior.rng import seeded
 
 DIFFFIT = ("bias", "norm", "class_embedding")
 
@@ -141,7 +141,7 @@ def minimax_finetune(unet, alphas_cumprod: torch.Tensor, prediction: str, images
             for p in params:
                 dist.all_reduce(p.grad)  # each share's gradient from its own process: the sum is the batch's
         opt.step()
-        update_ema(ema, model, spec, (step + 1) * spec.batch)
+        update_ema(ema, model, (step + 1) * spec.batch, spec.batch, spec.ema_kimg, spec.ema_rampup)
         for c in classes.unique().tolist():  # every process holds the whole batch: the banks agree
             real_bank.push(c, x0[classes == c])
             fake_bank.push(c, x0_pred[classes == c])
@@ -158,7 +158,7 @@ def step_loss(model, images, labels, alphas, prediction: str, null_label: int, s
     gradients are those of one process taking the whole batch."""
     device = images.device
     batch, classes, seen, t, eps = training_batch(images, labels, spec.batch, spec.label_dropout, null_label,
-                                                  len(alphas), generator(spec.seed, step))  # the same on every process
+                                                  len(alphas), seeded(spec.seed, step))  # the same on every process
     mine = torch.arange(spec.batch, device=device)[rank::world]  # this process's share
     x0, a = batch[mine], alphas[t[mine]].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps[mine]

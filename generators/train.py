@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from generators.base import Generator, randn
 from generators.dcgan import DCGANDiscriminator
+from generators.ema import update_ema
 from generators.io import GENERATORS, build_generator, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
@@ -50,7 +51,7 @@ from genprior.errors import ConfigError, Diverged, message
 from genprior.files import write_torch
 from genprior.host import check_device, retain_freed_memory
 from genprior.progress import progress as progress_bar
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 FORMAT = "genprior.generator-train/1"
 
@@ -69,7 +70,7 @@ assert set(ARCHS) == set(GENERATORS)
 class TrainSpec:
     arch: str = "stylegan2"
     dataset: str = "fashion_mnist"
-    resolution: int | None = None  # None: the data set's native resolution
+    resolution: int | None = options.option(None, min=8)  # None: the data set's native resolution (load_split: >= 8)
     steps: int = options.option(20000, min=0)  # not part of the identity: a larger value extends a run
     batch: int = options.option(64, min=1)
     lr: float | None = options.option(None, above=0)  # None: the arch's default (ARCHS), for G and D
@@ -80,10 +81,10 @@ class TrainSpec:
     # discriminator takes its minibatch std over the same groups, so that feature measures
     # *within-class* variety and a generator that renders one image per class is caught; with
     # labels drawn independently (1) a group mixes classes and the std only sees class changes.
-    class_groups: int | None = None
+    class_groups: int | None = options.option(None, min=1)
     ema_kimg: float = options.option(10.0, min=0)  # EMA half-life in thousands of images ...
     ema_rampup: float = options.option(0.05, min=0)  # ... but at most this fraction of the images seen so far
-    seed: int = 0
+    seed: int = options.option(0, min=0)  # genprior.rng derives every draw from it: a SeedSequence takes no negative
     generator_kwargs: dict = field(default_factory=dict)  # e.g. {"channel_base": 512}
     discriminator_kwargs: dict = field(default_factory=dict)
 
@@ -137,7 +138,7 @@ def optimizers(spec: TrainSpec, G, D):
 def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_images, real_labels,
                table: tuple | None = None) -> dict:
     """One D step (with R1 every r1_every steps) and one G step, then the EMA update."""
-    g = generator(spec.seed, step)
+    g = seeded(spec.seed, step)
     torch.manual_seed(derive_seed(spec.seed, step, 1))  # StyleGAN2's random noise draws from the global RNG
     device = real_images.device
     idx = batch_indices(g, spec, real_labels, table).to(device)
@@ -171,7 +172,7 @@ def train_step(step: int, spec: TrainSpec, G, D, G_ema, opt_G, opt_D, real_image
     opt_G.step()
     D.requires_grad_(True)
 
-    update_ema(G_ema, G, spec, (step + 1) * spec.batch)
+    update_ema(G_ema, G, (step + 1) * spec.batch, spec.batch, spec.ema_kimg, spec.ema_rampup)
     logs.update(d=loss_d.item(), g=loss_g.item(), real=logits_real.mean().item(), fake=logits_fake.mean().item())
     return logs
 
@@ -195,16 +196,6 @@ def batch_indices(g: torch.Generator, spec: TrainSpec, labels: torch.Tensor,
     classes = labels.cpu()[torch.randint(len(labels), (spec.batch // k,), generator=g)].repeat(k)
     pick = (torch.rand(spec.batch, generator=g) * counts[classes]).long()
     return order[starts[classes] + pick]
-
-
-@torch.no_grad()
-def update_ema(G_ema, G, spec: TrainSpec, images_seen: int) -> None:
-    half_life = min(spec.ema_kimg * 1000, images_seen * spec.ema_rampup) if spec.ema_rampup else spec.ema_kimg * 1000
-    beta = 0.5 ** (spec.batch / max(half_life, 1e-8))
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.lerp_(p, 1 - beta)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):  # BatchNorm statistics, stored noise: copied
-        b_ema.copy_(b)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -267,13 +258,15 @@ def generated_unit(G: Generator, n: int, seed: int = 1, chunk: int = 500) -> tup
     return ((torch.cat(out) + 1) / 2).clamp(0, 1), labels
 
 
-def fid_of(G: Generator, dataset: str, n: int, data_root: str | None = None) -> dict | None:
-    """FID/KID of n samples against the test split (genprior.metrics), or None where Inception is missing."""
+def fid_of(G: Generator, dataset: str, n: int, data_root: str | None = None, device: str = "cpu") -> dict | None:
+    """FID/KID of n samples against the test split (genprior.metrics), or None where Inception is missing.
+    `device`: where Inception runs, the training's (on CPU, 2000 samples' features take minutes)."""
     from genprior.metrics import Unavailable, image_metrics
 
     unit, labels = generated_unit(G, n)
     try:
-        m = image_metrics(unit, labels if G.num_classes else None, dataset, "test", lpips=False, root=data_root)
+        m = image_metrics(unit, labels if G.num_classes else None, dataset, "test", lpips=False, root=data_root,
+                          device=str(device))
     except Unavailable as e:  # the generator is still worth saving
         print(f"FID skipped: {e}", flush=True)
         return None
@@ -367,7 +360,7 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
             "wall_seconds": round(wall, 1), "train": spec.identity(), "torch": torch.__version__,
             "device": str(device), "threads": torch.get_num_threads()}
     if fid_images > 0:
-        scores = fid_of(G, spec.dataset, fid_images, data_root)
+        scores = fid_of(G, spec.dataset, fid_images, data_root, device)
         if scores:
             info["fid"] = scores
             print(f"FID {scores.get('fid')} KID {scores.get('kid')} on {scores.get('n', fid_images)} images", flush=True)
@@ -380,7 +373,7 @@ def train(spec, out: str | Path, ckpt: str | Path | None = None, real: Split | N
 # ---------------------------------------------------------------- CLI
 
 @dataclass
-class RunOptions:
+class TrainingRunOptions:
     """Where and how a training runs; the spec (TrainSpec, DiffusionSpec) says what is trained."""
     out: str | None = None
     ckpt: str | None = None
@@ -404,7 +397,7 @@ def train_spec(items: dict):
     arch = items.get("arch", "stylegan2")
     if arch not in classes:
         raise ConfigError(f"unknown generator architecture {arch!r}; valid: {', '.join(classes)}")
-    return options.spec_from(classes[arch], items, also_valid=tuple(f.name for f in fields(RunOptions)))
+    return options.spec_from(classes[arch], items, also_valid=tuple(f.name for f in fields(TrainingRunOptions)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,12 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         for arch, cls in spec_classes().items():
             listed = [f"{f.name}={getattr(cls(arch=arch), f.name)!r}" for f in fields(cls) if f.name != "arch"]
             print(f"arch={arch}:", ", ".join(listed))
-        print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(RunOptions()).items()))
+        print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(TrainingRunOptions()).items()))
         return 0
     try:
         retain_freed_memory()
         items = options.key_values(argv)
-        run = options.spec_from(RunOptions, {f.name: items.pop(f.name) for f in fields(RunOptions) if f.name in items})
+        run = options.spec_from(TrainingRunOptions, {f.name: items.pop(f.name) for f in fields(TrainingRunOptions) if f.name in items})
         if not run.out:
             raise ConfigError("pass out=PATH (e.g. out=assets/generators/fashion_mnist_stylegan2)")
         spec = train_spec(items)

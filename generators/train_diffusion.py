@@ -11,7 +11,7 @@ sqrt(1 - a_t) eps, and the network predicts, under a mean squared error, v = sqr
 is replaced by the null class (index = number of classes) with probability
 `label_dropout`, so the one network is also the unconditional model that classifier-free
 guidance subtracts (Ho & Salimans 2022). AdamW; an EMA of the weights
-(generators/train.py's update_ema) is the model that is saved, as a diffusers pipeline
+(generators/ema.py) is the model that is saved, as a diffusers pipeline
 folder (generators/diffusion.py's save_diffusion).
 
 The loop, its checkpoints and their resumption are generators/train.py's, shared with
@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from generators.diffusion import DiffusionGenerator, PixelUNet, save_diffusion, training_batch, training_target
-from generators.train import FORMAT, update_ema
+from generators.ema import update_ema
+from generators.train import FORMAT
 from genprior.data import Split, to_unit
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 DIFFUSION_ARCHS = ("unet",)
 # A small UNet for 28-32 px images: 28 -> 14 -> 7 (the last down block keeps its size),
@@ -108,14 +109,14 @@ class DiffusionTrainer:
     def step(self, step: int) -> dict:
         s = self.spec
         x0, _, labels, t, eps = training_batch(self.images, self.labels, s.batch, s.label_dropout, self.num_classes,
-                                               s.timesteps, generator(s.seed, step))  # num_classes: the null class
+                                               s.timesteps, seeded(s.seed, step))  # num_classes: the null class
         a = self.alphas[t].view(-1, 1, 1, 1)
         loss = F.mse_loss(self.unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t, class_labels=labels).sample,
                           training_target(s.prediction, x0, eps, a))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        update_ema(self.ema, self.unet, s, (step + 1) * s.batch)
+        update_ema(self.ema, self.unet, (step + 1) * s.batch, s.batch, s.ema_kimg, s.ema_rampup)
         return {"loss": loss.item()}
 
     def save(self, out: Path, info: dict) -> Path:

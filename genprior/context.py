@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from genprior.data import SPACES, Split, cache_dir
+from genprior.data import VALUE_SPACES, Split, cache_dir
 from genprior.options import option
 
 
@@ -23,7 +23,7 @@ class DatasetOptions:
     name: str
     root: str | None = option()
     resolution: int | None = option(min=1)
-    space: str = option(choices=tuple(s for s in SPACES if s != "unit"))  # a split is normalized, or ZCA on top
+    space: str = option(choices=tuple(s for s in VALUE_SPACES if s != "unit"))  # a split is normalized, or ZCA on top
     download: bool = option(False)  # fetch it with torchvision where none is found (CIFAR, SVHN, MNIST)
 
 

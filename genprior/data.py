@@ -95,7 +95,7 @@ DATASETS: dict[str, DatasetInfo] = {
         imagenet_classes=(155, 159, 162, 167, 182, 193, 207, 229, 258, 273)),
 }
 SPLITS = ("train", "test")
-SPACES = ("normalized", "unit", "zca")  # value spaces a split (and a saved set) can be in
+VALUE_SPACES = ("normalized", "unit", "zca")  # value spaces a split (and a saved set) can be in
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -189,8 +189,8 @@ def load_split(dataset: str, split: str = "train", root: str | None = None, reso
     info = dataset_info(dataset)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if space not in SPACES:
-        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    if space not in VALUE_SPACES:
+        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(VALUE_SPACES)}")
     resolution = resolution or info.resolution
     if info.resolutions and resolution not in info.resolutions:
         raise ConfigError(f"{dataset} resolution must be one of {info.resolutions}, got {resolution}")
@@ -235,7 +235,7 @@ def to_unit(images: torch.Tensor, dataset: str, space: str, root: str | None = N
     if space in ("zca", "normalized"):
         images = denormalize(images, info)
     elif space != "unit":
-        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(VALUE_SPACES)}")
     return images.clamp(0, 1)
 
 
@@ -245,8 +245,8 @@ def from_unit(unit: torch.Tensor, dataset: str, space: str, root: str | None = N
     info = dataset_info(dataset)
     if space == "unit":
         return unit
-    if space not in SPACES:
-        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(SPACES)}")
+    if space not in VALUE_SPACES:
+        raise ConfigError(f"unknown space {space!r}; valid: {', '.join(VALUE_SPACES)}")
     images = normalize(unit, info)
     if space == "zca":
         images = _zca_on(dataset, root, unit.shape[-1], str(unit.device))(images)

@@ -35,7 +35,7 @@ from genprior.data import cache_dir, check_ipc, dataset_info, load_split
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json, write_text, write_torch
 from genprior.host import check_device, retain_freed_memory
-from genprior.nets import NETS, build_net, has_batchnorm, net_digest
+from genprior.nets import NETS, build_net, has_batchnorm, net_digest, seeded_net
 from genprior.options import option, spec_from, split_args
 from genprior.progress import progress
 from genprior.report import accuracy_text
@@ -85,19 +85,46 @@ class Protocol(Schedule):
 def load_protocol(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """A protocol by name (configs/protocol/NAME.yaml) or path, with Hydra `key=value` overrides."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     path = Path(name) if name.endswith(".yaml") else CONFIG_DIR / "protocol" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)} or a path to a .yaml")
+    # Hydra resolves `defaults: [dc_convnet, _self_]` in the file's folder, then in the shipped
+    # protocols' (a copy kept anywhere, as dc_convnet.yaml suggests, still extends them), and
+    # refuses keys the protocol lacks
+    shipped = str(CONFIG_DIR / "protocol").replace("'", "\\'")
+    search = f"hydra.searchpath=['file://{shipped}']"
     with initialize_config_dir(str(path.resolve().parent), version_base="1.3"):
-        try:  # Hydra resolves `defaults: [dc_convnet, _self_]` and refuses keys the protocol lacks
-            cfg = compose(path.stem, overrides=list(overrides))
-        except (HydraException, OmegaConfBaseException) as e:
-            keys = ", ".join(compose(path.stem).keys())
-            raise ConfigError(f"bad protocol override ({str(e).strip().splitlines()[0]}); valid keys: {keys}") from None
+        try:
+            cfg = compose(path.stem, overrides=[*overrides, search])
+        except _hydra_errors() as e:
+            raise _compose_error(path, overrides, search, e) from None
     return check_protocol(cfg, what="")  # its keys as genprior-evaluate takes them: runs=2
+
+
+def _hydra_errors() -> tuple[type[Exception], ...]:
+    """What a protocol that does not compose raises (Hydra imported only when a protocol loads)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return HydraException, OmegaConfBaseException
+
+
+def _compose_error(path: Path, overrides, search: str, e: Exception) -> ConfigError:
+    """One line for a protocol that did not compose: the override's fault (naming the keys there
+    are) only where there was one and the file composes without it, else the file's own."""
+    from hydra import compose
+
+    why = str(e).strip().splitlines()[0]
+    if overrides:
+        try:
+            keys = ", ".join(compose(path.stem, overrides=[search]).keys())
+        except _hydra_errors():
+            pass
+        else:
+            return ConfigError(f"bad protocol override ({why}); valid keys: {keys}")
+    return ConfigError(f"protocol {path} does not compose ({why}); its defaults can name {', '.join(PROTOCOLS)} "
+                       f"or a .yaml beside it")
 
 
 def check_protocol(cfg: DictConfig, what: str = "protocol") -> DictConfig:
@@ -125,9 +152,10 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
     `checkpoint`: a file written after every epoch and resumed from, so a killed run (the full
     train split takes most of an hour on a CPU) goes on where it stopped, to the same network."""
     info = dataset_info(dataset)
-    torch.manual_seed(seed)  # network init
+    # init as torch.manual_seed(seed) had it, the caller's global RNG untouched (run.py judges curve
+    # points in the middle of a distillation); training draws from `g` alone
+    net = seeded_net(model, info.channels, info.num_classes, images.shape[-1], seed).to(device)
     g = torch.Generator().manual_seed(seed)  # shuffling and augmentation parameters
-    net = build_net(model, info.channels, info.num_classes, images.shape[-1]).to(device)
     lr = schedule.lr if lr is None else lr
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
     dsa, autocast = _dsa(schedule, info), _autocast(schedule.precision, device)
@@ -243,8 +271,7 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, vie
     info = dataset_info(dataset)
     nets, gens = [], []
     for seed in seeds:  # each run: its init and its generator, drawn exactly as train_network draws them
-        torch.manual_seed(seed)
-        nets.append(build_net(model, info.channels, info.num_classes, sets[0][0].shape[-1]).to(device).train())
+        nets.append(seeded_net(model, info.channels, info.num_classes, sets[0][0].shape[-1], seed).to(device).train())
         gens.append(torch.Generator().manual_seed(seed))
     params, buffers = stack_module_state(nets)
     template = copy.deepcopy(nets[0]).to("meta")
@@ -625,9 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genprior-evaluate: error: {message(e, '--data-root DIR')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = f"the architectures judged so far are kept in {judged_dir(out)}: " if out else ""
-        print(f"genprior-evaluate: stopped by SIGINT (exit 130); {kept}rerun the same command to go on",
-              file=sys.stderr)
+        print(f"genprior-evaluate: stopped by SIGINT (exit 130); {_kept_after_stop(a, out)}", file=sys.stderr)
         return 130
     text = json.dumps(metrics, indent=2)
     if out is None:
@@ -638,6 +663,22 @@ def main(argv: list[str] | None = None) -> int:
     for model, s in metrics.get("synthetic", metrics.get("random_real", metrics.get("full_data", {}))).items():
         print(f"{model}: {accuracy_text(s)} %")
     return 0
+
+
+def _kept_after_stop(a, out: Path | None) -> str:
+    """What a stopped judging kept for a rerun of the same command to go on from: the finished
+    architectures' rows (kept_row, only where there is an --out or a set's metrics.json to keep
+    them beside) and the full-data baseline's epochs (full_data's checkpoints, in the cache)."""
+    full = cache_dir() / "full_data"
+    if a.full_data:
+        return f"the finished networks and epochs are kept in {full}: rerun the same command to go on"
+    if out is None:  # --random-real without --out, or stopped before a set file was read
+        return ("nothing is kept (with --out FILE, every finished architecture is): a rerun starts over"
+                if a.random_real else "nothing was judged yet: rerun the same command")
+    kept = f"the architectures judged so far are kept in {judged_dir(out)}"
+    if not a.random_real and not a.no_baselines:
+        kept += f", the full-data baseline's finished epochs in {full}"
+    return f"{kept}: rerun the same command to go on"
 
 
 def _int(value: str, name: str) -> int:

@@ -39,7 +39,7 @@ from genprior.nets import net_digest
 from genprior.objectives.common import fresh_net
 from genprior.options import option
 from genprior.progress import progress as progress_bar
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 from genprior.training import train_epoch
 
 FORMAT = "genprior.experts/1"
@@ -53,11 +53,11 @@ class ExpertSpec:
     resolution: int | None = option(None, min=1)  # None: the data set's own
     net: str = "convnet"
     net_kwargs: dict = field(default_factory=dict)
-    epochs: int = option(10, min=1)
+    epochs: int = option(8, min=1)  # the defaults are configs/objective/mtt.yaml's (run_defaults reads them)
     lr: float = option(0.01, above=0)  # plain SGD, no momentum: the student unrolls plain SGD too
     batch: int = option(256, min=1)
     dsa: str = "color_crop_cutout_flip_scale_rotate"
-    images_per_epoch: int | None = option(None, min=1)  # None: the whole split each epoch
+    images_per_epoch: int | None = option(10000, min=1)  # None: the whole split each epoch
     seed: int = option(0, min=0)
     precision: str = option("fp32", choices=("fp32", "bf16"))  # training autocast
     num_experts: int = option(5, min=1)  # not part of the manifest's identity: more experts extend a buffer
@@ -100,7 +100,7 @@ def train_expert(spec: ExpertSpec, real: Split, index: int, device="cpu", progre
     steps = spec.epochs * math.ceil(per_epoch / spec.batch)
     with progress_bar(total=steps, desc=f"expert {index}", leave=False, enabled=progress) as bar:
         for epoch in range(spec.epochs):
-            g = generator(spec.seed, index, epoch)
+            g = seeded(spec.seed, index, epoch)
             order = torch.randperm(len(real), generator=g)[:per_epoch]
             loss = train_epoch(net, opt, real.images, real.labels, order, spec.batch, dsa,
                                lambda start: derive_seed(spec.seed, index, epoch, start), autocast, bar.update)

@@ -26,13 +26,20 @@ def save_grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return write_png(path, grid(unit_images, labels, num_classes, max_per_class))
 
 
+def class_folder_name(class_name: str) -> str:
+    """A class name as a folder name: every run of other characters than letters and digits
+    becomes one "_" ("T-shirt/top" -> "T_shirt_top"). Exported folders are named by it, and
+    genprior/metrics/targets.py matches class folders by it, so what is exported reads back."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", class_name).strip("_")
+
+
 def save_image_folder(unit_images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...],
                       root: str | Path) -> Path:
     """root/<index>_<class name>/<n>.png, loadable with torchvision's ImageFolder."""
     root = Path(root)
     counts: dict[int, int] = {}
     for x, y in zip(unit_images.cpu(), labels.tolist()):
-        folder = root / f"{y:03d}_{re.sub(r'[^A-Za-z0-9]+', '_', class_names[y]).strip('_')}"
+        folder = root / f"{y:03d}_{class_folder_name(class_names[y])}"
         write_png(folder / f"{counts.get(y, 0):04d}.png", x)
         counts[y] = counts.get(y, 0) + 1
     return root

@@ -118,7 +118,9 @@ class _BasicBlock(nn.Module):
 
 
 class ResNet18(_Net):
-    """CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, BasicBlocks [2,2,2,2]."""
+    """CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, BasicBlocks [2,2,2,2], global average
+    pool. The "AP" variant of the DC code (resnet18_ap) downsamples by average pooling instead of
+    strided convolutions and flattens its last map (512x4x4 at 32 px, 512x3x3 at 28 px)."""
 
     def __init__(self, channels: int, num_classes: int, resolution: int, norm: str = "instance",
                  pool_shortcut: bool = False):
@@ -130,7 +132,8 @@ class ResNet18(_Net):
             for s in (stride, 1):
                 layers.append(_BasicBlock(cin, cout, s, make_norm, pool_shortcut))
                 cin = cout
-        layers.append(nn.AdaptiveAvgPool2d(1))  # global pool: any resolution -> 512 features
+        if not pool_shortcut:
+            layers.append(nn.AdaptiveAvgPool2d(1))  # global pool: any resolution -> 512 features
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(_feat_dim(self.features, self, channels, resolution), num_classes)
 
@@ -301,6 +304,17 @@ def net_digest(name: str, channels: int, num_classes: int, resolution: int, **ov
     with torch.random.fork_rng(devices=[]):
         text = repr(build_net(name, channels, num_classes, resolution, **overrides))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def seeded_net(name: str, channels: int, num_classes: int, resolution: int, seed: int, **overrides) -> nn.Module:
+    """build_net's network initialized as `torch.manual_seed(seed); build_net(...)` initializes it,
+    with the global RNG left as it was: built on the CPU from the CPU generator alone, inside
+    fork_rng (torch.manual_seed would reseed every CUDA generator too, which fork_rng(devices=[])
+    does not give back). Nothing else then depends on how many networks were built before: a
+    judging in the middle of a distillation (run.py's curve points) does not reseed it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return build_net(name, channels, num_classes, resolution, **overrides)
 
 
 def build_net(name: str, channels: int, num_classes: int, resolution: int, **overrides) -> nn.Module:

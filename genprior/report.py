@@ -14,6 +14,7 @@ import io
 import json
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,11 @@ def summary_table(run_dirs: list[str | Path]) -> str:
 
 
 def _unique_names(runs: list[Run]) -> None:
-    """Runs named alike (seed0 in two data sets) get their parent folder prefixed."""
+    """Runs named alike (seed0 in two data sets) get their parent folder prefixed, every one of
+    them: the names are counted before any is changed, or the last of them would keep its bare name."""
+    counts = Counter(r.name for r in runs)
     for r in runs:
-        if sum(x.name == r.name for x in runs) > 1:
+        if counts[r.name] > 1:
             r.name = f"{r.path.parent.name}-{r.path.name}"
 
 
@@ -284,7 +287,6 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, path: Pa
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     return write_bytes(path, buffer.getvalue())  # atomic, as every file genprior writes
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,6 @@ def derive_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def generator(seed: int, *keys: int) -> torch.Generator:
+def seeded(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded from derive_seed: draw on CPU, then move, so devices agree."""
     return torch.Generator().manual_seed(derive_seed(seed, *keys))

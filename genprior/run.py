@@ -9,22 +9,21 @@ The loop, per step:  render (no grad) -> objective loss on a leaf copy of the im
 dL/dimages -> synset.push_grad (chunked re-render, docs/design.md) -> sum the
 synset's gradients over ranks -> SGD step -> log, checkpoint.
 
-Processes split each step's work units (classes for DC/DM, trajectory segments for
-MTT) and sum their gradients, so N processes compute what one process computes. Rank 0
+Processes split each step's work units (classes for DC/DM, trajectories for MTT; the
+set's rendering is not split) and sum their gradients, so N processes compute what one
+process computes. Rank 0
 decides the run directory, holds it (genprior/rundir.py) and is the only writer. A
 rerun with the same run_dir resumes from its last checkpoint; a run whose loss turns
 NaN/inf stops and keeps the last good checkpoint.
 
-Hydra's compose API builds the config (config groups, presets, overrides) rather than
-@hydra.main: it leaves the working directory and logging alone and lets a bad choice
-be one line with exit code 2. Every key is checked (`check`) before anything is
-written: the top-level keys here, each component's own keys by its `Options`.
+The config (config groups, presets, overrides) is composed and every key checked before
+anything is written: genprior/config.py. What a run writes as it goes (log.txt, curve.jsonl,
+trackers): genprior/runlog.py.
 
 A sweep (-m / --multirun, Hydra's `a=x,y` syntax) composes and checks every job before the
 first starts, runs them one after the other in this process, each in its own run directory,
 and ends with one summary table (genprior/report.py); a job that fails is reported there and
-the others still run. Under several processes rank 0 judges the sets after the last job. Hydra's own keys (hydra.run.dir, ...) are refused: genprior never
-changes directory, and `run_dir=` says where a run writes.
+the others still run. Under several processes rank 0 judges the sets after the last job.
 
 Exit codes: 0 done; 1 diverged (a sweep: some job failed); 2 bad input (one line; found by
 the checks before a run starts, nothing is written; found later, e.g. a data file that does not
@@ -33,32 +32,27 @@ finished step.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from genprior.context import DatasetOptions, RunContext
+from genprior.config import Plan, check, compose, default_run_dir, sweep_jobs
+from genprior.context import RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
 from genprior.errors import ConfigError, Diverged, message, one_line
-from genprior.files import write_json, write_text, write_torch
+from genprior.files import write_json, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
-from genprior.options import option, spec_from
-from genprior.progress import append_stamped
 from genprior.rundir import CONFIG, LOG, RunDirectory, config_diff
+from genprior.runlog import RunLog, final_scalars
 from genprior.shipped import CONFIG_DIR
-
-MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; the loop runs no and bf16 (_check_precision)
-SECTIONS = ("dataset", "synset", "objective", "protocol", "eval")  # config groups and nested sections
 
 
 class Terminated(BaseException):
@@ -86,197 +80,6 @@ def held_signals(stopping: bool = False):
             signal.signal(s, handler)
     if caught and not stopping:
         raise KeyboardInterrupt if caught[0] == signal.SIGINT else Terminated()
-
-
-@dataclass
-class RunOptions:
-    """The top-level keys of configs/config.yaml."""
-    ipc: int = option(min=1)
-    iterations: int = option(min=0)
-    seed: int = option(min=0)
-    chunk: int = option(min=1)
-    checkpoint_every: int = option(min=1)
-    log_every: int = option(min=1)
-    mixed_precision: str | None = option(choices=MIXED_PRECISIONS)
-    threads: int | None = option(min=1)
-    name: str | None = option()
-    run_dir: str | None = option()
-    log_with: str | list[str] | None = option()
-
-
-@dataclass
-class ImageMetricsOptions:
-    enabled: bool = option()
-    limit: int | None = option(min=1)
-    spaces: list[str] = option()
-    lpips: bool = option()
-
-
-@dataclass
-class EvalOptions:
-    enabled: bool = option()
-    baselines: bool | str | list[str] = option()
-    every: int = option(min=0)
-    curve_protocol: str = option()
-    images: ImageMetricsOptions = field(default_factory=ImageMetricsOptions)
-
-
-@dataclass
-class Plan:
-    """A run's components, their options checked: what `distill` builds."""
-    dataset: DatasetOptions
-    synset: type
-    synset_options: object
-    objective: type
-    objective_options: object
-
-
-# ---------------------------------------------------------------- config
-
-def compose(overrides: list[str]) -> DictConfig:
-    """The run's config from configs/ and command-line overrides, with one-line errors."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf import open_dict
-    from omegaconf.errors import OmegaConfBaseException
-
-    _refuse_hydra_keys(overrides)
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        try:
-            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
-        except MissingConfigException as e:
-            raise ConfigError(_missing_choice(str(e))) from None
-        except (HydraException, OmegaConfBaseException) as e:
-            first = str(e).strip().splitlines()[0]
-            keys = ", ".join(OmegaConf.load(CONFIG_DIR / "config.yaml").keys() - {"defaults"})
-            raise ConfigError(f"bad override: {first} (top-level keys: {keys}; groups: "
-                              f"{', '.join(_groups())}; add new keys with +key=value)") from None
-    choices = cfg.hydra.runtime.choices
-    chosen = [f"{g}={choices[g]}" for g in _presets() if choices.get(g) is not None]
-    if len(chosen) > 1:  # each preset sets synset, objective and their lrs: a second one would silently win
-        raise ConfigError(f"one preset at a time, got {' and '.join(chosen)}")
-    with open_dict(cfg):
-        del cfg["hydra"]
-    try:
-        OmegaConf.to_container(cfg, resolve=True)  # an interpolation naming no key (`${ipcc}`) fails here
-    except OmegaConfBaseException as e:
-        where = f" in {e.full_key}" if getattr(e, "full_key", None) else ""
-        raise ConfigError(f"bad interpolation{where}: {str(e).strip().splitlines()[0]}") from None
-    return cfg
-
-
-def _refuse_hydra_keys(overrides: list[str]) -> None:
-    """hydra.run.dir and friends configure @hydra.main's working directory and logging, which
-    this runner does not use (module docstring): accepting them would put outputs elsewhere."""
-    for o in overrides:
-        key = o.lstrip("+~").split("=", 1)[0]
-        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            raise ConfigError(f"{o}: Hydra's own keys are not used by genprior.run (it never changes directory); "
-                              f"pass run_dir=DIR for where a run writes (in a sweep e.g. run_dir=runs/sweep/ipc${{ipc}})")
-
-
-def sweep_jobs(overrides: list[str]) -> list[list[str]]:
-    """Hydra's sweep syntax (`pixel=dc,dm ipc=1,10`, `range(1,4)`, `choice(...)`) as the list of
-    jobs, the last key varying fastest, as Hydra's basic sweeper orders them."""
-    import itertools
-
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    _refuse_hydra_keys(overrides)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as e:
-        raise ConfigError(f"bad override: {str(e).strip().splitlines()[0]}") from None
-    # a plain override passes through as typed (interpolations such as run_dir=runs/${ipc} intact)
-    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-            else [o.input_line] for o in parsed]
-    return [list(job) for job in itertools.product(*axes)]
-
-
-def _groups() -> list[str]:
-    return sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
-
-
-def _presets() -> list[str]:
-    """The preset groups: those configs/config.yaml lists with no default (`pixel: null`, ...)."""
-    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml").defaults)
-    return [g for entry in defaults if isinstance(entry, dict) for g, v in entry.items() if v is None]
-
-
-def check(cfg: DictConfig) -> Plan:
-    """Every key of the run's config, checked before anything is written or built.
-
-    The top-level keys and `eval` here; the data set, the protocol and each component's
-    own section by the schema of whoever reads it. Bad input is one ConfigError."""
-    from genprior.evaluate import baseline_names, check_protocol, load_protocol
-    from genprior.objectives import OBJECTIVES
-    from genprior.synsets import SYNSETS
-    from genprior.synsets.base import OptimGroup
-
-    c = OmegaConf.to_container(cfg, resolve=True)
-    run = spec_from(RunOptions, {k: v for k, v in c.items() if k not in SECTIONS}, also_valid=SECTIONS,
-                    strings=False)
-    _check_precision(run.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION") or "no")
-    if run.log_with:
-        from genprior.trackers import names
-
-        names(run.log_with)
-    dataset = spec_from(DatasetOptions, c["dataset"], "dataset", strings=False)
-    dataset_info(dataset.name)
-    evaluation = spec_from(EvalOptions, c["eval"], "eval", strings=False)
-    check_protocol(cfg.protocol)
-    baseline_names(evaluation.baselines)
-    if evaluation.every:
-        load_protocol(evaluation.curve_protocol)
-    if evaluation.images.enabled:
-        from genprior.metrics.features import inception_path
-
-        inception_path()  # a missing FID network should not wait for the end of distillation
-    synset, synset_options = _component(SYNSETS, c["synset"], "synset", ("kind", "optim"))
-    for name, group in c["synset"].get("optim", {}).items():
-        spec_from(OptimGroup, group, f"synset.optim.{name}", strings=False)
-    objective, objective_options = _component(OBJECTIVES, c["objective"], "objective", ("kind",))
-    return Plan(dataset, synset, synset_options, objective, objective_options)
-
-
-def _component(registry: dict, section: dict, what: str, reserved: tuple[str, ...]):
-    """(class, its checked Options) for a config section `{kind: ..., **options}`."""
-    kind = section.get("kind")
-    if kind not in registry:
-        raise ConfigError(f"unknown {what}.kind {kind!r}; valid: {', '.join(registry)}")
-    cls = registry[kind]
-    options = {k: v for k, v in section.items() if k not in reserved}
-    return cls, spec_from(cls.Options, options, what, also_valid=reserved, strings=False)
-
-
-def _check_precision(precision: str) -> None:
-    if precision not in MIXED_PRECISIONS:
-        raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {precision!r}")
-    if precision in ("fp16", "fp8"):
-        # fp16 needs loss scaling, which the set's backward (DC's second-order gradients, MTT's
-        # unrolled student) does not do: its small gradients would underflow to zero. Accelerate
-        # runs fp8 without a prepared model as bf16 autocast, so it would only be mislabelled
-        raise ConfigError(f"mixed_precision={precision} is not supported (no loss scaling in the distillation "
-                          f"backward); valid: no, bf16")
-
-
-def _missing_choice(message: str) -> str:
-    """Hydra's multi-line 'Could not find' message, as one line naming the valid options."""
-    groups = _groups()
-    for group in groups:
-        if f"'{group}/" in message:
-            asked = message.split(f"'{group}/", 1)[1].split("'", 1)[0]
-            valid = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-            return f"unknown {group} choice {asked!r}; valid: {', '.join(valid)}"
-    return f"{message.strip().splitlines()[0]} (config groups: {', '.join(groups)})"
-
-
-def default_run_dir(cfg: DictConfig) -> Path:
-    """runs/<dataset>/<name>-ipc<ipc>-seed<seed>: presets name their runs, so two presets that share a
-    synset kind and an objective (minimax=dm, diffusion=dm) never share a directory."""
-    name = cfg.name or f"{cfg.synset.kind}-{cfg.objective.kind}"
-    return Path("runs") / cfg.dataset.name / f"{name}-ipc{cfg.ipc}-seed{cfg.seed}"
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -428,7 +231,7 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
         d = plan.dataset
         net_digest = objective_net_digest(cfg, d)
         state = check_checkpoint(ckpt_path, cfg, net_digest)
-        log = _Log(run_dir, main, accelerator if cfg.log_with else None)
+        log = RunLog(run_dir, main, accelerator if cfg.log_with else None)
         new = main and not (run_dir / CONFIG).exists()
         if new:  # its set-up (experts, a fine-tune, inversions) logs into a directory that says whose it is
             claim.write_config(OmegaConf.to_yaml(cfg, resolve=True))  # (taken back if the set-up fails)
@@ -596,14 +399,19 @@ def _sum_over_ranks(loss: torch.Tensor, params: list[torch.nn.Parameter], world:
     return flat[0].item(), bool(torch.isfinite(flat).all())
 
 
+def _exported(synset, chunk: int) -> tuple[torch.Tensor, torch.Tensor, float | None, dict]:
+    """The set as it is saved and judged: float32 images and labels on the CPU, its learned lr
+    (None: the protocol's), its items' metadata (synset.export_items)."""
+    images, labels, meta = synset.export_items(chunk)
+    return images.float().cpu(), labels.cpu(), None if synset.lr is None else synset.lr.item(), meta
+
+
 def _curve_point(cfg, synset, device, log, step: int) -> dict:
     from genprior.evaluate import evaluate_images, load_protocol
     from genprior.export import grid
 
     protocol = load_protocol(cfg.eval.curve_protocol)  # a named protocol beside the final one
-    images, labels, meta = synset.export_items(cfg.chunk)  # the set as the final judging sees it
-    images, labels = images.float().cpu(), labels.cpu()
-    lr = None if synset.lr is None else synset.lr.item()
+    images, labels, lr, meta = _exported(synset, cfg.chunk)  # the set as the final judging sees it
     acc = evaluate_images(images, labels, cfg.dataset.name, protocol, cfg.dataset.space, lr,
                           str(device), cfg.dataset.root, views=meta.get("views", 1))
     if log.trackers:
@@ -622,17 +430,15 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     from genprior.setfile import save_set
 
     (run_dir / "metrics.json").unlink(missing_ok=True)  # it judged the set this one replaces (a resumed run)
-    images, labels, item_meta = synset.export_items(cfg.chunk)
-    images, labels = images.float().cpu(), labels.cpu()
-    lr = None if synset.lr is None else synset.lr.item()
+    images, labels, lr, item_meta = _exported(synset, cfg.chunk)
     d = cfg.dataset
     set_path = save_set(run_dir / "synset.safetensors", images, labels, d.name, d.space, lr,
                         meta={"synset": cfg.synset.kind, "objective": cfg.objective.kind, "ipc": cfg.ipc,
                               "iterations": cfg.iterations, "storage": synset.storage(),
                               "prior_digest": synset.prior_digest, **item_meta})
-    state = synset.state_dict()
-    if set(state) - {"images", "lr"}:  # a set stored as more than its images: keep what it is stored as
-        save_safetensors(state, run_dir / "latents.safetensors")
+    stored = synset.stored_state()
+    if stored:  # a set stored as more than its images: keep what it is stored as
+        save_safetensors(stored, run_dir / "latents.safetensors")
     info = dataset_info(d.name)
     unit = to_unit(images, d.name, d.space, d.root)
     save_image_folder(unit, labels, info.class_names, run_dir / "images")
@@ -682,75 +488,7 @@ def judge(cfg, run_dir: Path, log, device: torch.device) -> None:
         metrics["storage"] = saved.meta["storage"]
         write_json(run_dir / "metrics.json", metrics)  # atomic: a kill leaves no half-written metrics
         log(f"wrote {run_dir / 'metrics.json'}")
-        log.track(_final_scalars(metrics), cfg.iterations)
-
-
-def _final_scalars(metrics: dict) -> dict:
-    """metrics.json's headline numbers as flat tracker scalars."""
-    out = {f"accuracy/{model}": s["mean"] for model, s in metrics.get("synthetic", {}).items()}
-    for row in ("random_real", "full_data"):
-        out.update({f"{row}/{model}": s["mean"] for model, s in metrics.get(row, {}).items()})
-    for model, s in metrics.get("dd_ranking", {}).items():
-        out.update({f"dd_ranking/{k}/{model}": v["mean"] for k, v in s.items()})
-    for space, m in metrics.get("images", {}).items():  # {space name: {"overall": {fid, kid, ...}, ...}, ...}
-        if isinstance(m, dict) and "overall" in m:
-            out.update({f"images/{space}/{k}": v for k, v in m["overall"].items() if isinstance(v, (int, float))})
-            if m.get("diversity", {}).get("mean") is not None:
-                out[f"images/{space}/diversity"] = m["diversity"]["mean"]
-    return out
-
-
-class _Log:
-    """log.txt (human), curve.jsonl (machine) and the trackers (genprior/trackers.py) of a run,
-    written by rank 0 only: every curve point goes to all of them."""
-
-    def __init__(self, run_dir: Path, main: bool, trackers=None):
-        self.run_dir, self.main, self.trackers = run_dir, main, trackers  # trackers: an Accelerator or None
-
-    def __call__(self, line: str, curve: dict | None = None, echo: bool = True) -> None:
-        if not self.main:
-            return
-        from tqdm import tqdm
-
-        if echo:
-            tqdm.write(line)
-        append_stamped(self.run_dir / LOG, line)
-        if curve is not None:
-            with open(self.run_dir / "curve.jsonl", "a") as f:
-                f.write(json.dumps(curve) + "\n")
-            self.track({k if k == "loss" else f"curve/{k}": v for k, v in curve.items() if k != "step"},
-                       curve["step"])
-
-    def track(self, values: dict, step: int) -> None:
-        if self.trackers is not None and self.main and values:
-            self.trackers.log(values, step=step)
-
-    def image(self, image: torch.Tensor, step: int) -> None:
-        if self.trackers is not None and self.main:
-            from genprior.trackers import log_image
-
-            log_image(self.trackers, "grid", image, step)
-
-    def has_accuracy_at(self, step: int) -> bool:
-        path = self.run_dir / "curve.jsonl"
-        lines = path.read_text().splitlines() if path.is_file() else []
-        return any(_curve_step(line) == step and json.loads(line).keys() - {"step", "loss"} for line in lines)
-
-    def drop_curve_after(self, step: int) -> None:
-        """Keep the curve up to `step` (all of it gone on a fresh start, step 0)."""
-        path = self.run_dir / "curve.jsonl"
-        if not self.main or not path.is_file():
-            return
-        kept = [line for line in path.read_text().splitlines() if _curve_step(line) <= step]
-        write_text(path, "".join(line + "\n" for line in kept))  # atomic: a kill here leaves the old curve or the new one, never half of it
-
-
-def _curve_step(line: str) -> float:
-    """A curve.jsonl line's step; infinity for a blank or torn line (a disk that filled mid-write), which goes."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
+        log.track(final_scalars(metrics), cfg.iterations)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -858,7 +596,7 @@ def judge_finished(cfg: DictConfig, run_dir: Path) -> None:
     claim = RunDirectory.claim(run_dir, OmegaConf.to_container(cfg, resolve=True))
     try:
         cpu_threads(cfg.threads)  # the job's own, as when it distilled (its trackers are closed: log.txt only)
-        judge(cfg, run_dir, _Log(run_dir, True), PartialState().device)
+        judge(cfg, run_dir, RunLog(run_dir, True), PartialState().device)
     except BaseException:
         claim.abandon()  # a directory this claim had to create (removed meanwhile) does not stay behind
         raise

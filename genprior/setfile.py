@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from genprior.data import SPACES
+from genprior.data import VALUE_SPACES
 from genprior.errors import ConfigError
 from genprior.files import save_safetensors
 
@@ -48,8 +48,8 @@ def save_set(path: str | Path, images: torch.Tensor, labels: torch.Tensor, datas
              space: str = "normalized", lr: float | None = None, meta: dict | None = None) -> Path:
     """Write atomically (an interrupted run never leaves half a set); the same set gives the same bytes."""
     _check_tensors(images, labels, str(path))
-    if space not in SPACES:
-        raise ConfigError(f"unknown set space {space!r}; valid: {', '.join(SPACES)}")
+    if space not in VALUE_SPACES:
+        raise ConfigError(f"unknown set space {space!r}; valid: {', '.join(VALUE_SPACES)}")
     tensors = {"images": images.detach().float().contiguous().cpu(),
                "labels": labels.detach().long().contiguous().cpu()}
     if lr is not None:
@@ -94,8 +94,8 @@ def load_set(path: str | Path, dataset: str | None = None, space: str | None = N
     if not dataset:
         raise ConfigError(f"{path} does not say which data set it distills; pass dataset=NAME")
     space = header.get("space") or space or "unit"
-    if space not in SPACES:
-        raise ConfigError(f"{path}: unknown space {space!r}; valid: {', '.join(SPACES)}")
+    if space not in VALUE_SPACES:
+        raise ConfigError(f"{path}: unknown space {space!r}; valid: {', '.join(VALUE_SPACES)}")
     try:
         extra = json.loads(header.get("extra", "{}"))
     except json.JSONDecodeError:

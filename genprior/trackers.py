@@ -3,7 +3,7 @@
 Accelerate owns the trackers; genprior only decides what they receive: the resolved
 config as hyperparameters, the loss at every log line, the accuracy curve and the set's
 grid at every eval point, the storage, and the final accuracies and image metrics. All of
-it goes through genprior/run.py's `_Log`, so log.txt, curve.jsonl and the trackers never
+it goes through genprior/runlog.py's `RunLog`, so log.txt, curve.jsonl and the trackers never
 disagree. Nothing here is imported, and no tracker package is touched, unless a run asks.
 
 Where they write is each tracker's own: TensorBoard and Aim under <run_dir>/trackers/, W&B

@@ -125,7 +125,7 @@ def test_only_a_result_whose_set_is_still_todays_keeps_its_run_directory(distill
     """What changed decides whether the set is redistilled or only judged again."""
     from omegaconf import OmegaConf
 
-    from genprior.run import compose
+    from genprior.config import compose
 
     command = "python bench/distill.py --name x pixel=dm ipc=1 iterations=3"
     config = OmegaConf.to_container(compose(["pixel=dm", "ipc=1", "iterations=3"]), resolve=True)
@@ -154,7 +154,7 @@ def test_only_a_result_whose_set_is_still_todays_keeps_its_run_directory(distill
 def test_a_result_is_stale_when_its_preset_changed_since(distill):
     from omegaconf import OmegaConf
 
-    from genprior.run import compose
+    from genprior.config import compose
 
     command = "python bench/distill.py --name x pixel=dm ipc=1 iterations=3"
     config = OmegaConf.to_container(compose(["pixel=dm", "ipc=1", "iterations=3"]), resolve=True)
@@ -177,7 +177,7 @@ def test_a_run_directory_is_kept_only_where_run_py_would_resume_it(distill, tmp_
     (else run.py would refuse it on every rerun, and the cell could never run again)."""
     from omegaconf import OmegaConf
 
-    from genprior.run import compose
+    from genprior.config import compose
 
     run_dir, overrides = tmp_path / "r", ["pixel=dm", "ipc=1", "iterations=3"]
     run_dir.mkdir()

@@ -30,6 +30,20 @@ def test_protocols_compose_and_are_frozen():
         ev.load_protocol("fast", ["epoch=3"])
 
 
+def test_a_protocol_copied_elsewhere_still_extends_the_shipped_ones(tmp_path, capsys):
+    (tmp_path / "my.yaml").write_text("defaults: [dc_convnet, _self_]\nname: my\nepochs: 3\n")
+    my = ev.load_protocol(str(tmp_path / "my.yaml"), ["runs=2"])  # was Hydra's MissingConfigException traceback
+    assert (my.name, my.epochs, my.runs, my.models, my.full_data.epochs) == ("my", 3, 2, ["convnet"], 20)
+    with pytest.raises(ConfigError, match="bad protocol override.*valid keys: name, models"):
+        ev.load_protocol(str(tmp_path / "my.yaml"), ["epoch=3"])
+    (tmp_path / "typo.yaml").write_text("defaults: [dc_convnett, _self_]\nname: typo\n")
+    for overrides in ([], ["epochs=3"]):  # the file's own fault, whether or not an override came with it
+        assert ev.main(["--random-real", f"protocol={tmp_path / 'typo.yaml'}", *overrides]) == 2
+        err = capsys.readouterr().err
+        assert "does not compose" in err and "'dc_convnett'" in err and "unknown protocol" not in err
+        assert "override" not in err and "valid keys" not in err and err.count("\n") == 1, err
+
+
 def test_stats_by_hand():
     s = ev.stats([0.5, 0.7])
     assert s == {"mean": 60.0, "std": 10.0, "runs": [50.0, 70.0]}  # population std, as np.std
@@ -158,6 +172,30 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_network(tmp_p
         assert torch.equal(a, b), name  # the same weights, shuffling and augmentation as without the kill
 
 
+def test_training_a_network_leaves_the_callers_rng_where_it_was():
+    from omegaconf import OmegaConf
+
+    from genprior.nets import build_net
+
+    x, y = torch.randn(20, 1, 28, 28), torch.arange(10).repeat(2)
+    schedule = ev.load_protocol("fast", ["epochs=2", "batch=10", "dsa=color_crop_flip"])
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    trained = ev.train_network("convnet", x, y, "mnist", schedule, seed=3)
+    # run.py judges curve points in the middle of a distillation: that must not reseed it
+    assert torch.equal(torch.get_rng_state(), before)
+    ev.train_runs("mlp", [(x, y)] * 2, (x, y), "mnist", OmegaConf.merge(schedule, {"batched": True}), [3, 4])
+    assert torch.equal(torch.get_rng_state(), before)  # the runs trained together too
+    torch.manual_seed(7)  # whatever the caller's state, the same network
+    again = ev.train_network("convnet", x, y, "mnist", schedule, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), again.state_dict().values()))
+    # and the init is still torch.manual_seed(seed)'s, as before: judged rows are kept under it
+    init = ev.train_network("convnet", x, y, "mnist", OmegaConf.merge(schedule, {"epochs": 0}), seed=3)
+    torch.manual_seed(3)
+    expected = build_net("convnet", 1, 10, 28)
+    assert all(torch.equal(a, b) for a, b in zip(init.state_dict().values(), expected.state_dict().values()))
+
+
 def test_a_killed_full_data_run_keeps_its_epochs_and_cleans_up(tmp_path, monkeypatch):
     monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))
     fake_mnist(tmp_path, n_train=60, n_test=20)
@@ -205,6 +243,33 @@ def test_a_killed_judging_resumes_at_the_architecture_it_was_training(tmp_path, 
     assert ev.main(argv + ["--out", str(tmp_path / "a" / "metrics.json")]) == 0 and trained[5:] == ["mlp", "convnet"]
     assert ev.main(argv + ["--out", str(tmp_path / "b" / "metrics.json")]) == 0 and trained[7:] == []
     assert len(list((tmp_path / "shared").iterdir())) == 2 and not (tmp_path / "b" / "judged").exists()
+
+
+def test_a_stopped_judging_names_what_it_kept(tmp_path, monkeypatch, capsys):
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    for name in ("full_data", "random_real", "evaluate_set"):
+        monkeypatch.setattr(ev, name, stopped)
+    full, out = str(ev.cache_dir() / "full_data"), tmp_path / "m" / "metrics.json"
+    path = save_set(tmp_path / "s.safetensors", torch.rand(10, 1, 28, 28), torch.arange(10), "fashion_mnist", space="unit")
+
+    def said(*argv) -> str:
+        assert ev.main(list(argv)) == 130
+        err = capsys.readouterr().err
+        assert err.startswith("genprior-evaluate: stopped by SIGINT (exit 130); ") and err.count("\n") == 1, err
+        return err
+
+    err = said("--full-data", "--out", str(out))  # its epochs are in the cache, not beside --out
+    assert f"kept in {full}: rerun the same command to go on" in err and "judged" not in err
+    err = said("--random-real")  # without --out no row is kept: a rerun starts over
+    assert "nothing is kept (with --out FILE" in err and "go on" not in err
+    err = said("--random-real", "--out", str(out))
+    assert f"kept in {tmp_path / 'm' / 'judged'}: rerun" in err and full not in err
+    err = said(str(path))  # a set: its rows beside its metrics.json, the full-data baseline's epochs in the cache
+    assert f"kept in {tmp_path / 'judged'}, the full-data baseline's finished epochs in {full}: rerun" in err
+    err = said(str(path), "--no-baselines")
+    assert f"kept in {tmp_path / 'judged'}: rerun the same command to go on" in err and full not in err
 
 
 @needs_fashion_mnist
@@ -264,8 +329,8 @@ def test_runs_trained_together_equal_runs_trained_one_by_one(model, monkeypatch)
     sets = [(torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(r)), torch.arange(12) % 10)
             for r in range(3)]
     small = {"convnet": {"width": 8, "depth": 2}, "vit": {"dim": 16, "depth": 1, "heads": 2, "mlp_dim": 16}}[model]
-    real_build = ev.build_net
-    monkeypatch.setattr(ev, "build_net", lambda name, *a, **kw: real_build(name, *a, **{**small, **kw}))
+    real_build = ev.seeded_net  # how both paths build their networks
+    monkeypatch.setattr(ev, "seeded_net", lambda name, *a, **kw: real_build(name, *a, **{**small, **kw}))
     one_by_one = [ev.train_network(model, x, y, "fashion_mnist", schedule, 7 + r) for r, (x, y) in enumerate(sets)]
     together = ev._train_together(model, sets, "fashion_mnist", schedule, [7, 8, 9], None, "cpu", "")
     for a, b in zip(one_by_one, together):

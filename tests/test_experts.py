@@ -91,3 +91,10 @@ def test_a_buffer_is_for_one_resolution():
     assert tiny_spec().identity() == tiny_spec(resolution=28).identity()  # the data set's own: as before the key
     at32 = tiny_spec(resolution=32).identity()
     assert at32["resolution"] == 32 and at32["net_digest"] != tiny_spec().identity()["net_digest"]
+
+
+def test_the_schema_defaults_are_the_run_defaults():
+    # ExpertSpec() and the buffer a run asks for by default (configs/objective/mtt.yaml) are one buffer
+    from genprior.experts import run_defaults
+
+    assert ExpertSpec().identity() == ExpertSpec(**run_defaults()).identity()

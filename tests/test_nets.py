@@ -133,19 +133,19 @@ def test_same_seed_same_init(name):
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the seed matters at all
 
 
-@pytest.mark.parametrize("name,padding,features", [
-    ("alexnet", 4, 192 * 4 * 4),  # DC code: padding 4 for one channel, 28 -> 32 -> 16 -> 8 -> 4
-    ("vgg11", 3, 512),            # DC code: padding 3 on the first conv, 28 -> 32 px, all five pools
-    ("lenet", 2, 84),
+@pytest.mark.parametrize("name,padding,last_map", [
+    ("alexnet", 4, (192, 4, 4)),  # DC code: padding 4 for one channel, 28 -> 32 -> 16 -> 8 -> 4
+    ("vgg11", 3, (512, 1, 1)),    # DC code: padding 3 on the first conv, 28 -> 32 px, all five pools
+    ("lenet", 2, (16, 5, 5)),
 ])
-def test_one_channel_first_padding_matches_the_dc_code(name, padding, features):
+def test_one_channel_first_padding_matches_the_dc_code(name, padding, last_map):
     net = build_net(name, 1, 10, 28)
     first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
-    assert first.padding == (padding, padding) and net.classifier.in_features == features
-    if name == "vgg11":
-        assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == 5
-    if name == "alexnet":
-        assert net.embed(torch.zeros(1, 1, 28, 28)).shape[1] == 192 * 4 * 4
+    assert first.padding == (padding, padding)
+    # the map the convolutions end at, before any global pool or flatten
+    convs = {"alexnet": lambda: net.features, "vgg11": lambda: net.features[:-1], "lenet": lambda: net.conv[:-1]}[name]()
+    with torch.no_grad():
+        assert convs(torch.zeros(1, 1, 28, 28)).shape[1:] == last_map
 
 
 def test_rgb_first_padding_matches_the_dc_code():
@@ -153,3 +153,8 @@ def test_rgb_first_padding_matches_the_dc_code():
     alex, lenet = build_net("alexnet", 3, 10, 32), build_net("lenet", 3, 10, 32)
     assert alex.classifier.in_features == 192 * 4 * 4
     assert lenet.fc[0].in_features == 16 * 5 * 5
+
+
+@pytest.mark.parametrize("channels,resolution,side", [(3, 32, 4), (1, 28, 3)])
+def test_resnet18_ap_flattens_its_last_map_as_the_dc_code(channels, resolution, side):
+    assert build_net("resnet18_ap", channels, 10, resolution).classifier.in_features == 512 * side * side

@@ -43,6 +43,18 @@ def test_report_bad_input(tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
 
 
+def test_runs_named_alike_are_all_prefixed_with_their_data_set(tmp_path):
+    dirs = []
+    for dataset in ("fashion_mnist", "cifar10"):
+        d = tmp_path / dataset / "seed0"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(f"dataset: {{name: {dataset}}}\nseed: 0\n")
+        dirs.append(d)
+    table = report.summary_table(dirs)
+    assert "| fashion_mnist-seed0 | fashion_mnist |" in table
+    assert "| cifar10-seed0 | cifar10 |" in table  # the last of them too, not a bare "seed0"
+
+
 def test_line_plot_draws_every_series(tmp_path):
     path = report.line_plot({"a": [(0, 1.0), (10, 0.5)], "b": [(0, 2.0), (10, 3.0)]}, "t", tmp_path / "p.png",
                             log_y=True)

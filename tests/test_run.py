@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genprior import run
+from genprior import run, runlog
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
 from tests.runs import RUN_PY, kill_after_first_checkpoint, run_two_processes
@@ -60,7 +60,7 @@ def test_distillation_moves_the_images_and_lowers_dm_loss(tmp_path):
     assert sum(curve[-3:]) < 0.7 * sum(curve[:3]), curve
     from genprior.data import load_split
 
-    start = load_split("fashion_mnist", "train").random_subset(2, __import__("genprior.rng").rng.generator(0, 0x1717))[0]
+    start = load_split("fashion_mnist", "train").random_subset(2, __import__("genprior.rng").rng.seeded(0, 0x1717))[0]
     assert (load_set(out / "synset.safetensors").images - start).abs().max() > 0.1
 
 
@@ -239,6 +239,6 @@ def test_the_final_scalars_carry_the_image_metrics_as_image_metrics_writes_them(
                           "inception": {"overall": {"fid": 190.4, "kid": 0.01, "n": 10, "n_ref": 10000},
                                         "diversity": {"mean": 12.5}},
                           "lpips": {"unavailable": "no weights"}}}
-    assert run._final_scalars(metrics) == {"accuracy/convnet": 70.0, "images/inception/fid": 190.4,
+    assert runlog.final_scalars(metrics) == {"accuracy/convnet": 70.0, "images/inception/fid": 190.4,
                                            "images/inception/kid": 0.01, "images/inception/n": 10,
                                            "images/inception/n_ref": 10000, "images/inception/diversity": 12.5}

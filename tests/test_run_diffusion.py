@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from generators.diffusion import save_diffusion
-from genprior import run
+from genprior import config, run
 from genprior.setfile import load_set
 from tests.conftest import needs_fashion_mnist
 
@@ -51,7 +51,7 @@ def test_minimax_sample_then_dm_reuses_the_fine_tune(tiny, tmp_path):
 
 
 def test_presets_never_share_a_default_run_directory():
-    dirs = {p: run.default_run_dir(run.compose([p])) for p in
+    dirs = {p: config.default_run_dir(config.compose([p])) for p in
             ("minimax=dm", "diffusion=dm", "minimax=sample", "diffusion=sample", "pixel=dm", "glad=dm")}
     assert len(set(dirs.values())) == len(dirs)
     assert dirs["pixel=dm"].name == "pixel-dm-ipc10-seed0" and dirs["glad=dm"].name == "gan-dm-ipc10-seed0"

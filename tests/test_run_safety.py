@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genprior import run
+from genprior import config, run
 from tests.conftest import needs_fashion_mnist
 from tests.runs import RUN_PY, child_env
 
@@ -127,7 +127,7 @@ def test_a_run_distilled_through_another_network_does_not_resume(finished, tmp_p
     other = tmp_path / "other"
     shutil.copytree(finished, other)
     state = torch.load(other / "checkpoint.pt", weights_only=True)
-    assert state["net_digest"] == run.objective_net_digest(run.compose(BASE), run.compose(BASE).dataset)
+    assert state["net_digest"] == run.objective_net_digest(config.compose(BASE), config.compose(BASE).dataset)
     state["net_digest"] = "0" * 12  # as if objective.net had changed since (same name, same config)
     torch.save(state, other / "checkpoint.pt")
     before = checksums(other)

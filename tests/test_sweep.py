@@ -1,7 +1,7 @@
 """Hydra multirun sweeps through run.py: one run directory per job, one summary, failures reported."""
 import pytest
 
-from genprior import run
+from genprior import config, run
 from tests.test_data import fake_mnist
 
 
@@ -12,12 +12,12 @@ def mnist(tmp_path):
 
 
 def test_sweep_expands_like_hydra():
-    jobs = run.sweep_jobs(["pixel=dc,dm", "ipc=1,10", "iterations=2", "run_dir=runs/x/${ipc}"])
+    jobs = config.sweep_jobs(["pixel=dc,dm", "ipc=1,10", "iterations=2", "run_dir=runs/x/${ipc}"])
     assert jobs == [["pixel=dc", "ipc=1", "iterations=2", "run_dir=runs/x/${ipc}"],
                     ["pixel=dc", "ipc=10", "iterations=2", "run_dir=runs/x/${ipc}"],
                     ["pixel=dm", "ipc=1", "iterations=2", "run_dir=runs/x/${ipc}"],
                     ["pixel=dm", "ipc=10", "iterations=2", "run_dir=runs/x/${ipc}"]]
-    assert run.sweep_jobs(["seed=range(0,3)"]) == [["seed=0"], ["seed=1"], ["seed=2"]]
+    assert config.sweep_jobs(["seed=range(0,3)"]) == [["seed=0"], ["seed=1"], ["seed=2"]]
 
 
 def test_sweep_makes_a_run_directory_per_job_and_one_summary(mnist, tmp_path, monkeypatch, capsys):
@@ -86,7 +86,7 @@ def test_judging_a_finished_run_holds_its_directory(mnist, tmp_path, monkeypatch
     overrides = ["pixel=dm", "ipc=1", "iterations=1", "protocol=fast", "protocol.runs=1", "protocol.epochs=1",
                  "eval.baselines=false", "eval.enabled=false", "run_dir=r", *mnist]
     assert run.main(overrides) == 0
-    cfg = run.compose([o.replace("eval.enabled=false", "eval.enabled=true") for o in overrides])
+    cfg = config.compose([o.replace("eval.enabled=false", "eval.enabled=true") for o in overrides])
     resumed = RunDirectory.claim(tmp_path / "r", run.OmegaConf.to_container(cfg, resolve=True))  # a run on it meanwhile
     with pytest.raises(ConfigError, match="in use"):
         run.judge_finished(cfg, tmp_path / "r")

@@ -9,12 +9,12 @@ import torch
 
 from genprior.errors import ArgumentParser, ConfigError, message
 from genprior.files import write_json
+from genprior.host import check_device
 from genprior.metrics import MIN_FID, image_metrics, summary_lines
 from genprior.options import split_args
-from genprior.metrics.targets import load_target
+from genprior.metrics.targets import is_run_dir, load_target
 
 PROG = "genprior-metrics"
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS diversity")
     p.add_argument("--limit", type=int, default=None, help="reference: a fixed random subset of this many images")
     p.add_argument("--min-fid", type=int, default=MIN_FID, help="fewest images FID is computed on")
-    p.add_argument("--out", default=None, help="JSON file (default: a run's metrics.json, else stdout)")
+    p.add_argument("--out", default=None, help="JSON file (default: a run's metrics.json, else stdout: one JSON "
+                                              "document, keyed by target when several go there)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-root", default=None)
     a = p.parse_args(argv)
     targets, kv = split_args(a.targets)
+    targets = list(dict.fromkeys(targets))  # a target named twice is measured once
+    for_stdout = [t for t in targets if a.out is None and not is_run_dir(t)]
+    # stdout that holds the JSON holds nothing else (`... > m.json` must parse): the summary goes to stderr
+    text = sys.stderr if for_stdout else sys.stdout
+    printed: dict[str, dict] = {}
     status = 0
     try:
         unknown = set(kv) - {"dataset"}
@@ -45,35 +51,47 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--min-fid must be >= 2 (a covariance needs two images), got {a.min_fid}")
         if a.out and len(targets) > 1:
             raise ConfigError("--out takes one target at a time")
+        check_device(a.device, "--device")
         for t in targets:
             target = load_target(t, kv.get("dataset"), a.data_root)
             m = image_metrics(target.unit, target.labels, target.dataset, a.split, ("inception", *a.space),
                               not a.no_lpips, a.data_root, a.device, a.inception, a.limit, a.min_fid)
             m["source"] = str(t)
-            _write(m, target.run_dir, a.out)
+            if t in for_stdout:
+                printed[t] = m
+            else:
+                print(f"wrote {_write(m, target.run_dir, a.out)}", file=text)
             for line in summary_lines(m):
-                print(f"{t}: {line}")
+                print(f"{t}: {line}", file=text)
             overall = m["inception"]["overall"]
             if overall["fid"] is None:  # the KID above still stands
-                print(f"{PROG}: error: {t}: {overall['fid_unavailable']} (use --min-fid to lower it)", file=sys.stderr)
+                print(f"{PROG}: error: {t}: {_fid_unavailable(overall, a.min_fid)}", file=sys.stderr)
                 status = 2
     except ConfigError as e:
         print(f"{PROG}: error: {message(e, '--data-root DIR')}", file=sys.stderr)
-        return 2
+        status = 2
+    finally:  # what was measured before an error is still printed, and still one document
+        if printed:
+            print(json.dumps(printed if len(for_stdout) > 1 else next(iter(printed.values())), indent=2))
     return status
 
 
-def _write(m: dict, run_dir: Path | None, out: str | None) -> None:
-    if out is None and run_dir is None:
-        print(json.dumps(m, indent=2))
-        return
+def _fid_unavailable(overall: dict, min_fid: int) -> str:
+    """Why FID is missing; --min-fid is suggested only where it can help, too few images (not a
+    covariance square root that went complex, genprior/metrics/fid.py: lowering the floor cannot fix that)."""
+    too_few = min(overall["n"], overall["n_ref"]) < min_fid
+    return overall["fid_unavailable"] + (" (use --min-fid to lower it)" if too_few else "")
+
+
+def _write(m: dict, run_dir: Path | None, out: str | None) -> Path:
+    """Into --out (as is), else into the run's metrics.json (under "images", beside the accuracy)."""
     path = Path(out) if out else run_dir / "metrics.json"
     if run_dir is not None and out is None:  # merge into the run's metrics, keep the accuracy
         merged = json.loads(path.read_text()) if path.is_file() else {}
         merged["images"] = m
         m = merged
     write_json(path, m)
-    print(f"wrote {path}")
+    return path
 
 
 if __name__ == "__main__":

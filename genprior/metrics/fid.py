@@ -24,7 +24,7 @@ from genprior.data import cache_dir, load_split, to_unit
 from genprior.errors import ConfigError
 from genprior.files import write_bytes
 from genprior.progress import progress
-from genprior.rng import generator
+from genprior.rng import seeded
 
 MIN_FID = 10  # below this many images the covariance estimate is too crude to mean anything
 KID_SUBSETS = 100
@@ -40,7 +40,7 @@ def reference_features(space, dataset: str, split: str = "test", root: str | Non
     s = load_split(dataset, split, root, resolution)
     index = torch.arange(len(s))
     if limit is not None and limit < len(s):
-        index = torch.randperm(len(s), generator=generator(0, len(s), limit))[:limit].sort().values
+        index = torch.randperm(len(s), generator=seeded(0, len(s), limit))[:limit].sort().values
     images, labels = s.images[index], s.labels[index]
     h = hashlib.sha256(images.numpy().tobytes())
     h.update(labels.numpy().tobytes())

@@ -6,9 +6,9 @@ An objective is a small callable
 
 that sees only synthetic images (a leaf tensor), their labels and the real data it was
 built with; it never knows which synset rendered the images. `objective.units()` is the
-number of independent work units per step (classes for DC and DM, trajectory segments
-for MTT); `units` is the share this process computes, and the loss is scaled so that
-the shares of all processes add up to the full loss. An objective that must keep
+number of independent work units per step (classes for DC and DM, the
+`trajectories_per_step` trajectories for MTT); `units` is the share this process computes,
+and the loss is scaled so that the shares of all processes add up to the full loss. An objective that must keep
 memory constant may backpropagate internally and return a detached loss.
 
 All randomness is derived from (seed, step, unit): results do not depend on how many

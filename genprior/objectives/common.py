@@ -1,4 +1,4 @@
-"""Pieces the objectives share: their common options, the per-class base of DC and DM,
+"""Pieces the objectives share: their base and common options, the per-class base of DC and DM,
 seeded fresh networks and siamese-augmented class batches."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch.nn as nn
 
 from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
-from genprior.nets import NETS, build_net
+from genprior.nets import NETS, seeded_net
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 
 @dataclass
@@ -25,11 +25,27 @@ class ObjectiveOptions:
         DSA(self.dsa)  # an unknown op is one line naming the valid ones, before anything runs
 
 
-class ClassObjective:
+class Objective:
+    """What the loop asks of every objective besides its call (genprior/objectives/__init__.py).
+    The defaults are those of an objective the set learns no lr from and that keeps no state."""
+    init_lr: float | None = None  # where the set's learned training lr starts (MTT); None: it learns none
+    setup: str | None = None  # what building it did beyond the objective itself (the run's start line)
+
+    def units(self) -> int:
+        """Independent work units per step, split among the ranks."""
+        raise NotImplementedError  # abstract
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of it (DC: the network that follows the set)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class ClassObjective(Objective):
     """An objective whose unit of work is one class (DC, DM): a step's classes are split among
     the ranks, and each matches its classes' real and synthetic batches under one network."""
-    init_lr = None  # the set learns no training lr
-    setup = None  # nothing built beyond the objective itself (the run's start line)
 
     def __init__(self, real: Split, net: str, batch_real: int, dsa: str, seed: int, net_kwargs: dict | None):
         self.real, self.net_name, self.batch_real, self.seed = real, net, batch_real, seed
@@ -41,16 +57,11 @@ class ClassObjective:
 
 
 def fresh_net(name: str, real: Split, seed: int, device, **net_kwargs) -> nn.Module:
-    """A randomly initialized network, the same on every rank for the same seed.
-
-    Built on the CPU from the CPU generator alone, inside fork_rng, so the global RNG is
-    untouched (torch.manual_seed would reseed every CUDA generator too, which fork_rng(devices=[])
-    does not restore): nothing else in the run depends on how many networks were built before."""
+    """A randomly initialized network, the same on every rank for the same seed, the global RNG
+    untouched (genprior.nets.seeded_net): nothing else in the run depends on how many networks
+    were built before."""
     info = real.info
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
-        net = build_net(name, info.channels, info.num_classes, real.images.shape[-1], **net_kwargs)
-    return net.to(device)
+    return seeded_net(name, info.channels, info.num_classes, real.images.shape[-1], seed, **net_kwargs).to(device)
 
 
 def class_batches(real: Split, images: torch.Tensor, labels: torch.Tensor, classes: list[int], n_real: int,
@@ -61,7 +72,7 @@ def class_batches(real: Split, images: torch.Tensor, labels: torch.Tensor, class
     so both see the very same transform (the S in DSA). Yields (c, real_c, syn_c)."""
     for c in classes:
         s = derive_seed(seed, step, c)
-        real_c = real.sample_class(c, n_real, generator(s)).to(images.device, non_blocking=True)
+        real_c = real.sample_class(c, n_real, seeded(s)).to(images.device, non_blocking=True)
         syn_c = images[labels == c]
         if dsa is not None:
             real_c, syn_c = dsa(real_c, s, siamese=True), dsa(syn_c, s, siamese=True)

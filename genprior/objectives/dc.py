@@ -29,7 +29,7 @@ from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.objectives.common import ClassObjective, ObjectiveOptions, class_batches, fresh_net
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 from genprior.training import train_epoch
 
 # The DC paper's (outer_loop, inner_loop) by images per class.
@@ -54,8 +54,6 @@ def layerwise_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor]) ->
 
 
 class DC(ClassObjective):
-    name = "dc"
-
     @dataclass
     class Options(ObjectiveOptions):
         batch_real: int = option(min=1)
@@ -100,7 +98,7 @@ class DC(ClassObjective):
     def _train_inner(self, net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, step: int) -> None:
         """inner_loop epochs of plain SGD on the synthetic set, as the DC code does between updates."""
         opt = torch.optim.SGD(net.parameters(), lr=self.lr_net)
-        g = generator(self.seed, step, 0x1)
+        g = seeded(self.seed, step, 0x1)
         for epoch in range(self.inner_loop):
             perm = torch.randperm(len(labels), generator=g).to(images.device)
             train_epoch(net, opt, images, labels, perm, self.batch_train, self.dsa,

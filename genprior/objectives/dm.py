@@ -23,8 +23,6 @@ from genprior.rng import derive_seed
 
 
 class DM(ClassObjective):
-    name = "dm"
-
     @dataclass
     class Options(ObjectiveOptions):
         batch_real: int = option(min=1)
@@ -76,9 +74,3 @@ class DM(ClassObjective):
         mean_real = torch.stack([e.mean(0) for e in e_real.float().split([len(r) for r in reals])])
         mean_syn = torch.stack([e.mean(0) for e in e_syn.float().split([len(s) for s in syns])])
         return ((mean_real - mean_syn) ** 2).sum()
-
-    def state_dict(self) -> dict:
-        return {}  # stateless: every step draws a fresh network
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -33,9 +33,9 @@ from genprior.augment import dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.nets import build_net
-from genprior.objectives.common import ObjectiveOptions
+from genprior.objectives.common import Objective, ObjectiveOptions
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 
 MODES = ("exact", "constant_memory")
 
@@ -48,9 +48,7 @@ def _check_segment(max_start_epoch: int, expert_epochs: int, epochs: int) -> Non
                           f"expert_epochs={expert_epochs}, experts have {epochs} epochs")
 
 
-class MTT:
-    name = "mtt"
-
+class MTT(Objective):
     @dataclass
     class Options(ObjectiveOptions):
         syn_steps: int = option(min=1)
@@ -106,7 +104,7 @@ class MTT:
 
     def __init__(self, real: Split, trajectories: list[torch.Tensor], net: str = "convnet",
                  net_kwargs: dict | None = None, syn_steps: int = 20, expert_epochs: int = 2,
-                 max_start_epoch: int = 5, batch_syn: int | None = None,
+                 max_start_epoch: int = 4, batch_syn: int | None = None,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0, mode: str = "exact",
                  trajectories_per_step: int = 1, init_lr: float = 0.01):
         if mode not in MODES:
@@ -138,7 +136,7 @@ class MTT:
         self.template.to(images.device)
         total = images.new_zeros(())
         for u in units:
-            g = generator(self.seed, step, u)
+            g = seeded(self.seed, step, u)
             expert = self.trajectories[int(torch.randint(len(self.trajectories), (1,), generator=g))]
             t = int(torch.randint(self.max_start_epoch, (1,), generator=g))
             start = expert[t].to(images.device)
@@ -160,7 +158,7 @@ class MTT:
             # split into batch_syn-sized chunks (the last one smaller), as the MTT code cycles
             # them: every image is seen once per pass, none twice while another waits
             chunks = math.ceil(n / self.batch_syn)
-            perm = torch.randperm(n, generator=generator(seed, i // chunks))
+            perm = torch.randperm(n, generator=seeded(seed, i // chunks))
             idx = perm.split(self.batch_syn)[i % chunks].to(images.device)
             x, y = images[idx], labels[idx]
         else:
@@ -198,9 +196,3 @@ class MTT:
             g = self._step_grad(theta, images, labels, seed, i, create_graph=True)
             (-(lr * (g * dl_dtheta).sum())).backward()  # d theta_N / d(x_i, lr) through step i only
         return loss.detach()  # gradients are already in images.grad and lr.grad
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -11,7 +11,8 @@ This is GLaD's constant-memory trick (docs/design.md, "The constant-memory backw
 generator's activations are only ever alive for one chunk, so memory does not grow with
 IPC x classes. Pixels take the same path (their "render" is the identity), so the loop has one code path.
 
-Items are class-major: item i has label i // ipc.
+Items are class-major: item i has label i // items_per_class (the IPC of a pixel or latent
+set; HaBa renders bases x hallucinators and keeps its bases per class here).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch.nn as nn
 
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
-from genprior.rng import generator
+from genprior.rng import seeded
 
 
 @dataclass
@@ -33,23 +34,29 @@ class OptimGroup:
 
 
 class Synset(nn.Module):
-    kind = "base"
-
     @dataclass
     class Options:
         """The keys of this synset's config section besides `kind` and `optim`; each synset states its own."""
+
+    has_prior = False  # whether the set is expressed in a fixed prior (a generator): prior_digest
 
     @classmethod
     def from_config(cls, options, ctx) -> "Synset":
         """The set for a run (genprior/context.py), from options already checked against cls.Options."""
         return cls(ctx.real, ctx.ipc, seed=ctx.seed, **vars(options))
 
-    def __init__(self, num_classes: int, ipc: int):
+    @classmethod
+    def prior_digest_now(cls, section: dict) -> str | None:
+        """Today's prior_digest of the prior a config section names (a recorded run's `synset:`), without
+        building the set; None where loading a file cannot tell (bench/distill.py: is a result still today's)."""
+        return None
+
+    def __init__(self, num_classes: int, items_per_class: int):
         super().__init__()
-        if ipc < 1:
-            raise ConfigError(f"ipc must be >= 1, got {ipc}")
-        self.num_classes, self.ipc = num_classes, ipc
-        self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(ipc), persistent=False)
+        if items_per_class < 1:
+            raise ConfigError(f"ipc must be >= 1, got {items_per_class}")
+        self.num_classes, self.items_per_class = num_classes, items_per_class
+        self.register_buffer("labels", torch.arange(num_classes).repeat_interleave(items_per_class), persistent=False)
         self.lr: nn.Parameter | None = None  # a learned training lr (MTT), part of the set
         self.setup: str | None = None  # what building it did beyond the obvious (the run's start line says it)
         # The fixed prior the set is expressed in (a frozen generator's weights), as a digest;
@@ -58,7 +65,7 @@ class Synset(nn.Module):
         self.prior_digest: str | None = None
 
     def __len__(self) -> int:
-        return self.num_classes * self.ipc
+        return self.num_classes * self.items_per_class
 
     # ---- what a parameterization defines
     def render(self, index: torch.Tensor) -> torch.Tensor:
@@ -92,6 +99,11 @@ class Synset(nn.Module):
 
     def load_aux_state(self, state: dict) -> None:
         pass
+
+    def stored_state(self) -> dict:
+        """What the set is stored as beside its images (latents, bases and hallucinators, with its
+        learned lr), or {} when its images are all it is; genprior/run.py writes it to latents.safetensors."""
+        return self.state_dict()
 
     def export_items(self, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(images, labels, metadata) of the set as it is saved and judged: the rendered items here;
@@ -138,4 +150,4 @@ def real_start(real, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     """The real images a set starts from: `per_class` random images of each class, drawn from
     the run seed. A pixel set starts as them and GAN latents can be inverted from them
     (genprior/synsets/invert.py), so at one seed both begin at the same images."""
-    return real.random_subset(per_class, generator(seed, 0x1717))
+    return real.random_subset(per_class, seeded(seed, 0x1717))

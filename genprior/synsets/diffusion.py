@@ -23,18 +23,17 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from genprior import artifacts
 from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
-from genprior.rng import generator as seeded
+from genprior.rng import seeded
 from genprior.synsets.latent import LatentSynset, check_fit
 
 MINIMAX_FORMAT = "genprior.minimax/1"
 
 
 class DiffusionSynset(LatentSynset):
-    kind = "diffusion"
-
     @dataclass
     class Options:  # configs/synset/diffusion.yaml says what each one means
         generator: str = option()
@@ -75,6 +74,17 @@ class DiffusionSynset(LatentSynset):
         synset.setup = setup
         return synset
 
+    @classmethod
+    def prior_digest_now(cls, section: dict) -> str | None:
+        # a Minimax fine-tune is built from its base UNet and the digest recorded is the fine-tune's:
+        # telling whether the base changed would take the fine-tune again
+        if section.get("minimax") is not None:
+            return None
+        from generators.diffusion import load_diffusion
+        from genprior.shipped import shipped
+
+        return artifacts.module_digest(load_diffusion(shipped(section["generator"])))
+
     def __init__(self, real: Split, ipc: int, generator, finetune: bool | list[str] = False, seed: int = 0,
                  data_space: str = "normalized", data_root: str | None = None):
         super().__init__(real, ipc, generator, finetune, data_space, data_root)
@@ -96,7 +106,6 @@ def minimax_model(base: Path, spec, ctx) -> tuple[Path, bool]:
     call built it (else it was cached)."""
     from generators.diffusion import load_diffusion, local_folder, save_diffusion
     from generators.minimax import minimax_finetune
-    from genprior import artifacts
 
     base = local_folder(base)  # a hub id as its downloaded folder: the files are the identity
     g = load_diffusion(base, class_names=list(ctx.real.info.class_names))

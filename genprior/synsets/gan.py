@@ -24,24 +24,22 @@ from genprior import artifacts
 from genprior.data import Split, to_unit
 from genprior.errors import ConfigError
 from genprior.options import option, spec_from
-from genprior.rng import generator as seeded
+from genprior.rng import seeded
 from genprior.synsets.base import real_start
 from genprior.synsets.invert import InvertSpec, invert
 from genprior.synsets.latent import LatentSynset
 
-SPACES = ("z", "w", "w+", "f")
+LATENT_SPACES = ("z", "w", "w+", "f")
 INITS = ("sample", "invert")  # truncated samples of the generator | inverted real images (synsets/invert.py)
 
 
 class GanSynset(LatentSynset):
-    kind = "gan"
-
     @dataclass
     class Options:  # configs/synset/gan.yaml says what each one means
         generator: str = option()
         code_dir: str | None = option()
         allow_pickle: bool = option()  # a real boolean: no string ("no", "false") is ever consent
-        space: str = option(choices=SPACES)
+        space: str = option(choices=LATENT_SPACES)
         layer: int | None = option(min=1)
         truncation: float = option(min=0)
         finetune: bool | list[str] = option()
@@ -66,13 +64,20 @@ class GanSynset(LatentSynset):
             synset.setup = synset.invert_real(ctx.real, o.invert_spec(), ctx)
         return synset
 
+    @classmethod
+    def prior_digest_now(cls, section: dict) -> str | None:
+        from generators.io import open_generator
+
+        g = open_generator(section["generator"], section.get("code_dir"), section.get("allow_pickle") is True)
+        return artifacts.module_digest(g)
+
     def __init__(self, real: Split, ipc: int, generator, space: str = "w+", layer: int | None = None,
                  truncation: float = 0.7, finetune: bool | list[str] = False, seed: int = 0, data_space: str = "normalized",
                  data_root: str | None = None, init: str = "sample"):
         super().__init__(real, ipc, generator, finetune, data_space, data_root)
         g = generator
-        if space not in SPACES:
-            raise ConfigError(f"unknown latent space {space!r}; valid: {', '.join(SPACES)}")
+        if space not in LATENT_SPACES:
+            raise ConfigError(f"unknown latent space {space!r}; valid: {', '.join(LATENT_SPACES)}")
         g.check_kind("w+" if space == "f" else space)  # one line naming what this generator has
         if space == "f":
             if layer is None:
@@ -109,7 +114,7 @@ class GanSynset(LatentSynset):
     def invert_real(self, real: Split, spec, ctx) -> str:
         """Fit every item's latents to the real image a pixel set would start from at this seed
         (synsets/base.py real_start), cached per generator, data set, space, seed and images."""
-        images, _ = real_start(real, self.ipc, self.seed)
+        images, _ = real_start(real, self.items_per_class, self.seed)
         targets = to_unit(images, real.info.name, self.data_space, self.data_root) * 2 - 1
         identity = {"generator": self.prior_digest,
                     "arch": self.generator.arch,

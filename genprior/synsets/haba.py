@@ -50,9 +50,9 @@ import torch.nn.functional as F
 from genprior.augment import DSA, dsa_or_none
 from genprior.data import Split
 from genprior.errors import ConfigError
-from genprior.nets import build_net
+from genprior.nets import seeded_net
 from genprior.options import option
-from genprior.rng import derive_seed, generator
+from genprior.rng import derive_seed, seeded
 from genprior.synsets.base import Synset
 
 INITS = ("real", "noise")
@@ -79,8 +79,6 @@ class Hallucinator(nn.Module):
 
 
 class HabaSynset(Synset):
-    kind = "haba"
-
     @dataclass
     class Options:  # configs/synset/haba.yaml says what each one means
         hallucinators: int = option(min=1)
@@ -138,7 +136,7 @@ class HabaSynset(Synset):
         super().__init__(info.num_classes, bases_per_class)  # one item per basis while distilling
         self.budget_ipc, self.budget = ipc, budget
         self.channels, self.resolution, self.seed = channels, resolution, seed
-        g = generator(seed, 0x4ABA)
+        g = seeded(seed, 0x4ABA)
         if init == "real":  # random real images of each class, as the official code starts
             bases, _ = real.random_subset(bases_per_class, g)
             if c_base != channels:
@@ -150,23 +148,17 @@ class HabaSynset(Synset):
         else:
             raise ConfigError(f"unknown HaBa init {init!r}; valid: {', '.join(INITS)}")
         self.bases = nn.Parameter(bases.clone())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 0x4ABB))
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only (genprior.nets.seeded_net says why)
+            torch.random.default_generator.manual_seed(derive_seed(seed, 0x4ABB))
             self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution) for _ in range(hallucinators))
         # the data's per-channel range as centre and half-width; not state: the real split decides it
         lo, hi = real.images.amin((0, 2, 3)), real.images.amax((0, 2, 3))
         self.register_buffer("centre", ((hi + lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
         self.register_buffer("half_width", ((hi - lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
         self.assignment = torch.zeros(len(self), dtype=torch.long)  # which hallucinator renders each basis now
-        self.dsa = dsa_or_none(dsa, info.flip_ok)
-        self.weights = {"set": lambda_set, "views": lambda_views, "contrast": lambda_contrast, "temperature": temperature}
-        self.__dict__["adversary"] = None  # not a submodule: outside the set's state and its all-reduce
-        if adversary:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(seed, 0x4ABC))
-                self.__dict__["adversary"] = build_net("convnet", channels, info.num_classes, resolution)
-            self.__dict__["adversary_opt"] = torch.optim.SGD(self.adversary.parameters(), lr=adversary_lr,
-                                                             momentum=0.9)
+        # not a submodule: outside the set's state and its all-reduce
+        self.__dict__["adversary"] = Adversary(real, seed, adversary_lr, dsa, lambda_set, lambda_views,
+                                               lambda_contrast, temperature) if adversary else None
 
     # ---- rendering
     def _views(self, index: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
@@ -184,24 +176,18 @@ class HabaSynset(Synset):
         return out
 
     def begin_step(self, step: int) -> None:
-        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=generator(self.seed, step, HABA_SALT + 1))
+        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=seeded(self.seed, step, HABA_SALT + 1))
 
     def render(self, index: torch.Tensor) -> torch.Tensor:
         return self._views(index, self.assignment.to(index.device)[index])
 
     def _two_views(self, step: int, salt: int, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two hallucinator choices per basis, different from each other (the first given, or drawn)."""
-        g = generator(self.seed, step, HABA_SALT + salt)
+        g = seeded(self.seed, step, HABA_SALT + salt)
         h = len(self.hallucinators)
         first = torch.randint(h, (len(self),), generator=g) if first is None else first.cpu()
         second = (first + 1 + torch.randint(h - 1, (len(self),), generator=g)) % h
         return first, second
-
-    def _features(self, x: torch.Tensor, step: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dsa is not None:
-            x = self.dsa(x, derive_seed(self.seed, step, HABA_SALT + salt))
-        feats = self.adversary.embed(x)
-        return feats, self.adversary.classifier(feats)
 
     # ---- the adversary: an auxiliary term of the set, and its own update
     def auxiliary_loss(self, images: torch.Tensor, step: int) -> torch.Tensor | None:
@@ -210,11 +196,7 @@ class HabaSynset(Synset):
         index = torch.arange(len(self), device=images.device)
         _, second = self._two_views(step, 2, first=self.assignment)
         other = self._views(index, second.to(images.device))  # with a graph: its gradient goes to the set directly
-        self.adversary.requires_grad_(False)  # the set's step never changes the extractor
-        f, _ = self._features(torch.cat([images, other]), step, 3)
-        self.adversary.requires_grad_(True)
-        f0, f1 = f.chunk(2)
-        return self.weights["set"] * ((F.cosine_similarity(f0, f1, dim=1) + 1) / 2).mean()
+        return self.adversary.set_term(images, other, step)
 
     def end_step(self, step: int) -> None:
         # Every rank takes this step on the same set with the same seeded views, so the adversary
@@ -224,30 +206,20 @@ class HabaSynset(Synset):
         index = torch.arange(len(self), device=self.bases.device)
         first, second = self._two_views(step, 4)
         with torch.no_grad():  # the extractor's step never changes the set
-            x = torch.cat([self._views(index, first.to(index.device)), self._views(index, second.to(index.device))])
-        labels = torch.cat([self.labels, self.labels])
-        f, logits = self._features(x, step, 5)
-        f0, f1 = F.normalize(f, dim=1).chunk(2)
-        loss = (F.cross_entropy(logits, labels) + self.weights["views"] * ((1 - (f0 * f1).sum(1)) / 2).mean()
-                + self.weights["contrast"] * supcon(torch.stack([f0, f1], 1), self.labels, self.weights["temperature"]))
-        self.adversary_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.adversary_opt.step()
+            views = [self._views(index, first.to(index.device)), self._views(index, second.to(index.device))]
+        self.adversary.update(*views, self.labels, step)
 
     def aux_state(self) -> dict:
-        if self.adversary is None:
-            return {}
-        return {"adversary": self.adversary.state_dict(), "adversary_opt": self.adversary_opt.state_dict()}
+        return {} if self.adversary is None else self.adversary.state_dict()
 
     def load_aux_state(self, state: dict) -> None:
         if self.adversary is not None and state:
-            self.adversary.load_state_dict(state["adversary"])
-            self.adversary_opt.load_state_dict(state["adversary_opt"])
+            self.adversary.load_state_dict(state)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         if self.adversary is not None:
-            self.adversary._apply(fn, *args, **kwargs)
+            self.adversary.net._apply(fn, *args, **kwargs)
         return self
 
     # ---- what the set is
@@ -271,7 +243,57 @@ class HabaSynset(Synset):
         index = torch.arange(len(self), device=self.bases.device).repeat_interleave(h)
         which = torch.arange(h, device=index.device).repeat(len(self))
         images = torch.cat([self._views(i, w) for i, w in zip(index.split(chunk), which.split(chunk))])
-        return images, self.labels.repeat_interleave(h), {"views": h, "bases_per_class": self.ipc}
+        return images, self.labels.repeat_interleave(h), {"views": h, "bases_per_class": self.items_per_class}
+
+
+class Adversary:
+    """HaBa's feature extractor (a 3-layer ConvNet), trained in alternation with the set: it learns
+    to classify hallucinations and to tell two hallucinations of a basis alike (`update`), while the
+    set is pushed to make them differ in its feature space (`set_term`). Training state only: its
+    weights and optimizer go into the checkpoint (aux_state), never into the set or its all-reduce."""
+
+    def __init__(self, real: Split, seed: int, lr: float, dsa: str, lambda_set: float, lambda_views: float,
+                 lambda_contrast: float, temperature: float):
+        info, (channels, resolution) = real.info, (real.images.shape[1], real.images.shape[-1])
+        self.seed = seed
+        self.net = seeded_net("convnet", channels, info.num_classes, resolution, derive_seed(seed, 0x4ABC))
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=0.9)
+        self.dsa = dsa_or_none(dsa, info.flip_ok)
+        self.lambda_set, self.lambda_views, self.lambda_contrast = lambda_set, lambda_views, lambda_contrast
+        self.temperature = temperature
+
+    def _features(self, x: torch.Tensor, step: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dsa is not None:
+            x = self.dsa(x, derive_seed(self.seed, step, HABA_SALT + salt))
+        feats = self.net.embed(x)
+        return feats, self.net.classifier(feats)
+
+    def set_term(self, images: torch.Tensor, other: torch.Tensor, step: int) -> torch.Tensor:
+        """The set's side: lambda_set * mean((cos + 1) / 2) between two hallucinations of each basis."""
+        self.net.requires_grad_(False)  # the set's step never changes the extractor
+        f, _ = self._features(torch.cat([images, other]), step, 3)
+        self.net.requires_grad_(True)
+        f0, f1 = f.chunk(2)
+        return self.lambda_set * ((F.cosine_similarity(f0, f1, dim=1) + 1) / 2).mean()
+
+    def update(self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+        """The extractor's step on two views of every basis: cross-entropy + lambda_views (1 - cos) / 2
+        + lambda_contrast * supervised contrastive."""
+        f, logits = self._features(torch.cat([first, second]), step, 5)
+        f0, f1 = F.normalize(f, dim=1).chunk(2)
+        loss = (F.cross_entropy(logits, torch.cat([labels, labels]))
+                + self.lambda_views * ((1 - (f0 * f1).sum(1)) / 2).mean()
+                + self.lambda_contrast * supcon(torch.stack([f0, f1], 1), labels, self.temperature))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def state_dict(self) -> dict:
+        return {"adversary": self.net.state_dict(), "adversary_opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["adversary"])
+        self.opt.load_state_dict(state["adversary_opt"])
 
 
 def supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

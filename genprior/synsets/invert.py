@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from genprior import artifacts
@@ -46,25 +45,17 @@ class InvertSpec:
     perceptual: float = option(0.0, min=0)
 
 
-def lpips_loss(device) -> torch.nn.Module:
-    """LPIPS (AlexNet) as a loss, or one line saying why it is not available here."""
-    from genprior.metrics.diversity import LPIPS_MIN_SIZE, alexnet_weights_path
+def lpips_loss(device):
+    """LPIPS (AlexNet) as a loss, per item (genprior/metrics/diversity.py), or one line saying why
+    it is not available here."""
+    from genprior.metrics.diversity import lpips_distance
+    from genprior.metrics.features import Unavailable
 
-    weights = alexnet_weights_path()
-    if not weights.is_file():
-        raise ConfigError(f"synset.invert.perceptual > 0 needs LPIPS, whose AlexNet weights are not at {weights} "
-                          "(offline they cannot be downloaded); copy them there or set synset.invert.perceptual=0")
-    import lpips
-
-    net = lpips.LPIPS(net="alex", pretrained=True, verbose=False).eval().requires_grad_(False).to(device)
-
-    def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [-1, 1] images -> per-item distance
-        if x.shape[1] == 1:
-            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
-        if x.shape[-1] < LPIPS_MIN_SIZE:
-            x, y = (F.interpolate(t, size=LPIPS_MIN_SIZE, mode="bilinear", align_corners=False) for t in (x, y))
-        return net(x, y).flatten()
-    return loss
+    try:
+        return lpips_distance(device)
+    except Unavailable as e:
+        raise ConfigError(f"synset.invert.perceptual > 0: {e}; put the AlexNet weights there or set "
+                          "synset.invert.perceptual=0") from None
 
 
 def invert_batch(synset, index: torch.Tensor, targets: torch.Tensor, spec: InvertSpec, perceptual=None,

@@ -26,6 +26,8 @@ from genprior.synsets.base import Synset
 
 
 class LatentSynset(Synset):
+    has_prior = True
+
     def __init__(self, real: Split, ipc: int, generator: nn.Module, finetune: bool | list[str] = False,
                  data_space: str = "normalized", data_root: str | None = None):
         super().__init__(real.info.num_classes, ipc)

@@ -9,15 +9,13 @@ import torch.nn as nn
 from genprior.data import Split
 from genprior.errors import ConfigError
 from genprior.options import option
-from genprior.rng import generator
+from genprior.rng import seeded
 from genprior.synsets.base import Synset, real_start
 
 INITS = ("real", "noise")
 
 
 class PixelSynset(Synset):
-    kind = "pixel"
-
     @dataclass
     class Options:
         init: str = option(choices=INITS)
@@ -28,7 +26,7 @@ class PixelSynset(Synset):
         if init == "real":  # DC/DM/MTT start from random real images of each class
             images, _ = real_start(real, ipc, seed)
         elif init == "noise":  # standard normal in normalized space
-            images = torch.randn(len(self), *shape, generator=generator(seed, 0x1717))
+            images = torch.randn(len(self), *shape, generator=seeded(seed, 0x1717))
         else:
             raise ConfigError(f"unknown pixel init {init!r}; valid: {', '.join(INITS)}")
         self.images = nn.Parameter(images.clone())
@@ -38,6 +36,9 @@ class PixelSynset(Synset):
 
     def groups(self) -> dict[str, list[nn.Parameter]]:
         return {"images": [self.images]}
+
+    def stored_state(self) -> dict:
+        return {}  # the images are the set (synset.safetensors)
 
     def storage(self) -> dict:
         return {"floats": self.images.numel() + (self.lr is not None), "counted": "pixels"}

@@ -2,6 +2,7 @@ import importlib.util
 import pickle
 import sys
 import textwrap
+from collections.abc import Mapping
 
 import pytest
 import torch
@@ -189,6 +190,9 @@ def test_nvlabs_adapter_on_stand_in_networks(tmp_path, fake_checkout, layout, re
     assert g.mean_w(y).shape == (3, 5)
     with pytest.raises(ConfigError, match=f"valid: 1..{layers - 1}"):
         g.to_f(ws, layers, y)
+    shapes = g.latent_spec["f"]  # n -> shape, as generators.base documents it (was a description string)
+    assert isinstance(shapes, Mapping) and list(shapes) == list(range(1, layers)) and len(shapes) == layers - 1
+    assert dict(shapes) == {n: g.f_shape(n) for n in range(1, layers)} and layers not in shapes and 0 not in shapes
 
 
 def test_nvlabs_pickle_without_g_ema(tmp_path, fake_checkout):

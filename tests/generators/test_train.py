@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ from safetensors.torch import load_file
 
 from generators.io import load_generator
 from generators.layers import minibatch_std
-from generators.train import TrainSpec, batch_indices, build, main, train
+from generators.train import TrainSpec, batch_indices, build, fid_of, main, train, train_spec
 from genprior.data import DATASETS, Split, normalize
 from genprior.errors import ConfigError
 from tests.conftest import needs_fashion_mnist
@@ -86,7 +87,7 @@ def test_fid_is_recorded_from_genprior_metrics(tmp_path, monkeypatch):
 
     def image_metrics(unit, labels, dataset, split="test", **kw):
         seen.update(shape=tuple(unit.shape), lo=float(unit.min()), hi=float(unit.max()), split=split,
-                    classes=sorted(set(labels.tolist())))
+                    classes=sorted(set(labels.tolist())), device=kw.get("device"))
         return {"inception": {"overall": {"fid": 12.5, "kid": 0.01, "n": len(unit)}, "key": "k",
                               "per_class": {"0": {"fid": 20.0}}}}
 
@@ -94,6 +95,9 @@ def test_fid_is_recorded_from_genprior_metrics(tmp_path, monkeypatch):
     train(spec("dcgan", 1), tmp_path / "a", tmp_path / "ckpt", real=toy_split(), fid_images=20, progress=False)
     assert seen["shape"] == (20, 1, 28, 28) and 0 <= seen["lo"] <= seen["hi"] <= 1 and seen["split"] == "test"
     assert seen["classes"] == list(range(10))  # balanced over the classes
+    assert seen["device"] == "cpu"  # named, not image_metrics' default: Inception runs where the training ran
+    fid_of(load_generator(tmp_path / "a"), "fashion_mnist", 10, device="cuda:1")  # a GPU training's: on its GPU
+    assert seen["device"] == "cuda:1"
     fid = json.loads((tmp_path / "a.json").read_text())["info"]["fid"]
     assert fid["fid"] == 12.5 and fid["kid"] == 0.01 and fid["n"] == 20 and fid["fid_per_class"] == {"0": 20.0}
 
@@ -115,6 +119,20 @@ def test_cli_errors(tmp_path, capsys):
     assert "lr must be a number > 0 (or null), got -1" in capsys.readouterr().err
     assert main(["betas=[0.5]", f"out={tmp_path / 'g'}"]) == 2
     assert "betas must be two numbers in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("seed", "-1", "seed must be an integer >= 0, got -1"),  # was numpy's SeedSequence traceback after the data loaded
+    ("class_groups", "0", "class_groups must be an integer >= 1 (or null), got 0"),
+    ("resolution", "4", "resolution must be an integer >= 8 (or null), got 4"),
+])
+def test_out_of_range_values_are_one_line_before_any_work(key, value, match, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=re.escape(match)) as e:
+        train_spec({"arch": "dcgan", key: value})
+    assert "\n" not in str(e.value)
+    assert main(["arch=dcgan", f"{key}={value}", f"out={tmp_path / 'g'}"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1, err
 
 
 @needs_fashion_mnist

@@ -2,8 +2,10 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
+from genprior.errors import ConfigError
 from genprior.metrics.__main__ import main
 from genprior.setfile import save_set
 from tests.conftest import needs_fashion_mnist
@@ -108,3 +110,102 @@ def test_class_folders_are_labelled_by_number_or_class_name_never_by_text_order(
         labels("3", "Bag")
     with pytest.raises(ConfigError, match=r"class folder 12_extra is label 12, but the data set has 10 classes"):
         labels("3", "12_extra")  # names the folder, not a count of folders
+
+
+def test_sixteen_bit_images_are_scaled_by_their_depth_not_clipped(tmp_path, monkeypatch):
+    import numpy as np
+
+    from genprior.metrics import targets
+
+    values = (np.arange(784) * 83).astype(np.uint16).reshape(28, 28)  # 0 .. 65072, most above 255
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(values).save(tmp_path / "flat" / "a.png")  # a 16-bit grayscale PNG
+    expected = torch.from_numpy(values.astype(np.float32) / 65535)
+    unit, labels = targets.read_image_folder(tmp_path / "flat", ())
+    assert labels is None and unit.shape == (1, 1, 28, 28)
+    assert torch.allclose(unit[0, 0], expected, atol=1 / 255)
+
+    # older Pillows open the same file as mode "I" (32-bit signed): read as 16-bit too
+    open_image = Image.open
+    monkeypatch.setattr(targets.Image, "open", lambda f: open_image(f).convert("I"))
+    assert torch.allclose(targets.read_image_folder(tmp_path / "flat", ())[0][0, 0], expected, atol=1 / 255)
+    monkeypatch.setattr(targets.Image, "open", lambda f: open_image(f).convert("I").point(lambda v: v * 2))
+    with pytest.raises(ConfigError, match="outside 16 bits"):
+        targets.read_image_folder(tmp_path / "flat", ())
+
+
+def _fake_metrics(fid=1.5, fid_unavailable=None, n=4, n_ref=20):
+    """A stand-in for image_metrics: what the command line does with its result is what is tested."""
+    overall = {"n": n, "n_ref": n_ref, "fid": fid, "kid": 0.01}
+    if fid_unavailable:
+        overall["fid_unavailable"] = fid_unavailable
+    diversity = {"mean": 1.0, "per_class": {"0": 1.0}}
+    return lambda *args, **kwargs: {"n": n, "inception": {"overall": overall, "diversity": diversity,
+                                                          "reference_diversity": diversity}}
+
+
+def _flat_folders(tmp_path, *names):
+    for name in names:
+        (tmp_path / name).mkdir()
+        Image.new("L", (28, 28)).save(tmp_path / name / "a.png")
+    return [str(tmp_path / name) for name in names]
+
+
+def test_stdout_holds_exactly_one_json_document(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", _fake_metrics())
+    a, b = _flat_folders(tmp_path, "a", "b")
+    assert main([a, "dataset=fashion_mnist"]) == 0
+    captured = capsys.readouterr()
+    m = json.loads(captured.out)  # `> m.json` is valid JSON: the summary went to stderr
+    assert m["source"] == a and m["inception"]["overall"]["fid"] == 1.5  # --out's shape
+    assert "FID 1.50" in captured.err
+    assert main([a, b, "dataset=fashion_mnist"]) == 0
+    both = json.loads(capsys.readouterr().out)  # several targets: one object keyed by target
+    assert set(both) == {a, b} and both[b]["source"] == b
+
+
+def test_a_bad_device_is_one_line_exit_2(tmp_path, capsys):
+    (folder,) = _flat_folders(tmp_path, "a")
+    assert main([folder, "dataset=fashion_mnist", "--device", "nodevice"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device nodevice" in err
+
+
+def test_min_fid_is_suggested_only_when_there_are_too_few_images(tmp_path, capsys, monkeypatch):
+    (folder,) = _flat_folders(tmp_path, "a")
+    complex_root = "the covariances' square root is not real (Imaginary component 1); a larger sample fixes it"
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", _fake_metrics(None, complex_root, n=12))
+    assert main([folder, "dataset=fashion_mnist"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "not real" in errors[0] and "--min-fid" not in errors[0]
+    too_few = _fake_metrics(None, "4 images; FID needs at least 10")
+    monkeypatch.setattr("genprior.metrics.__main__.image_metrics", too_few)
+    assert main([folder, "dataset=fashion_mnist"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "use --min-fid to lower it" in errors[0]
+
+
+def test_folders_named_as_the_export_names_classes_read_back_as_those_classes(tmp_path):
+    from genprior.data import dataset_info
+    from genprior.errors import ConfigError
+    from genprior.export import save_image_folder
+    from genprior.metrics.targets import read_image_folder
+
+    names = dataset_info("fashion_mnist").class_names  # "T-shirt/top" cannot be a folder's name
+    exported = save_image_folder(torch.zeros(10, 1, 28, 28), torch.arange(10), names, tmp_path / "export")
+    folders = sorted(p.name for p in exported.iterdir())
+    assert folders[0] == "000_T_shirt_top" and folders[9] == "009_Ankle_boot"  # exported sets keep their names
+    bare = tmp_path / "by_name"  # the same folders without their numbers, sorted as text (not in class order)
+    bare.mkdir()
+    for f in folders:
+        (exported / f).rename(bare / f[4:])
+    found = sorted(p.name for p in bare.iterdir())
+    assert found[:3] == ["Ankle_boot", "Bag", "Coat"]
+    labels = read_image_folder(bare, names)[1].tolist()
+    assert labels == [names.index(n) for n in ("Ankle boot", "Bag", "Coat", "Dress", "Pullover", "Sandal", "Shirt",
+                                               "Sneaker", "T-shirt/top", "Trouser")]
+    (bare / "7").mkdir()
+    Image.new("L", (28, 28)).save(bare / "7" / "a.png")
+    with pytest.raises(ConfigError, match="not a mix") as e:
+        read_image_folder(bare, names)
+    assert "T_shirt_top, Trouser, Pullover" in str(e.value)  # a folder name that can exist

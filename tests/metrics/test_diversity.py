@@ -26,8 +26,9 @@ def test_lpips_without_backbone_weights_is_unavailable_not_random(tmp_path, monk
     assert set(out) == {"unavailable"} and "alexnet" in out["unavailable"].lower()
 
 
-def test_lpips_with_backbone_file_runs_per_class(tmp_path, monkeypatch):
-    # A stand-in AlexNet file at the path torchvision reads: the LPIPS path itself is what is tested.
+@pytest.fixture
+def stand_in_alexnet(tmp_path, monkeypatch):
+    """A random AlexNet file at the path torchvision reads: the LPIPS path itself is what is tested."""
     from torchvision.models import alexnet
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
@@ -35,6 +36,11 @@ def test_lpips_with_backbone_file_runs_per_class(tmp_path, monkeypatch):
     path.parent.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(alexnet().state_dict(), path)
+    return path
+
+
+def test_lpips_with_backbone_file_runs_per_class(stand_in_alexnet):
+    path = stand_in_alexnet
     g = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, 28, 28, generator=g)
     x[3] = x[4]  # class 1 holds two identical images: LPIPS 0
@@ -47,3 +53,15 @@ def test_lpips_with_backbone_file_runs_per_class(tmp_path, monkeypatch):
 
     path.write_bytes(b"corrupt")
     assert "could not load" in lpips_diversity(x, torch.tensor([0, 0, 0, 1, 1]))["unavailable"]
+
+
+def test_lpips_distance_is_one_set_up_for_the_metric_and_the_inversion_loss(stand_in_alexnet):
+    distance = diversity.lpips_distance("cpu")
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(3, 1, 28, 28, generator=g) * 2 - 1).requires_grad_(True)
+    y = torch.rand(3, 1, 28, 28, generator=g) * 2 - 1
+    d = distance(x, y)
+    assert d.shape == (3,) and d.requires_grad  # per pair, a loss the images can follow
+    prepared = diversity.lpips_input(x)
+    assert prepared.shape == (3, 3, 64, 64) and diversity.lpips_input(prepared) is prepared  # prepared once, as is
+    assert torch.equal(distance(prepared, diversity.lpips_input(y)), d)

@@ -74,3 +74,18 @@ def test_a_student_with_batch_syn_sees_every_image_once_per_pass(two_weights):
         assert sorted(sum(seen[first:first + 3], [])) == list(range(7))
     assert seen[:3] != seen[3:]  # each pass its own order
     assert seen == [mtt._batch(images, labels, seed=5, i=i)[0].flatten().tolist() for i in range(6)]  # seeded
+
+
+def test_the_signature_defaults_are_the_config_defaults():
+    # MTT built from Python without a key behaves as a run that does not set it (configs/objective/mtt.yaml)
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from genprior.shipped import CONFIG_DIR
+
+    config = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "objective" / "mtt.yaml"))
+    defaults = {k: p.default for k, p in inspect.signature(MTT).parameters.items() if p.default is not p.empty}
+    shared = {k for k in defaults if k in config} - {"init_lr"}  # (the config's is an interpolation)
+    assert {"syn_steps", "expert_epochs", "max_start_epoch", "trajectories_per_step"} <= shared
+    assert {k: defaults[k] for k in shared} == {k: config[k] for k in shared}

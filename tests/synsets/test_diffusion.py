@@ -55,7 +55,7 @@ def test_chunked_latent_gradient_equals_plain_autograd(tmp_path):
 def test_the_start_is_plain_sampling_of_seeded_noise_and_storage_is_one_image_each(tmp_path):
     s = synset(tmp_path)
     g = s.generator
-    z = g.sample_latents(s.labels, "z", __import__("genprior.rng").rng.generator(0, 0xD1F))
+    z = g.sample_latents(s.labels, "z", __import__("genprior.rng").rng.seeded(0, 0xD1F))
     assert torch.equal(s.latents, z)
     torch.testing.assert_close(s.render_all(), (g.decode(z, s.labels) + 1) / 2)  # unit space: the sample itself
     assert s.storage()["floats"] == len(s) * 64 and "z_T" in s.storage()["counted"]

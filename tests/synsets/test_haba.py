@@ -16,7 +16,7 @@ def test_rendering_shapes_counts_and_the_exported_product(channels, resolution):
     s = HabaSynset(split(channels, resolution), ipc=10, hallucinators=3, dsa="none")
     s.begin_step(0)
     images = s.render_all()
-    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.ipc
+    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.items_per_class
     exported, labels, meta = s.export_items(chunk=7)
     assert exported.shape == (len(s) * 3, channels, resolution, resolution) and meta["views"] == 3
     assert labels.tolist() == s.labels.repeat_interleave(3).tolist()
@@ -33,7 +33,7 @@ def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
     st = s.storage()
     assert st["floats"] <= st["budget"] == ipc * 10 * channels * resolution ** 2
     assert st["floats"] == s.bases.numel() + sum(p.numel() for p in s.hallucinators.parameters())
-    assert "paper" in st["paper_accounting"] and s.ipc >= 1
+    assert "paper" in st["paper_accounting"] and s.items_per_class >= 1
 
 
 def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd():
@@ -78,20 +78,35 @@ def test_the_bound_keeps_every_rendered_value_in_the_data_range_and_passes_gradi
 
 def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself():
     s = HabaSynset(split(), ipc=4, hallucinators=3)
-    before_adv = {k: v.clone() for k, v in s.adversary.state_dict().items()}
+    before_adv = {k: v.clone() for k, v in s.adversary.net.state_dict().items()}
     s.begin_step(0)
     images = s.render_all().requires_grad_(True)
     aux = s.auxiliary_loss(images, 0)
     aux.backward()
-    assert all(p.grad is None for p in s.adversary.parameters())  # no gradient reaches the extractor
+    assert all(p.grad is None for p in s.adversary.net.parameters())  # no gradient reaches the extractor
     s.push_grad(images.grad)
     assert s.bases.grad.abs().sum() > 0 and next(iter(s.hallucinators.parameters())).grad.abs().sum() > 0
     before_set = {k: v.clone() for k, v in s.state_dict().items()}
     s.end_step(0)
     assert all(torch.equal(v, s.state_dict()[k]) for k, v in before_set.items())  # the set did not move
-    assert any(not torch.equal(v, s.adversary.state_dict()[k]) for k, v in before_adv.items())  # the extractor did
+    assert any(not torch.equal(v, s.adversary.net.state_dict()[k]) for k, v in before_adv.items())  # the extractor did
     assert not any(k.startswith("adversary") for k in s.state_dict())  # and stays out of the set's state
     assert "adversary" in s.aux_state() and "adversary_opt" in s.aux_state()
+
+
+def test_the_adversary_starts_as_a_seeded_convnet_and_leaves_the_global_rng_alone():
+    # HaBa's extractor is the ConvNet torch.manual_seed(derive_seed(seed, 0x4ABC)) would build
+    from genprior.nets import build_net
+    from genprior.rng import derive_seed
+
+    real = split()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    s = HabaSynset(real, ipc=4, hallucinators=2, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(derive_seed(3, 0x4ABC))
+    expected = build_net("convnet", real.images.shape[1], real.info.num_classes, real.images.shape[-1])
+    assert all(torch.equal(v, s.adversary.net.state_dict()[k]) for k, v in expected.state_dict().items())
 
 
 def test_aux_state_round_trip():
@@ -100,7 +115,7 @@ def test_aux_state_round_trip():
     a.end_step(0)
     b.load_state_dict(a.state_dict())
     b.load_aux_state(a.aux_state())
-    assert all(torch.equal(v, b.adversary.state_dict()[k]) for k, v in a.adversary.state_dict().items())
+    assert all(torch.equal(v, b.adversary.net.state_dict()[k]) for k, v in a.adversary.net.state_dict().items())
     assert torch.equal(a.bases, b.bases)
 
 
@@ -142,7 +157,7 @@ def test_the_curve_judges_the_set_the_final_judging_does(monkeypatch):
     not on one step's rendering (one view per basis)."""
     from types import SimpleNamespace
 
-    from genprior import evaluate, run
+    from genprior import config, evaluate, run
 
     s = HabaSynset(split(num_classes=10), ipc=10, hallucinators=3, dsa="none", adversary=False)
     s.begin_step(0)
@@ -153,7 +168,7 @@ def test_the_curve_judges_the_set_the_final_judging_does(monkeypatch):
         return {"convnet": {"mean": 50.0}}
 
     monkeypatch.setattr(evaluate, "evaluate_images", judged)
-    point = run._curve_point(run.compose(["haba=dm", "ipc=10"]), s, "cpu", SimpleNamespace(trackers=None), 1)
+    point = run._curve_point(config.compose(["haba=dm", "ipc=10"]), s, "cpu", SimpleNamespace(trackers=None), 1)
     exported, labels, meta = s.export_items()
     assert point == {"convnet": 50.0} and seen["views"] == meta["views"] == 3
     assert torch.equal(seen["images"], exported) and torch.equal(seen["labels"], labels)

@@ -26,7 +26,7 @@ def inverted(space, cache: Path, spec=SPEC, generator=None, real=None, seed=0):
 
 
 def error(s, real, seed=0) -> torch.Tensor:
-    targets = to_unit(real_start(real, s.ipc, seed)[0], "toy", "unit") * 2 - 1  # in [-1, 1], as decoded
+    targets = to_unit(real_start(real, s.items_per_class, seed)[0], "toy", "unit") * 2 - 1  # in [-1, 1], as decoded
     with torch.no_grad():
         return (s.decode(torch.arange(len(s))) - targets).pow(2).flatten(1).mean(1)
 
@@ -116,8 +116,16 @@ def test_an_lpips_term_without_its_weights_is_one_line(tmp_path, monkeypatch):
     from genprior.metrics import diversity
 
     _patch_toy_dataset(monkeypatch)
+    weights_path = diversity.alexnet_weights_path
     monkeypatch.setattr(diversity, "alexnet_weights_path", lambda: tmp_path / "absent.pth")
     with pytest.raises(ConfigError, match="set synset.invert.perceptual=0"):
+        inverted("w+", tmp_path / "cache", InvertSpec(steps=2, perceptual=0.5))
+    # a file where torchvision reads AlexNet that is no AlexNet: one line too, not a traceback
+    monkeypatch.setattr(diversity, "alexnet_weights_path", weights_path)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    weights_path().parent.mkdir(parents=True)
+    weights_path().write_bytes(b"corrupt")
+    with pytest.raises(ConfigError, match="could not load its backbone.*set synset.invert.perceptual=0"):
         inverted("w+", tmp_path / "cache", InvertSpec(steps=2, perceptual=0.5))
 
 
