@@ -8,7 +8,9 @@ subset of the same IPC, and the full train split under its own large-set schedul
 (cached, since it costs the same for every set).
 
 It judges files, not objects: it never imports a synset or an objective, so a set made
-by any tool is judged the same way.
+by any tool is judged the same way. A set is judged in the value space its file names
+(normalized, unit or zca), the random real baseline with it: a learned lr belongs to the
+space it was learned in, so a unit-space set is not mapped to normalized values first.
 
     python -m genprior.evaluate runs/x/synset.safetensors protocol=dc_convnet
     python -m genprior.evaluate --random-real dataset=fashion_mnist ipc=10
