@@ -10,6 +10,7 @@ the architecture can shrink down to works (28, 32, 64, 128 px; 1 or 3 channels).
 from __future__ import annotations
 
 import inspect
+import math
 from functools import partial
 from typing import Callable
 
@@ -72,12 +73,17 @@ class ConvNet(_Net):
     images by 3, not 1: 28 px MNIST/FashionMNIST maps go 32 -> 16 -> 8 -> 4 and the
     embedding is 2048-dim (1152 with padding 1). Every published figure on those data
     sets used that network. `first_padding` overrides the rule (convnet_p1: padding 1,
-    the network genprior used before it matched the reference)."""
+    the network genprior used before it matched the reference).
+
+    `depth` None: one block per halving down to 4x4, as the reference code picks ConvNet (28
+    and 32 px), ConvNetD4 (64 px) and ConvNetD5 (128 px): the embedding stays 2048-dim."""
 
     def __init__(self, channels: int, num_classes: int, resolution: int, width: int = 128,
-                 depth: int = 3, norm: str = "instance", pooling: str = "avg", act: str = "relu",
+                 depth: int | None = None, norm: str = "instance", pooling: str = "avg", act: str = "relu",
                  first_padding: int | None = None):
         super().__init__()
+        if depth is None:
+            depth = max(3, round(math.log2(resolution)) - 2)
         make_norm, make_act = _choose("norm", norm, _NORMS), _choose("act", act, _ACTS)
         make_pool = _choose("pooling", pooling, _POOLS)
         if first_padding is None:

@@ -158,3 +158,11 @@ def test_rgb_first_padding_matches_the_dc_code():
 @pytest.mark.parametrize("channels,resolution,side", [(3, 32, 4), (1, 28, 3)])
 def test_resnet18_ap_flattens_its_last_map_as_the_dc_code(channels, resolution, side):
     assert build_net("resnet18_ap", channels, 10, resolution).classifier.in_features == 512 * side * side
+
+
+@pytest.mark.parametrize("resolution,depth", [(28, 3), (32, 3), (64, 4), (128, 5)])
+def test_convnet_depth_follows_the_resolution_as_the_reference_picks_it(resolution, depth):
+    # ConvNet at 28/32 px, ConvNetD4 at 64, ConvNetD5 at 128: a 128-wide 4x4 map, 2048 features
+    net = build_net("convnet", 1 if resolution == 28 else 3, 10, resolution)  # (28 px data is grayscale)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == depth
+    assert net.classifier.in_features == 2048
