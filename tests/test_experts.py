@@ -18,8 +18,8 @@ def mnist(tmp_path):
 
 
 def tiny_spec(**kw):
-    return ExpertSpec(dataset="mnist", net="convnet", net_kwargs={"width": 8, "depth": 2}, epochs=3, batch=64,
-                      images_per_epoch=128, num_experts=2, **kw)
+    return ExpertSpec(**{"dataset": "mnist", "net": "convnet", "net_kwargs": {"width": 8, "depth": 2}, "epochs": 3,
+                         "batch": 64, "images_per_epoch": 128, "num_experts": 2, **kw})
 
 
 def test_snapshots_are_copies_and_epochs_differ(mnist, tmp_path):
@@ -98,3 +98,17 @@ def test_the_schema_defaults_are_the_run_defaults():
     from genprior.experts import run_defaults
 
     assert ExpertSpec().identity() == ExpertSpec(**run_defaults()).identity()
+
+
+def test_a_buffer_built_in_parts_or_by_ranks_equals_one_built_whole(mnist, tmp_path):
+    # a killed build keeps its finished experts and a rerun builds only the rest; ranks split the
+    # missing ones: every way gives the same trajectories (each expert is seeded by its index)
+    whole, parts, ranks = tmp_path / "whole", tmp_path / "parts", tmp_path / "ranks"
+    assert ensure_experts(tiny_spec(), mnist, whole) == 2
+    assert ensure_experts(tiny_spec(num_experts=1), mnist, parts) == 1
+    assert ensure_experts(tiny_spec(), mnist, parts) == 1 and ensure_experts(tiny_spec(), mnist, parts) == 0
+    ensure_experts(tiny_spec(), mnist, ranks, rank=1, world=2)
+    assert not expert_path(ranks, 0).is_file() and expert_path(ranks, 1).is_file()
+    ensure_experts(tiny_spec(), mnist, ranks, rank=0, world=2)
+    for d in (parts, ranks):
+        assert all(torch.equal(a, b) for a, b in zip(load_experts(whole, tiny_spec()), load_experts(d, tiny_spec())))

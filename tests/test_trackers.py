@@ -12,10 +12,16 @@ def test_tensorboard_run_can_be_read_back(tmp_path):
     pytest.importorskip("tensorboard")  # the `tensorboard` extra (in `dev`)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from omegaconf import OmegaConf
+
+    from genprior.evaluate import load_protocol
+
     fake_mnist(tmp_path, n_train=60, n_test=20)
     out = tmp_path / "r"
+    # the curve protocol: fast's ConvNet, 1 run of 1 epoch (its own overrides do not reach a named one)
+    OmegaConf.save(load_protocol("fast", ["runs=1", "epochs=1"]), tmp_path / "tiny.yaml")
     assert run.main(["pixel=dm", "dataset=mnist", f"dataset.root={tmp_path}", "ipc=1", "iterations=2", "log_every=1",
-                     "eval.every=2", "eval.curve_protocol=fast", "protocol=fast", "protocol.runs=1",
+                     "eval.every=2", f"eval.curve_protocol={tmp_path / 'tiny.yaml'}", "protocol=fast", "protocol.runs=1",
                      "protocol.epochs=1", "protocol.models=[mlp]", "eval.baselines=false", "log_with=[tensorboard]",
                      f"run_dir={out}"]) == 0
     events = EventAccumulator(str(out / "trackers" / "genprior"))

@@ -138,6 +138,14 @@ def test_supcon_by_hand():
     assert torch.isclose(loss, torch.stack(per_anchor).mean())
 
 
+def test_supcon_at_its_temperature_by_hand():
+    # two items, both views alike, one class each: every anchor has one positive (similarity 1)
+    # and two negatives (0); at temperature 0.5 its loss is log(2 + e^2) - 2 (e^(1/t) = e^2).
+    # A temperature multiplied instead of divided gives 0.794, none at all 0.551
+    f = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    assert supcon(f, torch.tensor([0, 1]), 0.5).item() == pytest.approx(0.239545, abs=1e-5)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(ipc=1, base_resolution=28), "not even one basis per class fits"),
     (dict(ipc=2, bases_per_class=5), "5 bases per class do not fit"),
