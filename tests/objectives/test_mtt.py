@@ -11,10 +11,10 @@ def two_weights(monkeypatch):
     monkeypatch.setitem(NETS, "two_weights", TwoWeights)
 
 
-def make(mode, trajectory, syn_steps=1):
+def make(mode, trajectory, syn_steps=1, **kw):
     real = toy_split([[1.0], [1.0]])
     return MTT(real, [trajectory], net="two_weights", syn_steps=syn_steps, expert_epochs=1, max_start_epoch=1,
-               dsa="none", mode=mode)
+               dsa="none", mode=mode, **kw)
 
 
 def test_normalized_distance_on_a_two_parameter_toy(two_weights):
@@ -89,3 +89,25 @@ def test_the_signature_defaults_are_the_config_defaults():
     shared = {k for k in defaults if k in config} - {"init_lr"}  # (the config's is an interpolation)
     assert {"syn_steps", "expert_epochs", "max_start_epoch", "trajectories_per_step"} <= shared
     assert {k: defaults[k] for k in shared} == {k: config[k] for k in shared}
+
+
+@pytest.mark.parametrize("mode", ["exact", "constant_memory"])
+def test_several_trajectories_per_step_average_and_their_shares_add_up(two_weights, mode):
+    # one trajectory, one start epoch, no augmentation: every unit matches the same segment, so
+    # two units per step must give one unit's loss and gradients, and two ranks' shares must sum to it
+    def run(per_step, units):
+        mtt = make(mode, torch.tensor([[0.0, 0.0], [1.0, -0.5]]), syn_steps=2, trajectories_per_step=per_step)
+        images = torch.tensor([1.0, -2.0, 0.5]).view(3, 1, 1, 1).requires_grad_(True)
+        lr = torch.tensor(0.1, requires_grad=True)
+        loss = mtt(images, torch.tensor([0, 1, 0]), 0, units, lr)
+        if loss.requires_grad:
+            loss.backward()
+        return loss.item(), images.grad.clone(), lr.grad.clone()
+
+    one = run(1, [0])
+    both = run(2, [0, 1])
+    shares = [run(2, [u]) for u in (0, 1)]
+    assert both[0] == pytest.approx(one[0], rel=1e-6) and sum(s[0] for s in shares) == pytest.approx(one[0], rel=1e-6)
+    for k in (1, 2):
+        torch.testing.assert_close(both[k], one[k])
+        torch.testing.assert_close(shares[0][k] + shares[1][k], one[k])
