@@ -61,7 +61,8 @@ def staleness(result: dict) -> tuple[str, bool] | None:
     today = network_digests(result["networks"], result["dataset"], result["resolution"])
     changed = [m for m, d in result["networks"].items() if today[m] != d]
     config = OmegaConf.create(result.get("config", "{}"))
-    if _synset_class(config) is not None and _synset_class(config).has_prior and not result.get("prior_digest"):
+    synset_class = _synset_class(config)
+    if synset_class is not None and synset_class.has_prior and not result.get("prior_digest"):
         return "it does not record the generator it was distilled with (it predates that record)", False
     if result.get("prior_digest") and prior_now(result["config"]) not in (None, result["prior_digest"]):
         return "the generator it was distilled with changed since (its prior digest)", False
@@ -157,10 +158,11 @@ def prior_now(config: str) -> str | None:
     retrained base goes unnoticed here (set the result aside by hand: `"superseded"`)."""
     from omegaconf import OmegaConf
 
-    cls = _synset_class(OmegaConf.create(config))
+    config = OmegaConf.create(config)
+    cls = _synset_class(config)
     if cls is None:
         return None
-    return cls.prior_digest_now(OmegaConf.to_container(OmegaConf.create(config).synset, resolve=True))
+    return cls.prior_digest_now(OmegaConf.to_container(config.synset, resolve=True))
 
 
 def _synset_class(config):
@@ -199,6 +201,28 @@ def set_aside(path: Path) -> Path:
     raise FileExistsError(f"no free .superseded name beside {path}")
 
 
+# genprior/run.py's one-line refusals of a checkpoint that a kept run directory cannot resume
+# (check_prior, load_checkpoint): the set was made through another generator or network
+REFUSALS = ("another version of its generator", "another version of objective.net=")
+
+
+def launch(cmd: list[str], env: dict) -> str | None:
+    """Run genprior/run.py, its stderr passed through line by line; the refusal line (REFUSALS)
+    if it refused its run directory, else None. Any other failure raises CalledProcessError.
+    (Any line, not the last: `accelerate launch` adds its own lines after a failed process.)"""
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+        refusal = None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            if any(r in line for r in REFUSALS):
+                refusal = line.strip()
+    if proc.returncode and refusal:
+        return refusal
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--launch", default="", help="launcher prefix, e.g. 'accelerate launch --num_processes 2'")
@@ -227,7 +251,13 @@ def main() -> None:
     cmd = shlex.split(a.launch) or [sys.executable]
     cmd += [str(ROOT / "genprior" / "run.py"), *a.overrides, f"run_dir={run_dir}"]
     t0 = time.time()
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    refused = launch(cmd, env)
+    if refused and run_dir.exists():  # a checkpoint of an older generator or network: start afresh
+        print(f"{name}: genprior/run.py refused its run directory ({refused}); "
+              f"moved to {set_aside(run_dir).name}, distilling afresh", flush=True)
+        refused = launch(cmd, env)
+    if refused:
+        raise SystemExit(f"{name}: genprior/run.py refused: {refused}")
     wall = time.time() - t0
     log = (run_dir / "log.txt").read_text()
     # one "distilled steps A-B (N steps) in Ts" line per session that finished; a session

@@ -55,7 +55,7 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
     monkeypatch.delenv("GENPRIOR_JUDGED_DIR", raising=False)
     calls = []
 
-    def fake_run(cmd, check, cwd, env):  # what genprior/run.py leaves in its run directory
+    def fake_run(cmd, env):  # what genprior/run.py leaves in its run directory
         calls.append(cmd)
         assert env["GENPRIOR_JUDGED_DIR"] == str(distill.RESULTS / "judged")  # rows land beside the results
         assert "GENPRIOR_JUDGED_DIR" not in os.environ  # for the run only, not for this process
@@ -71,7 +71,7 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
             {"synthetic": {"convnet": {"mean": 70.0, "std": 0.5, "runs": [69.5, 70.5]}}, "protocol": "fast",
              "protocol_config": {"models": ["convnet"]}, **record()}))
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(distill, "launch", fake_run)
     monkeypatch.setattr(sys, "argv", ["distill.py", "pixel=dm", "ipc=1"])
     out = distill.RESULTS / "distill_pixel-dm_ipc-1.json"
     out.parent.mkdir(parents=True)
@@ -89,13 +89,50 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
     assert len(calls) == 1 and "done" in capsys.readouterr().out
     # a preset that takes no step (diffusion=sample) leaves no curve.jsonl: a result all the same
     monkeypatch.setattr(sys, "argv", ["distill.py", "--name", "sample", "pixel=dm", "ipc=1", "iterations=0"])
-    def no_steps(cmd, **kw):
-        fake_run(cmd, **kw)
+    def no_steps(cmd, env):
+        fake_run(cmd, env)
         (Path(cmd[-1].split("=", 1)[1]) / "curve.jsonl").unlink()
 
-    monkeypatch.setattr(subprocess, "run", no_steps)
+    monkeypatch.setattr(distill, "launch", no_steps)
     distill.main()
     assert json.loads((distill.RESULTS / "distill_sample.json").read_text())["loss_first_last"] is None
+
+
+def test_a_refused_run_directory_is_set_aside_and_distilled_afresh(distill, tmp_path, monkeypatch, capsys):
+    """A kept run directory whose checkpoint genprior/run.py refuses (made through an older
+    generator) costs a fresh distillation, not the bench part; any other failure still fails."""
+    from types import SimpleNamespace
+
+    from genprior.errors import ConfigError
+    from genprior.run import check_prior
+
+    with pytest.raises(ConfigError) as e:  # the line run.py writes is the one the bench looks for
+        check_prior({"prior_digest": "a"}, SimpleNamespace(prior_digest="b"), Path("/r"))
+    refusal = str(e.value)
+    assert any(r in refusal for r in distill.REFUSALS)
+    script = f"import sys; sys.stderr.write('loading\\n{refusal}\\n'); sys.exit(2)"
+    assert distill.launch([sys.executable, "-c", script], dict(os.environ)) == refusal
+    assert distill.launch([sys.executable, "-c", "pass"], dict(os.environ)) is None
+    with pytest.raises(subprocess.CalledProcessError):  # exit 2 for another reason is a failure
+        distill.launch([sys.executable, "-c", "import sys; sys.exit(2)"], dict(os.environ))
+    run_dir = tmp_path / "runs" / "bench" / "x"
+    run_dir.mkdir(parents=True)
+    (run_dir / "old.txt").write_text("")
+    seen = []
+
+    def refuse_once(cmd, env):
+        seen.append(sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else None)
+        if len(seen) == 1:
+            return refusal
+        raise RuntimeError("second launch")  # the run itself: not needed here
+
+    monkeypatch.setattr(distill, "launch", refuse_once)
+    monkeypatch.setattr(sys, "argv", ["distill.py", "--name", "x", "pixel=dm", "ipc=1"])
+    with pytest.raises(RuntimeError, match="second launch"):
+        distill.main()
+    assert seen == [["old.txt"], None]  # the second launch found no run directory: it starts afresh
+    assert (run_dir.parent / "x.superseded" / "old.txt").is_file()
+    assert "refused its run directory" in capsys.readouterr().out
 
 
 def test_a_result_is_stale_when_its_generator_file_changed(distill, tmp_path):
