@@ -4,8 +4,6 @@ import torch
 from genprior.errors import ConfigError
 from genprior.nets import NETS, ConvNet, ViT, build_net
 
-torch.set_num_threads(1)
-
 # every net at the small resolutions; 128 px only for the nets meant for it (speed)
 SHAPES = [(r, c) for r in (28, 32, 64) for c in (1, 3)]  # every resolution x channel count
 CASES = [(n, r, c) for n in NETS for r, c in SHAPES]

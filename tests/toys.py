@@ -37,6 +37,19 @@ class TwoWeights(nn.Module):
         return x.mean((1, 2, 3))[:, None] * self.w[None, :]
 
 
+class AffineOnMean(nn.Module):
+    """logits = W (m, 1) with m the image mean and W a 2x2 matrix starting at zero: one 2-D
+    weight, so DC compares its two rows (one per class) and the gradients stay hand-checkable."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2, 2))
+
+    def forward(self, x):
+        m = x.mean((1, 2, 3))
+        return torch.stack([m, torch.ones_like(m)], 1) @ self.weight.T
+
+
 def image_split(num_classes: int = 3, resolution: int = 28, channels: int = 1, per_class: int = 4,
                 seed: int = 0) -> Split:
     """A "toy" Split of random images, `per_class` of each class, class-major."""

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from genprior.nets import NETS
 from genprior.objectives.dc import DC, layerwise_distance, loops_for
-from tests.toys import toy_split
+from tests.toys import AffineOnMean, toy_split
 
 
 def test_layerwise_distance_by_hand():
@@ -15,6 +16,24 @@ def test_layerwise_distance_by_hand():
     w = torch.randn(3, 2, 3, 3)
     assert layerwise_distance([w], [-w]).item() == pytest.approx(6.0, abs=1e-4)
     assert layerwise_distance([w], [4 * w]).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_dc_loss_pairs_each_class_with_its_own_real_images_by_hand(monkeypatch):
+    """With W = 0 the softmax is uniform, so the CE gradient of a batch of mean m for class c is
+    (1/2 - [k = c]) (m, 1) in row k: both rows point along (m, 1), and a class's distance is
+    2 (1 - cos((m_syn, 1), (m_real, 1))). Real means: class 0 at 1, class 1 at -1.
+      class 0, synthetic m = 0: cos = 1/sqrt(2), distance 2 - sqrt(2); d/dm = -2 * d cos/dm = -sqrt(2)
+      class 1, synthetic m = 1: cos((1, 1), (-1, 1)) = 0, distance 2; d cos/dm = -1/2, d/dm = 1"""
+    monkeypatch.setitem(NETS, "affine_on_mean", AffineOnMean)
+    real = toy_split([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])
+    dc = DC(real, ipc=1, net="affine_on_mean", batch_real=2, dsa="none", outer_loop=1, inner_loop=0)
+    images = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).requires_grad_()
+    labels = torch.tensor([0, 1])
+    loss = dc(images, labels, 0, [0, 1])
+    assert loss.item() == pytest.approx((2 - 2 ** 0.5) + 2, abs=1e-5)
+    loss.backward()
+    assert images.grad.flatten().tolist() == pytest.approx([-(2 ** 0.5), 1.0], abs=1e-5)
+    assert dc(images, labels, 0, [1]).item() == pytest.approx(2, abs=1e-5)  # one class: its own share
 
 
 def test_dc_schedule_by_ipc():
