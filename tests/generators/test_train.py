@@ -179,3 +179,69 @@ def test_cli_picks_the_family_by_arch(capsys):
     assert "unknown key r1_gamma; valid: arch, batch, beta_schedule" in capsys.readouterr().err
     assert main(["arch=vae", "out=x"]) == 2
     assert "valid: stylegan2, dcgan, unet" in capsys.readouterr().err
+
+
+class _Point(torch.nn.Module):
+    """A generator whose every image is one learnable pixel value b (z is drawn, not used)."""
+    z_dim = 2
+
+    def __init__(self, b):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.tensor([b]))
+
+    def decode(self, z, labels, space):
+        return (self.b + 0 * z[:, :1]).view(-1, 1, 1, 1)
+
+
+class _Slope(torch.nn.Module):
+    """D(x) = a x on one-pixel images: dD/dx = a, so R1 = a^2 for every image."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([a]))
+
+    def forward(self, x, labels):
+        return self.a * x.flatten()
+
+
+def test_gan_step_losses_and_lazy_r1_by_hand():
+    """Real pixels 1, fake pixel b = -0.5, D slope a = 2; SGD at lr 1 so each update is minus the
+    hand gradient. D: softplus(D(fake)) + softplus(-D(real)) + r1_every * gamma/2 * a^2 on R1 steps
+    (0, 4, ...; none on step 1); G: softplus(-a' b) with D's updated slope a'."""
+    import copy
+    import math
+
+    from generators.train import train_step
+
+    sp, sig = (lambda v: math.log1p(math.exp(v))), (lambda v: 1 / (1 + math.exp(-v)))
+    s = TrainSpec(arch="dcgan", batch=3, r1_gamma=0.1, r1_every=4, class_groups=1).resolved()
+    real, labels = torch.ones(6, 1, 1, 1), torch.arange(6) % 2
+    for step, r1_weight in ((0, 0.1 / 2 * 4), (1, 0.0)):
+        a, b = 2.0, -0.5
+        G, D = _Point(b), _Slope(a)
+        opt_G, opt_D = (torch.optim.SGD(m.parameters(), lr=1.0) for m in (G, D))
+        logs = train_step(step, s, G, D, copy.deepcopy(G), opt_G, opt_D, real, labels)
+        assert logs["d"] == pytest.approx(sp(a * b) + sp(-a) + r1_weight * a * a, abs=1e-6)
+        assert logs.get("r1") == (a * a if r1_weight else None)
+        a_next = a - (sig(a * b) * b - sig(-a) * 1.0 + r1_weight * 2 * a)  # d loss_d / da
+        assert D.a.item() == pytest.approx(a_next, abs=1e-6)
+        assert logs["g"] == pytest.approx(sp(-a_next * b), abs=1e-6)
+        assert G.b.item() == pytest.approx(b + sig(-a_next * b) * a_next, abs=1e-6)  # minus d softplus(-a'b)/db
+
+
+@pytest.mark.parametrize("raised,code,says", [
+    ("diverged", 1, "generators.train: diverged: D loss nan"),
+    ("interrupt", 130, "stopped by SIGINT (exit 130); rerun the same command to resume"),
+])
+def test_a_diverged_or_interrupted_training_exits_1_or_130_with_one_line(raised, code, says, tmp_path, monkeypatch,
+                                                                         capsys):
+    import generators.train as gt
+    from genprior.errors import Diverged
+
+    def stop(*args, **kwargs):
+        raise Diverged("D loss nan") if raised == "diverged" else KeyboardInterrupt
+
+    monkeypatch.setattr(gt, "train", stop)
+    assert main(["arch=dcgan", f"out={tmp_path / 'g'}"]) == code
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
