@@ -47,7 +47,7 @@ from generators.io import GENERATORS, build_generator, save_generator
 from generators.stylegan2 import StyleGAN2Discriminator
 from genprior import options
 from genprior.data import Split, load_split, to_unit
-from genprior.errors import ConfigError, Diverged, message
+from genprior.errors import ConfigError, Diverged, exit_status
 from genprior.files import write_torch
 from genprior.host import check_device, retain_freed_memory
 from genprior.progress import progress as progress_bar
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"arch={arch}:", ", ".join(listed))
         print("all:", ", ".join(f"{k}={v!r}" for k, v in asdict(TrainingRunOptions()).items()))
         return 0
-    try:
+    def work():
         retain_freed_memory()
         items = options.key_values(argv)
         run = options.spec_from(TrainingRunOptions, {f.name: items.pop(f.name) for f in fields(TrainingRunOptions) if f.name in items})
@@ -419,17 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         train(spec, run.out, run.ckpt, device=check_device(run.device or ("cuda" if torch.cuda.is_available() else "cpu")),
               data_root=run.data_root, command=shlex.join(["python", "-m", "generators.train", *argv]),
               log_every=run.log_every, checkpoint_every=run.checkpoint_every, fid_images=run.fid_images)
-    except ConfigError as e:
-        print(f"generators.train: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
-        return 2
-    except Diverged as e:
-        print(f"generators.train: diverged: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("generators.train: stopped by SIGINT (exit 130); rerun the same command to resume from the last "
-              "checkpoint", file=sys.stderr)
-        return 130
-    return 0
+
+    return exit_status("generators.train", work, "data_root=DIR",
+                       stopped="rerun the same command to resume from the last checkpoint")
 
 
 if __name__ == "__main__":

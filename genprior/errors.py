@@ -1,6 +1,7 @@
 """User-facing errors: bad input that deserves one clear line, not a traceback."""
 import argparse
 import sys
+from typing import Callable
 
 
 class ConfigError(ValueError):
@@ -10,6 +11,11 @@ class ConfigError(ValueError):
 class Diverged(RuntimeError):
     """A loss stopped being finite (usually: an lr too large). CLIs print the reason, which says
     what was kept, and exit 1."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the work is, as KeyboardInterrupt is for SIGINT (genprior/run.py
+    installs the handler that raises it; schedulers, docker stop and kill send the signal)."""
 
 
 class DataNotFound(ConfigError):
@@ -48,3 +54,22 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def exit_status(prog: str, work: Callable[[], int | None], root: str, download: str | None = None,
+                stopped: str = "rerun the same command to resume") -> int:
+    """Run a command line's body; its ending as that command's exit status, every failure one
+    stderr line: work's own status (None: 0), 2 bad input (ConfigError; `root`, `download`: its
+    data-set keys, see DataNotFound.hint), 1 diverged, 130 SIGINT, 143 SIGTERM (`stopped`: what is kept)."""
+    try:
+        return work() or 0
+    except ConfigError as e:
+        print(f"{prog}: error: {message(e, root, download)}", file=sys.stderr)
+        return 2
+    except Diverged as e:
+        print(f"{prog}: diverged: {e}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, Terminated) as e:
+        name, code = ("SIGINT", 130) if isinstance(e, KeyboardInterrupt) else ("SIGTERM", 143)
+        print(f"{prog}: stopped by {name} (exit {code}); {stopped}", file=sys.stderr)
+        return code

@@ -32,7 +32,7 @@ from safetensors.torch import load_file
 from genprior import artifacts, options
 from genprior.augment import dsa_or_none
 from genprior.data import DATASETS, Split, cache_dir, load_split
-from genprior.errors import ConfigError, Diverged, message
+from genprior.errors import ConfigError, Diverged, exit_status
 from genprior.files import save_safetensors
 from genprior.host import check_device, retain_freed_memory
 from genprior.nets import net_digest
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print("options:", ", ".join(f"{f.name}={getattr(defaults, f.name)!r}" for f in fields(ExpertSpec)),
               "dir=PATH data_root=PATH device=cpu|cuda")
         return 0
-    try:
+    def work():
         retain_freed_memory()
         items = options.key_values(argv)
         directory, root = items.pop("dir", None), items.pop("data_root", None)
@@ -197,18 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         real = load_split(spec.dataset, "train", root, spec.resolution, space=spec.space)
         directory = Path(directory) if directory else spec.default_dir(cache_dir())
         ensure_experts(spec, real, directory, device=device)
-    except ConfigError as e:
-        print(f"genprior.experts: error: {message(e, 'data_root=DIR')}", file=sys.stderr)
-        return 2
-    except Diverged as e:
-        print(f"genprior.experts: diverged: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("genprior.experts: stopped by SIGINT (exit 130); the finished experts are kept: rerun to go on",
-              file=sys.stderr)
-        return 130
-    print(f"{spec.num_experts} experts in {directory}")
-    return 0
+        print(f"{spec.num_experts} experts in {directory}")
+
+    return exit_status("genprior.experts", work, "data_root=DIR",
+                       stopped="the finished experts are kept: rerun to go on")
 
 
 if __name__ == "__main__":

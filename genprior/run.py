@@ -47,16 +47,12 @@ from omegaconf import DictConfig, OmegaConf
 from genprior.config import Plan, check, compose, default_run_dir, sweep_jobs
 from genprior.context import RunContext
 from genprior.data import check_ipc, dataset_info, load_split, to_unit
-from genprior.errors import ConfigError, Diverged, message, one_line
+from genprior.errors import ConfigError, Diverged, Terminated, exit_status, message, one_line
 from genprior.files import write_json, write_torch
 from genprior.host import cpu_threads, end_with_launcher, retain_freed_memory
 from genprior.rundir import CONFIG, LOG, RunDirectory, config_diff
 from genprior.runlog import RunLog, final_scalars
 from genprior.shipped import CONFIG_DIR
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the run is, like KeyboardInterrupt for SIGINT (see main)."""
 
 
 @contextmanager
@@ -502,31 +498,21 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
     previous = signal.signal(signal.SIGTERM, _terminate)  # schedulers, docker stop and kill send it
     end_with_launcher()  # and `kill <accelerate launch>`, which the launcher itself does not pass on
-    try:
+    def work() -> int | None:
         retain_freed_memory()  # the same buffers every step: keep them mapped (genprior/host.py)
         if multirun:
-            return sweep(sweep_jobs(overrides))
+            return sweep(sweep_jobs(overrides))  # 1 when a job failed
         cfg = compose(overrides)
         plan = check(cfg)
         cpu_threads(cfg.threads)  # accelerate launch would leave a CPU run on one thread
         distill(cfg, plan)
-    except ConfigError as e:
-        print(f"genprior.run: error: {message(e, 'dataset.root=DIR', 'dataset.download=true')}", file=sys.stderr)
-        return 2
-    except Diverged as e:
-        print(f"genprior.run: diverged: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("genprior.run: stopped by SIGINT (exit 130); rerun the same command to resume", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("genprior.run: stopped by SIGTERM (exit 143); rerun the same command to resume", file=sys.stderr)
-        return 143
+
+    try:
+        return exit_status("genprior.run", work, "dataset.root=DIR", "dataset.download=true")
     finally:
         signal.signal(signal.SIGTERM, previous)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # once, after every job of a sweep (see _ending_trackers)
-    return 0
 
 
 def sweep(jobs: list[list[str]]) -> int:
