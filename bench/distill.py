@@ -92,7 +92,8 @@ def _judging_only(result: dict) -> bool:
         return False
 # options added with a default that changed what the code computes: key -> the value every
 # run made before the option existed behaved as (so those results are rerun, not reused)
-BEHAVED_AS = {"synset.bound": False}  # HaBa's rendered values, unbounded until 2026-11-30
+BEHAVED_AS = {"synset.bound": False,  # HaBa's rendered values, unbounded until 2026-11-30
+              "synset.views": "one"}  # HaBa's steps rendered one hallucination per basis until 2026-12-01
 
 
 def resumes(run_dir: Path, overrides: list[str]) -> bool:

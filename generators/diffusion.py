@@ -259,7 +259,9 @@ def load_diffusion(path: str | Path, class_names: list[str] | None = None, class
 
     root = local_folder(path)
     index = _read_json(root, "model_index.json")
-    scheduler = _load(DDIMScheduler, root, "scheduler", clip_sample=False)  # never clamp: it cuts gradients
+    # never clamp x0, neither at 1 (clip_sample) nor at a percentile (dynamic thresholding): both cut
+    # gradients. ddim_sample applies neither; the scheduler's config then says what is done
+    scheduler = _load(DDIMScheduler, root, "scheduler", clip_sample=False, thresholding=False)
     vae = None
     if "transformer" in index:
         from diffusers import DiTTransformer2DModel

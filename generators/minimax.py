@@ -16,7 +16,9 @@ terms from its second appearance on. On top: the diffusion loss the model was tr
 with (generators/train_diffusion.py), label dropout kept so guidance still works.
 
 Only a DiffFit-style subset is trained: parameters whose names contain "bias", "norm" or
-the class embedding (DiffFit's per-block scale factors do not exist in a diffusers UNet),
+the class embedding (DiffFit's per-block scale factors do not exist in a diffusers UNet;
+its GroupNorm scales, which "norm" selects, stand in for them: the official DiT's norms have
+no affine parameters, so there the keyword selects nothing and the gammas are the scales),
 AdamW at lr 1e-3 without weight decay, and an EMA of them is the result. The official
 code (DiT-XL/2 on ImageNet subsets) uses EMA decay 0.9999 over thousands of steps; a
 fine-tune of a few hundred steps takes its half-life from `ema_kimg` as the project's

@@ -7,9 +7,12 @@ output, and a 3x3 transposed convolution back to the image size; channels in = t
 bases', out = the data set's. Its per-pixel maps make it resolution-bound: built for the
 data set's resolution (the official code fixes 32 px).
 
-During distillation each step renders one image per basis, through a hallucinator drawn
-per basis from (seed, step) (`begin_step`), and the objective (DC, DM or MTT, unchanged)
-sees those. The adversary is the synset's auxiliary term (docs/design.md, seams): a small
+During distillation the objective (DC, DM or MTT, unchanged) sees, each step, `views`:
+`all` (default) renders every basis through every hallucinator, so an MTT trajectory's
+student batches mix all hallucinations as the official code's do (it draws one hallucinator
+per student step) and every hallucinator learns from every basis; `one` renders one image per
+basis through a hallucinator drawn per basis from (seed, step) (`begin_step`), 1/H the images
+and the choice of genprior's first HaBa runs. `all` items are basis-major, as the export. The adversary is the synset's auxiliary term (docs/design.md, seams): a small
 feature extractor (the 3-block ConvNet) trained in alternation with the set. The set's
 side adds lambda_set * mean((cos(f(x0), f(x1)) + 1) / 2) between two hallucinations of
 each basis, pushing them apart; after the set's update, the extractor takes one SGD step
@@ -38,6 +41,8 @@ and its ZCA transform: not stored with the set, nor counted in its storage.
 The saved set is the whole product, bases x hallucinators, in groups of `views`
 consecutive images per basis (metadata "views"): the protocol trains on all of them, or,
 with protocol.views=one, on one random view per basis each epoch, the paper's evaluation.
+(The official evaluation also standardizes every batch, synthetic and test, to mean 0 and
+std 1, which hides a set's scale and offset; genprior's protocol judges the values as they are.)
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ from genprior.rng import derive_seed, seeded
 from genprior.synsets.base import Synset
 
 INITS = ("real", "noise")
+VIEWS = ("all", "one")  # what a distillation step renders: every hallucination of each basis, or one
 # HaBa's own random streams per step: (seed, step, HABA_SALT + k). The objectives draw theirs
 # from (seed, step, class or unit index), so small salts here would share their streams
 HABA_SALT = 0x4AB00
@@ -86,6 +92,7 @@ class HabaSynset(Synset):
         base_channels: int | None = option(min=1)
         base_resolution: int | None = option(min=3)
         init: str = option(choices=INITS)
+        views: str = option(choices=VIEWS)
         bound: bool = option()
         adversary: bool = option()
         lambda_set: float = option(min=0)
@@ -104,13 +111,15 @@ class HabaSynset(Synset):
 
     def __init__(self, real: Split, ipc: int, hallucinators: int = 5, bases_per_class: int | None = None,
                  base_channels: int | None = None, base_resolution: int | None = None, init: str = "real",
-                 bound: bool = True, adversary: bool = True, lambda_set: float = 0.1, lambda_views: float = 0.1,
-                 lambda_contrast: float = 0.1, temperature: float = 0.07, adversary_lr: float = 1e-3,
+                 views: str = "all", bound: bool = True, adversary: bool = True, lambda_set: float = 0.1,
+                 lambda_views: float = 0.1, lambda_contrast: float = 0.1, temperature: float = 0.07, adversary_lr: float = 1e-3,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0):
         info, (channels, resolution) = real.info, (real.images.shape[1], real.images.shape[-1])
         c_base = base_channels or channels
         if base_resolution is not None and base_resolution > resolution:
             raise ConfigError(f"base_resolution {base_resolution} is above the data's {resolution} px")
+        if views not in VIEWS:
+            raise ConfigError(f"unknown HaBa views {views!r}; valid: {', '.join(VIEWS)}")
         if adversary and hallucinators < 2:
             raise ConfigError("the adversary compares two different hallucinations of a basis: hallucinators >= 2 "
                               "(or adversary=false)")
@@ -133,7 +142,12 @@ class HabaSynset(Synset):
                 f"hallucinators take {halluc_floats} and each class's basis {c_base * r_base * r_base}, so "
                 + (f"{bases_per_class} bases per class do not fit (at most {max(fits, 0)})" if bases_per_class >= 1
                    else "not even one basis per class fits") + f"; use {hint}")
-        super().__init__(info.num_classes, bases_per_class)  # one item per basis while distilling
+        # items while distilling: each basis's `per_basis` views, basis-major (one: the drawn view)
+        self.bases_per_class, self.per_basis = bases_per_class, hallucinators if views == "all" else 1
+        self.num_bases = info.num_classes * bases_per_class
+        super().__init__(info.num_classes, bases_per_class * self.per_basis)
+        self.register_buffer("basis_labels", torch.arange(info.num_classes).repeat_interleave(bases_per_class),
+                             persistent=False)
         self.budget_ipc, self.budget = ipc, budget
         self.channels, self.resolution, self.seed = channels, resolution, seed
         g = seeded(seed, 0x4ABA)
@@ -144,7 +158,7 @@ class HabaSynset(Synset):
             if r_base != resolution:
                 bases = F.interpolate(bases, size=r_base, mode="bilinear", align_corners=False, antialias=True)
         elif init == "noise":
-            bases = torch.randn(len(self), c_base, r_base, r_base, generator=g)
+            bases = torch.randn(self.num_bases, c_base, r_base, r_base, generator=g)
         else:
             raise ConfigError(f"unknown HaBa init {init!r}; valid: {', '.join(INITS)}")
         self.bases = nn.Parameter(bases.clone())
@@ -155,7 +169,7 @@ class HabaSynset(Synset):
         lo, hi = real.images.amin((0, 2, 3)), real.images.amax((0, 2, 3))
         self.register_buffer("centre", ((hi + lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
         self.register_buffer("half_width", ((hi - lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
-        self.assignment = torch.zeros(len(self), dtype=torch.long)  # which hallucinator renders each basis now
+        self.assignment = torch.zeros(self.num_bases, dtype=torch.long)  # views=one: each basis's hallucinator now
         # not a submodule: outside the set's state and its all-reduce
         self.__dict__["adversary"] = Adversary(real, seed, adversary_lr, dsa, lambda_set, lambda_views,
                                                lambda_contrast, temperature) if adversary else None
@@ -169,31 +183,39 @@ class HabaSynset(Synset):
         out = x.new_empty(len(index), self.channels, self.resolution, self.resolution)
         for h, hallucinator in enumerate(self.hallucinators):
             mask = which == h
-            if mask.any():
-                out[mask] = hallucinator(x[mask])
+            if mask.any():  # in out's dtype: under bf16 autocast the convolutions return bf16
+                out[mask] = hallucinator(x[mask]).to(out.dtype)
         if self.centre is not None:
             out = self.centre + self.half_width * torch.tanh((out - self.centre) / self.half_width)
         return out
 
     def begin_step(self, step: int) -> None:
-        self.assignment = torch.randint(len(self.hallucinators), (len(self),), generator=seeded(self.seed, step, HABA_SALT + 1))
+        if self.per_basis == 1:
+            self.assignment = torch.randint(len(self.hallucinators), (self.num_bases,),
+                                            generator=seeded(self.seed, step, HABA_SALT + 1))
 
     def render(self, index: torch.Tensor) -> torch.Tensor:
-        return self._views(index, self.assignment.to(index.device)[index])
+        if self.per_basis == 1:
+            return self._views(index, self.assignment.to(index.device)[index])
+        return self._views(index // self.per_basis, index % self.per_basis)
 
     def _two_views(self, step: int, salt: int, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two hallucinator choices per basis, different from each other (the first given, or drawn)."""
         g = seeded(self.seed, step, HABA_SALT + salt)
         h = len(self.hallucinators)
-        first = torch.randint(h, (len(self),), generator=g) if first is None else first.cpu()
-        second = (first + 1 + torch.randint(h - 1, (len(self),), generator=g)) % h
+        first = torch.randint(h, (self.num_bases,), generator=g) if first is None else first.cpu()
+        second = (first + 1 + torch.randint(h - 1, (self.num_bases,), generator=g)) % h
         return first, second
 
     # ---- the adversary: an auxiliary term of the set, and its own update
     def auxiliary_loss(self, images: torch.Tensor, step: int) -> torch.Tensor | None:
         if self.adversary is None:
             return None
-        index = torch.arange(len(self), device=images.device)
+        if self.per_basis > 1:  # both views are among this step's images: their gradient takes the chunked path
+            first, second = (v.to(images.device) for v in self._two_views(step, 2))
+            at = torch.arange(self.num_bases, device=images.device) * self.per_basis
+            return self.adversary.set_term(images[at + first], images[at + second], step)
+        index = torch.arange(self.num_bases, device=images.device)
         _, second = self._two_views(step, 2, first=self.assignment)
         other = self._views(index, second.to(images.device))  # with a graph: its gradient goes to the set directly
         return self.adversary.set_term(images, other, step)
@@ -203,11 +225,11 @@ class HabaSynset(Synset):
         # stays one network across processes without a collective (a small ConvNet: redundant, cheap).
         if self.adversary is None:
             return
-        index = torch.arange(len(self), device=self.bases.device)
+        index = torch.arange(self.num_bases, device=self.bases.device)
         first, second = self._two_views(step, 4)
         with torch.no_grad():  # the extractor's step never changes the set
             views = [self._views(index, first.to(index.device)), self._views(index, second.to(index.device))]
-        self.adversary.update(*views, self.labels, step)
+        self.adversary.update(*views, self.basis_labels, step)
 
     def aux_state(self) -> dict:
         return {} if self.adversary is None else self.adversary.state_dict()
@@ -230,7 +252,7 @@ class HabaSynset(Synset):
         bases = self.bases.numel()
         halluc = sum(p.numel() for p in self.hallucinators.parameters())
         return {"floats": bases + halluc + (self.lr is not None), "budget": self.budget,
-                "counted": f"{len(self)} bases {tuple(self.bases.shape[1:])} + {len(self.hallucinators)} hallucinators",
+                "counted": f"{self.num_bases} bases {tuple(self.bases.shape[1:])} + {len(self.hallucinators)} hallucinators",
                 "bases": bases, "hallucinator_params": halluc,
                 "paper_accounting": f"ipc {self.budget_ipc} = {self.budget_ipc} bases per class of full images; "
                                     f"the hallucinators' {halluc} floats on top (the paper counts bases only)",
@@ -240,10 +262,10 @@ class HabaSynset(Synset):
     def export_items(self, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Every basis through every hallucinator, `views` consecutive images per basis, class-major."""
         h = len(self.hallucinators)
-        index = torch.arange(len(self), device=self.bases.device).repeat_interleave(h)
-        which = torch.arange(h, device=index.device).repeat(len(self))
+        index = torch.arange(self.num_bases, device=self.bases.device).repeat_interleave(h)
+        which = torch.arange(h, device=index.device).repeat(self.num_bases)
         images = torch.cat([self._views(i, w) for i, w in zip(index.split(chunk), which.split(chunk))])
-        return images, self.labels.repeat_interleave(h), {"views": h, "bases_per_class": self.items_per_class}
+        return images, self.basis_labels.repeat_interleave(h), {"views": h, "bases_per_class": self.bases_per_class}
 
 
 class Adversary:

@@ -13,10 +13,10 @@ def split(channels=1, resolution=28, num_classes=3, per_class=12):
 
 @pytest.mark.parametrize("channels, resolution", [(1, 28), (3, 32), (3, 64)])
 def test_rendering_shapes_counts_and_the_exported_product(channels, resolution):
-    s = HabaSynset(split(channels, resolution), ipc=10, hallucinators=3, dsa="none")
+    s = HabaSynset(split(channels, resolution), ipc=10, hallucinators=3, dsa="none", views="one")
     s.begin_step(0)
     images = s.render_all()
-    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.items_per_class
+    assert images.shape == (len(s), channels, resolution, resolution) and len(s) == 3 * s.bases_per_class
     exported, labels, meta = s.export_items(chunk=7)
     assert exported.shape == (len(s) * 3, channels, resolution, resolution) and meta["views"] == 3
     assert labels.tolist() == s.labels.repeat_interleave(3).tolist()
@@ -26,6 +26,30 @@ def test_rendering_shapes_counts_and_the_exported_product(channels, resolution):
     assert sum(p.numel() for p in Hallucinator(3, 3, 32).parameters()) == 5568  # the official count at 32 px RGB
 
 
+def test_views_all_distills_on_the_exported_product_and_one_on_a_drawn_view_per_basis():
+    real = split()
+    every, one = (HabaSynset(real, ipc=4, hallucinators=3, dsa="none", adversary=False, views=v) for v in ("all", "one"))
+    assert len(every) == 3 * len(one) == 3 * every.num_bases and every.items_per_class == 3 * every.bases_per_class
+    every.begin_step(5), one.begin_step(5)
+    exported, labels, meta = every.export_items()
+    torch.testing.assert_close(every.render_all(chunk=4), exported)  # each step: the whole saved set
+    assert every.labels.tolist() == labels.tolist() and meta == {"views": 3, "bases_per_class": every.bases_per_class}
+    drawn = one.render_all()  # basis b through the hallucinator (seed, step) drew for it
+    torch.testing.assert_close(drawn, exported[torch.arange(one.num_bases) * 3 + one.assignment])
+    assert one.export_items()[1].tolist() == labels.tolist()
+    with pytest.raises(ConfigError, match="unknown HaBa views 'two'; valid: all, one"):
+        HabaSynset(real, ipc=4, hallucinators=3, views="two")
+
+
+def test_hallucinations_render_under_bf16_autocast():
+    s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none")
+    s.begin_step(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # was: index_put of bf16 into a float32 buffer
+        images = s.render_all().requires_grad_(True)
+        aux = s.auxiliary_loss(images, 0)
+    assert images.dtype == torch.float32 and torch.isfinite(aux)
+
+
 @pytest.mark.parametrize("channels, resolution", [(1, 28), (3, 32)])
 @pytest.mark.parametrize("ipc", [1, 10])
 def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
@@ -33,14 +57,15 @@ def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
     st = s.storage()
     assert st["floats"] <= st["budget"] == ipc * 10 * channels * resolution ** 2
     assert st["floats"] == s.bases.numel() + sum(p.numel() for p in s.hallucinators.parameters())
-    assert "paper" in st["paper_accounting"] and s.items_per_class >= 1
+    assert "paper" in st["paper_accounting"] and s.bases_per_class >= 1
 
 
-def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd():
-    s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none", adversary=False)
+@pytest.mark.parametrize("views", ["all", "one"])
+def test_the_chunked_gradient_reaches_bases_and_hallucinators_as_plain_autograd(views):
+    s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none", adversary=False, views=views)
     for step in range(100):  # a step whose draw uses every hallucinator
         s.begin_step(step)
-        if len(s.assignment.unique()) == 3:
+        if views == "all" or len(s.assignment.unique()) == 3:
             break
     weights = torch.randn(len(s), 1, 28, 28, generator=torch.Generator().manual_seed(1))
     loss_of = lambda x: ((x * weights).sum() ** 2) / 1e4 + (x ** 3 * weights).mean()  # noqa: E731
@@ -76,8 +101,9 @@ def test_the_bound_keeps_every_rendered_value_in_the_data_range_and_passes_gradi
     assert "centre" not in bounded.state_dict()  # the range is the data's, never part of the saved set
 
 
-def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself():
-    s = HabaSynset(split(), ipc=4, hallucinators=3)
+@pytest.mark.parametrize("views", ["all", "one"])
+def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself(views):
+    s = HabaSynset(split(), ipc=4, hallucinators=3, views=views)
     before_adv = {k: v.clone() for k, v in s.adversary.net.state_dict().items()}
     s.begin_step(0)
     images = s.render_all().requires_grad_(True)
