@@ -24,6 +24,11 @@ code (DiT-XL/2 on ImageNet subsets) uses EMA decay 0.9999 over thousands of step
 fine-tune of a few hundred steps takes its half-life from `ema_kimg` as the project's
 other trainings do.
 
+Batches are drawn as the base model's training draws them (generators/diffusion.py,
+training_batch): with replacement and without the official code's horizontal flips, from
+the stream seeded(seed, step), the base run's stream too (the shipped UNet was trained
+with seed 0, so both see the same images at a step; their t and noise differ).
+
 Several processes (torch.distributed initialized) split each batch. Each process gathers
 the whole batch's x0 predictions (its own share live, the others' as values), so the
 per-class min and max are those of the whole batch, as in one process; each share's
