@@ -302,6 +302,7 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
                     raise Diverged(reason)
                 with held_signals():  # the set's update and the synset's own after it: both or neither
                     optimizer.step()
+                    hold_floors(optimizer)
                     optimizer.zero_grad(set_to_none=True)
                     synset.end_step(step)
                     completed = step + 1
@@ -365,6 +366,15 @@ def distill_step(synset, objective, step: int, units: list[int], chunk: int, aut
     if images.grad is not None:
         synset.push_grad(images.grad, chunk)
     return loss.detach()
+
+
+@torch.no_grad()
+def hold_floors(optimizer) -> None:
+    """Every group with a floor (synset.optim.<group>.floor) back at or above it after an update."""
+    for group in optimizer.param_groups:
+        if group.get("floor") is not None:  # a checkpoint from before floors existed has none
+            for p in group["params"]:
+                p.clamp_(min=group["floor"])
 
 
 def check_learned_lr(lr: torch.Tensor, step: int, saved: Callable[[], str], log=None) -> None:

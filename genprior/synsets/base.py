@@ -31,6 +31,9 @@ class OptimGroup:
     """SGD settings of one learnable group (`synset.optim.<group>`)."""
     lr: float = option(min=0)
     momentum: float = option(0.0, min=0, below=1)
+    # after every update the group's values are held at or above it (None: unheld). HaBa's code
+    # holds MTT's learned lr at >= 1e-3, so that a falling lr cannot stall the student
+    floor: float | None = option(None)
 
 
 class Synset(nn.Module):
@@ -136,7 +139,7 @@ class Synset(nn.Module):
                               f"(this synset has: {', '.join(groups)})")
         checked = {name: spec_from(OptimGroup, settings[name], f"synset.optim.{name}", strings=False) for name in groups}
         return [{"params": params, "name": name, "lr": checked[name].lr,
-                 "momentum": checked[name].momentum}
+                 "momentum": checked[name].momentum, "floor": checked[name].floor}
                 for name, params in groups.items()]
 
     def _chunks(self, chunk: int):

@@ -63,3 +63,20 @@ def test_pixel_synset_init_groups_and_storage():
     a = PixelSynset(real, ipc=2, init="noise", seed=4).images
     b = PixelSynset(real, ipc=2, init="noise", seed=4).images
     assert torch.equal(a, b)
+
+
+def test_a_group_with_a_floor_is_held_at_it_after_each_update_and_the_others_are_not():
+    """synset.optim.<group>.floor, as HaBa's official code holds MTT's learned lr >= 1e-3."""
+    from genprior.run import hold_floors
+
+    real = toy_split([[float(i) for i in range(5)], [10.0 + i for i in range(5)]])
+    s = PixelSynset(real, ipc=2, init="real", seed=0)
+    s.learn_lr(0.01)
+    opt = torch.optim.SGD(s.param_groups({"images": {"lr": 1.0}, "lr": {"lr": 1.0, "floor": 1e-3}}))
+    (s.lr * 5 + s.images.sum() * 100).backward()  # an update that takes the lr to -4.99, the images by -100
+    opt.step()
+    before = s.images.detach().clone()
+    hold_floors(opt)
+    assert s.lr.item() == pytest.approx(1e-3) and torch.equal(s.images, before)  # no floor: unheld
+    with pytest.raises(ConfigError, match="floor must be a number"):
+        s.param_groups({"images": {"lr": 1.0}, "lr": {"lr": 1.0, "floor": "low"}})
