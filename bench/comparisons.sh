@@ -34,18 +34,23 @@ export GENPRIOR_JUDGED_DIR="${GENPRIOR_JUDGED_DIR:-$PWD/bench/results/judged}"
 REDUCED=(protocol.runs=3 protocol.epochs=300 protocol.compile=true)
 MTT=(objective.experts.num_experts=5 objective.experts.epochs=8 objective.max_start_epoch=4)
 
-cell() {  # PRIOR OBJECTIVE IPC [--prior-overrides ...]: one prior-vs-pixel comparison at the budgets above
-  local prior=$1 objective=$2 ipc=$3
+cell() {  # PRIOR OBJECTIVE IPC [prior_vs_pixel options] [-- overrides of both sides]: one prior-vs-pixel
+  local prior=$1 objective=$2 ipc=$3  # comparison at the budgets above
   shift 3
+  local options=() both=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -- ]; then shift; both=("$@"); break; fi
+    options+=("$1"); shift
+  done
   local batch_syn=null dc_its=200
   if [ "$ipc" != 1 ]; then batch_syn=20; dc_its=40; fi
   case $objective in
-    dm) part python bench/prior_vs_pixel.py --prior "$prior" --objectives dm --ipc "$ipc" --iterations 300 "$@" \
-          -- objective.compile=true "${REDUCED[@]}" ;;
-    mtt) part python bench/prior_vs_pixel.py --prior "$prior" --objectives mtt --ipc "$ipc" --iterations 200 "$@" \
-          -- "${REDUCED[@]}" "${MTT[@]}" objective.batch_syn=$batch_syn ;;
-    dc) part python bench/prior_vs_pixel.py --prior "$prior" --objectives dc --ipc "$ipc" --iterations $dc_its "$@" \
-          -- "${REDUCED[@]}" ;;
+    dm) part python bench/prior_vs_pixel.py --prior "$prior" --objectives dm --ipc "$ipc" --iterations 300 \
+          "${options[@]}" -- objective.compile=true "${REDUCED[@]}" "${both[@]}" ;;
+    mtt) part python bench/prior_vs_pixel.py --prior "$prior" --objectives mtt --ipc "$ipc" --iterations 200 \
+          "${options[@]}" -- "${REDUCED[@]}" "${MTT[@]}" objective.batch_syn=$batch_syn "${both[@]}" ;;
+    dc) part python bench/prior_vs_pixel.py --prior "$prior" --objectives dc --ipc "$ipc" --iterations $dc_its \
+          "${options[@]}" -- "${REDUCED[@]}" "${both[@]}" ;;
   esac
 }
 
@@ -65,11 +70,14 @@ for ipc in 1 10; do
   if [ "$swept" = yes ]; then cell haba dm "$ipc"; fi
   cell haba dc "$ipc"
 done
+# GLaD's DC takes one latent update per fresh network (its code's outer_loop = inner_loop = 1,
+# configs/glad/dc.yaml); the pixel side takes the same, so the two differ only in the prior
 for ipc in 1 10; do
-  for objective in dm mtt dc; do
-    cell glad "$objective" "$ipc"
-  done
+  cell glad dm "$ipc"
+  cell glad mtt "$ipc"
+  cell glad dc "$ipc" -- objective.outer_loop=1 objective.inner_loop=1
   cell glad dm "$ipc" --sides prior --prior-overrides synset.init=invert
+  cell glad dm "$ipc" --sides prior --prior-overrides synset.truncation=1.0  # GLaD's code starts untruncated
 done
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed: %s\n' "${failed[@]}" >&2
