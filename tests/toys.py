@@ -58,3 +58,28 @@ def image_split(num_classes: int = 3, resolution: int = 28, channels: int = 1, p
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     images = torch.randn(len(labels), channels, resolution, resolution, generator=torch.Generator().manual_seed(seed))
     return Split(images, labels, info, "train")
+
+
+def check_chunked_gradient(s, chunk: int, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Assert that the constant-memory path (render without a graph, dL/dx on a leaf, push_grad
+    chunk by chunk: genprior/run.py's distill_step) gives every parameter of synset `s` the
+    gradient plain autograd through the whole set gives, and a nonzero one; returns them.
+    The loss is nonlinear in the images, so every image's dL/dx depends on all the others."""
+    shape = s.render(torch.arange(1)).shape[1:]
+    weights = torch.randn(len(s), *shape, generator=torch.Generator().manual_seed(1))
+
+    def loss_of(images):
+        return ((images * weights).sum() ** 2) / 1e4 + (images ** 3 * weights).mean()
+
+    loss_of(s.render(torch.arange(len(s)))).backward()
+    plain = {n: p.grad.clone() for n, p in s.named_parameters() if p.grad is not None}
+    s.zero_grad()
+    images = s.render_all(chunk).requires_grad_(True)
+    loss_of(images).backward()
+    s.push_grad(images.grad, chunk)
+    assert plain and set(plain) == {n for n, p in s.named_parameters() if p.grad is not None}
+    for name, p in s.named_parameters():
+        if name in plain:
+            assert p.grad.abs().sum() > 0, name
+            torch.testing.assert_close(p.grad, plain[name], rtol=1e-4, atol=1e-6)
+    return plain

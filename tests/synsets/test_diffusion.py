@@ -6,7 +6,7 @@ from generators.diffusion import load_diffusion, save_diffusion
 from genprior.context import DatasetOptions, RunContext
 from genprior.errors import ConfigError
 from genprior.synsets.diffusion import DiffusionSynset, minimax_model
-from tests.toys import image_split
+from tests.toys import check_chunked_gradient, image_split
 
 
 def split(num_classes=3, per_class=4, resolution=8):
@@ -37,19 +37,7 @@ def synset(tmp_path, ipc=2, **kw):
 
 def test_chunked_latent_gradient_equals_plain_autograd(tmp_path):
     s = synset(tmp_path, guidance=2.0)
-    weights = torch.randn(len(s), 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-    def loss_of(images):
-        return ((images * weights).sum() ** 2) / 1e4 + (images ** 3 * weights).mean()
-
-    loss_of(s.render(torch.arange(len(s)))).backward()
-    plain = s.latents.grad.clone()
-    s.zero_grad()
-    images = s.render_all(chunk=4).requires_grad_(True)
-    loss_of(images).backward()
-    s.push_grad(images.grad, chunk=4)
-    assert plain.abs().sum() > 0
-    torch.testing.assert_close(s.latents.grad, plain, rtol=1e-4, atol=1e-6)
+    assert set(check_chunked_gradient(s, chunk=4)) == {"latents"}
 
 
 def test_the_start_is_plain_sampling_of_seeded_noise_and_storage_is_one_image_each(tmp_path):
