@@ -59,16 +59,29 @@ for ipc in 1 10; do
   part python bench/presets_table.py --presets diffusion=sample minimax=sample minimax=dm pixel=dm --ipc "$ipc" \
     -- protocol=cross_arch "${REDUCED[@]}"
 done
-# haba=dm's bases lr under the bound (synset.bound), before its cells use the preset: a pick
-# other than the preset's value skips haba=dm's cells (exit 3) until the preset is set to it
-swept=yes
-python bench/lr_sweep.py --check-preset --preset haba=dm --ipc 1 --key synset.optim.bases.lr \
-  --values 0.3 0.1 0.03 0.01 -- iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]' \
-  || { swept=no; failed+=("the haba=dm bases-lr sweep (haba=dm's cells skipped)"); }
+# HaBa's lrs from accuracy (IPC 1, the fast protocol plus AlexNet), before its cells use the
+# presets: a pick other than a preset's value skips that preset's cells (lr_sweep.py exits 3)
+# until the preset is set to it. haba=dm: the bases' lr under the bound (synset.bound); haba=mtt
+# and haba=dc: the hallucinators', whose presets took a first-step probe's or the paper's value.
+declare -A swept=()
+sweep() {  # PRESET KEY "VALUES" [overrides...]
+  local preset=$1 key=$2 values=$3
+  shift 3
+  # shellcheck disable=SC2086  # the values are one word each
+  if python bench/lr_sweep.py --check-preset --preset "$preset" --ipc 1 --key "$key" --values $values -- "$@"; then
+    swept[$preset]=yes
+  else
+    failed+=("the $preset $key sweep ($preset's cells skipped)")
+  fi
+}
+sweep haba=dm synset.optim.bases.lr "0.3 0.1 0.03 0.01" \
+  iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep haba=mtt synset.optim.hallucinators.lr "100 10 1 0.1" protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep haba=dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6" protocol=fast 'protocol.models=[convnet,alexnet]'
 for ipc in 1 10; do
-  cell haba mtt "$ipc"
-  if [ "$swept" = yes ]; then cell haba dm "$ipc"; fi
-  cell haba dc "$ipc"
+  for objective in mtt dm dc; do
+    if [ "${swept[haba=$objective]:-no}" = yes ]; then cell haba "$objective" "$ipc"; fi
+  done
 done
 # GLaD's DC takes one latent update per fresh network (its code's outer_loop = inner_loop = 1,
 # configs/glad/dc.yaml); the pixel side takes the same, so the two differ only in the prior
