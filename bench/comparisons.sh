@@ -9,11 +9,13 @@
 # (judged/, here bench/results/judged/), and a finished part is skipped (bench/distill.py; a result judged by
 # another network, or made with another generator, is rerun). The pixel set of a cell is
 # distilled and judged once for HaBa and GLaD alike (bench/prior_vs_pixel.py).
-# HaBa's cells after the presets table (both IPCs), and after a sweep of haba=dm's bases lr: unbounded, its
-# sets left the data's range (README, HaBa: the objectives' instance-normalized networks do not
-# see an image's scale); bounded now, a 16-step IPC-1 run at lr 0.3 still grew the bases to 26
-# (from about 2), deep in the bound's saturation. A preset changed after the sweep reruns the
-# cells made with the old one (bench/distill.py compares configs).
+# HaBa's cells after the presets table (both IPCs), each objective's after a sweep of one lr at
+# its cells' IPC-1 budget: haba=dm's bases lr (unbounded, its sets left the data's range: README,
+# HaBa, the objectives' instance-normalized networks do not see an image's scale; bounded now, a
+# 16-step IPC-1 run at lr 0.3 still grew the bases to 26, from about 2, deep in the bound's
+# saturation), haba=mtt's and haba=dc's hallucinator lr (a probe's or the paper's value so far).
+# A preset changed after a sweep reruns the cells made with the old one (bench/distill.py
+# compares configs).
 # GLaD's cells come last: issue 20 retrains the shipped StyleGAN2, and every GLaD result made
 # with today's would be rerun then (its prior_digest changes).
 # Budgets per objective are those of the earlier single-run pilot, below the pixel presets'
@@ -76,8 +78,10 @@ sweep() {  # PRESET KEY "VALUES" [overrides...]
 }
 sweep haba=dm synset.optim.bases.lr "0.3 0.1 0.03 0.01" \
   iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]'
-sweep haba=mtt synset.optim.hallucinators.lr "100 10 1 0.1" protocol=fast 'protocol.models=[convnet,alexnet]'
-sweep haba=dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6" protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep haba=mtt synset.optim.hallucinators.lr "100 10 1 0.1" \
+  iterations=200 "${MTT[@]}" objective.batch_syn=null protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep haba=dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6" \
+  iterations=200 protocol=fast 'protocol.models=[convnet,alexnet]'
 for ipc in 1 10; do
   for objective in mtt dm dc; do
     if [ "${swept[haba=$objective]:-no}" = yes ]; then cell haba "$objective" "$ipc"; fi

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -93,7 +94,8 @@ def _judging_only(result: dict) -> bool:
 # options added with a default that changed what the code computes: key -> the value every
 # run made before the option existed behaved as (so those results are rerun, not reused)
 BEHAVED_AS = {"synset.bound": False,  # HaBa's rendered values, unbounded until 2026-11-30
-              "synset.views": "one"}  # HaBa's steps rendered one hallucination per basis until 2026-12-01
+              "synset.views": "one",  # HaBa's steps rendered one hallucination per basis until 2026-12-01
+              "synset.optim.lr.floor": None}  # no learned lr was held at a floor until 2026-12-01
 
 
 def resumes(run_dir: Path, overrides: list[str]) -> bool:
@@ -202,21 +204,36 @@ def set_aside(path: Path) -> Path:
     raise FileExistsError(f"no free .superseded name beside {path}")
 
 
-# genprior/run.py's one-line refusals of a checkpoint that a kept run directory cannot resume
-# (check_prior, load_checkpoint): the set was made through another generator or network
-REFUSALS = ("another version of its generator", "another version of objective.net=")
+# genprior/run.py's one-line refusals of a run directory it cannot resume: a set made through
+# another generator or network (check_prior, load_checkpoint), of another config (a preset changed
+# since: rundir.RunDirectory.claim, load_checkpoint), or of other tensors (an older synset)
+REFUSALS = ("another version of its generator", "another version of objective.net=", "holds a run with another config",
+            "holds a set of other tensors")
 
 
 def launch(cmd: list[str], env: dict) -> str | None:
     """Run genprior/run.py, its stderr passed through line by line; the refusal line (REFUSALS)
     if it refused its run directory, else None. Any other failure raises CalledProcessError.
-    (Any line, not the last: `accelerate launch` adds its own lines after a failed process.)"""
+    (Any line, not the last: `accelerate launch` adds its own lines after a failed process.)
+    Stopped itself (Ctrl-C, SIGTERM), this goes on passing the run's lines through until the run
+    has ended: the run stops and checkpoints on its own signal, or runs to its end, and never
+    dies of a pipe closed under it."""
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
         refusal = None
-        for line in proc.stderr:
-            sys.stderr.write(line)
-            if any(r in line for r in REFUSALS):
-                refusal = line.strip()
+        try:
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                if any(r in line for r in REFUSALS):
+                    refusal = line.strip()
+        except BaseException:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C is the run's to take
+            try:
+                for line in proc.stderr:
+                    sys.stderr.write(line)
+                proc.wait()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            raise
     if proc.returncode and refusal:
         return refusal
     if proc.returncode:
@@ -224,7 +241,12 @@ def launch(cmd: list[str], env: dict) -> str | None:
     return None
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # as Ctrl-C: launch() waits for the run it passes through
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--launch", default="", help="launcher prefix, e.g. 'accelerate launch --num_processes 2'")
     p.add_argument("--name", default=None, help="result name (default: from the overrides)")

@@ -31,7 +31,9 @@ from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the scr
 # the latent spaces probed per prior (overrides of its preset)
 PROBED = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["synset.space=f", "synset.layer=2"],
                    ["synset.space=w"]],
-          "diffusion": [[]], "minimax": [[]], "haba": [[]]}
+          "diffusion": [[]], "minimax": [[]],
+          # named by its views: the parts measured before synset.views existed rendered one per basis
+          "haba": [["synset.views=all"]]}
 
 
 def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
@@ -46,7 +48,7 @@ def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     real = load_split(d.name, "train", d.root, d.resolution, space=d.space)
     plan = check(cfg)
     synset, obj = build(plan, RunContext(real, cfg.ipc, cfg.seed, plan.dataset, cache_dir=cache_dir()))
-    synset.begin_step(0)  # HaBa: each basis through the hallucinator step 0 draws for it, as distilling does
+    synset.begin_step(0)  # HaBa (views=one): each basis through the hallucinator step 0 draws for it
     images = synset.render_all(cfg.chunk).requires_grad_(True)
     loss = obj(images, synset.labels, 0, list(range(obj.units())), synset.lr)
     g_x, = torch.autograd.grad(loss, images)

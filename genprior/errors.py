@@ -60,7 +60,9 @@ def exit_status(prog: str, work: Callable[[], int | None], root: str, download: 
                 stopped: str = "rerun the same command to resume") -> int:
     """Run a command line's body; its ending as that command's exit status, every failure one
     stderr line: work's own status (None: 0), 2 bad input (ConfigError; `root`, `download`: its
-    data-set keys, see DataNotFound.hint), 1 diverged, 130 SIGINT, 143 SIGTERM (`stopped`: what is kept)."""
+    data-set keys, see DataNotFound.hint), 1 diverged, 130 SIGINT, 143 SIGTERM (`stopped`: what is kept).
+    SIGTERM reaches `work` as Terminated only where the command installs a handler raising it
+    (genprior/run.py); elsewhere it ends the process as the signal's default does."""
     try:
         return work() or 0
     except ConfigError as e:

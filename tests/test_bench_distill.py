@@ -106,10 +106,17 @@ def test_a_refused_run_directory_is_set_aside_and_distilled_afresh(distill, tmp_
     from genprior.errors import ConfigError
     from genprior.run import check_prior
 
-    with pytest.raises(ConfigError) as e:  # the line run.py writes is the one the bench looks for
+    from genprior.rundir import RunDirectory
+
+    with pytest.raises(ConfigError) as e:  # the lines run.py writes are the ones the bench looks for
         check_prior({"prior_digest": "a"}, SimpleNamespace(prior_digest="b"), Path("/r"))
     refusal = str(e.value)
     assert any(r in refusal for r in distill.REFUSALS)
+    (tmp_path / "claimed").mkdir()
+    (tmp_path / "claimed" / "config.yaml").write_text("ipc: 1\n")
+    with pytest.raises(ConfigError) as e:  # a preset changed since the directory's run
+        RunDirectory.claim(tmp_path / "claimed", {"ipc": 2})
+    assert any(r in str(e.value) for r in distill.REFUSALS)
     script = f"import sys; sys.stderr.write('loading\\n{refusal}\\n'); sys.exit(2)"
     assert distill.launch([sys.executable, "-c", script], dict(os.environ)) == refusal
     assert distill.launch([sys.executable, "-c", "pass"], dict(os.environ)) is None
@@ -133,6 +140,23 @@ def test_a_refused_run_directory_is_set_aside_and_distilled_afresh(distill, tmp_
     assert seen == [["old.txt"], None]  # the second launch found no run directory: it starts afresh
     assert (run_dir.parent / "x.superseded" / "old.txt").is_file()
     assert "refused its run directory" in capsys.readouterr().out
+
+
+def test_a_stopped_bench_passes_the_runs_lines_through_until_the_run_has_ended(distill, monkeypatch):
+    """Ctrl-C (or SIGTERM) stopping bench/distill.py must not close the pipe under the run: the run
+    stops on its own signal, checkpoints and says so, and a closed pipe would kill it mid-way."""
+    script = "import sys, time\nfor i in range(3):\n    print(i, file=sys.stderr, flush=True); time.sleep(0.2)\n"
+    seen = []
+
+    def write(line):  # Ctrl-C arrives while the first line is passed on
+        seen.append(line)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.stderr, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        distill.launch([sys.executable, "-c", script], dict(os.environ))
+    assert seen == ["0\n", "1\n", "2\n"]  # every line of the run, which ran to its end
 
 
 def test_a_result_is_stale_when_its_generator_file_changed(distill, tmp_path):

@@ -51,6 +51,17 @@ def test_each_preset_writes_every_output_and_they_load(preset, tmp_path):
         assert (tmp_path / "experts" / "expert_000.safetensors").is_file()
 
 
+def test_the_loop_holds_a_group_at_its_floor(tmp_path):
+    """The learned lr starts at the experts' 0.01 and moves by ~1e-5 a step: a floor of 0.02 holds it
+    there from the first update on (haba=mtt holds it at 1e-3, as HaBa's code)."""
+    out = tmp_path / "run"
+    args = preset_args("mtt", tmp_path) + ["eval.enabled=false", "synset.optim.lr.floor=0.02", f"run_dir={out}"]
+    assert run.main(args) == 0
+    assert load_set(out / "synset.safetensors").lr == pytest.approx(0.02)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert [g["floor"] for g in state["optimizer"]["param_groups"]] == [None, 0.02]  # resumed as it ran
+
+
 def test_a_set_distilled_from_noise_trains_a_network_far_above_that_noise(tmp_path):
     """The toolkit's one promise, end to end: DM moves a noise start towards the data (its loss
     falls) until the set teaches a ConvNet what the noise cannot (measured: 61 % vs 6 %)."""

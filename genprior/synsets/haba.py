@@ -8,9 +8,9 @@ bases', out = the data set's. Its per-pixel maps make it resolution-bound: built
 data set's resolution (the official code fixes 32 px).
 
 During distillation the objective (DC, DM or MTT, unchanged) sees, each step, `views`:
-`all` (default) renders every basis through every hallucinator, so an MTT trajectory's
-student batches mix all hallucinations as the official code's do (it draws one hallucinator
-per student step) and every hallucinator learns from every basis; `one` renders one image per
+`all` (default) renders every basis through every hallucinator, so an MTT trajectory sees
+all hallucinations, as the official code's does (it sends each student batch through one
+hallucinator; here batches mix them), and every hallucinator learns from every basis; `one` renders one image per
 basis through a hallucinator drawn per basis from (seed, step) (`begin_step`), 1/H the images
 and the choice of genprior's first HaBa runs. `all` items are basis-major, as the export. The adversary is the synset's auxiliary term (docs/design.md, seams): a small
 feature extractor (the 3-block ConvNet) trained in alternation with the set. The set's

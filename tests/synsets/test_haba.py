@@ -41,6 +41,18 @@ def test_views_all_distills_on_the_exported_product_and_one_on_a_drawn_view_per_
         HabaSynset(real, ipc=4, hallucinators=3, views="two")
 
 
+def test_with_views_all_the_set_term_compares_two_drawn_hallucinations_of_each_basis_among_the_steps_images():
+    s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none")
+    s.begin_step(7)
+    images = s.render_all().requires_grad_(True)
+    first, second = s._two_views(7, 2)
+    assert (first != second).all()
+    basis = torch.arange(s.num_bases)
+    with torch.no_grad():
+        expected = s.adversary.set_term(s._views(basis, first), s._views(basis, second), 7)
+    torch.testing.assert_close(s.auxiliary_loss(images, 7), expected)
+
+
 def test_hallucinations_render_under_bf16_autocast():
     s = HabaSynset(split(), ipc=4, hallucinators=3, dsa="none")
     s.begin_step(0)
