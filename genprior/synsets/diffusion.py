@@ -6,7 +6,9 @@ class. The latents z_T are the parameters; they start as N(0, I) draws from the 
 seed, so a set that no objective refines (iterations=0: the `sample` presets) is plain
 class-conditional sampling, and DC/DM/MTT refine that start, GLaD-style, through the
 sampler (LD3M's setting). A z_T costs C x H x W floats: for a pixel model, exactly what
-the image it renders would.
+the image it renders would. The set is saved and judged as the sampler renders it, in
+floats and unclamped (a sampler overshoots [-1, 1] a little); the Minimax code saves its
+samples as 8-bit PNGs, clamped and quantized, and trains on those.
 
 With `minimax` set, the model is first fine-tuned with the Minimax criteria on the
 train split (generators/minimax.py), then frozen. The fine-tune is a cached artifact
