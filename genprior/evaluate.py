@@ -43,7 +43,7 @@ from genprior.progress import progress
 from genprior.report import accuracy_text
 from genprior.setfile import SavedSet, check_against, load_set
 from genprior.shipped import CONFIG_DIR
-from genprior.training import compiled_forward, train_epoch
+from genprior.training import compiled_forward, standardized, train_epoch
 
 PROTOCOLS = tuple(sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml")))
 
@@ -70,6 +70,7 @@ class Schedule:
     compile: bool = option(False)  # torch.compile the training forward (same math, float rounding aside)
     batched: bool = option(False)  # train all runs of a model together (vmap): independent runs, one stream; not compiled
     views: str = option("all", choices=VIEWS)  # sets of several views per item (HaBa): train on all, or one per epoch
+    standardize: bool = option(False)  # every batch, training and test, at mean 0 and std 1 (HaBa's evaluation)
 
     def __post_init__(self):
         DSA(self.dsa)  # an unknown op is one line naming the valid ones
@@ -174,7 +175,7 @@ def train_network(model: str, images: torch.Tensor, labels: torch.Tensor, datase
             perm = epoch_order(len(y_all), views, schedule, g).to(device)
             loss = train_epoch(net, opt, x_all, y_all, perm, batch, dsa,
                                lambda _: int(torch.randint(2**31 - 1, (1,), generator=g)), autocast, bar.update,
-                               forward)
+                               forward, schedule.get("standardize", False))
             if not math.isfinite(loss.item()):
                 net.diverged_at = epoch  # train_runs reports it; more epochs of NaN change nothing
                 break
@@ -293,7 +294,7 @@ def _train_together(model, sets, dataset, schedule, seeds, lr, device, desc, vie
                 xb, yb = [], []
                 for x, y, perm, g in zip(xs, ys, perms, gens):
                     idx = perm[start:start + batch]
-                    xi = x[idx]
+                    xi = standardized(x[idx]) if schedule.get("standardize", False) else x[idx]
                     if dsa is not None:
                         xi = dsa(xi, int(torch.randint(2**31 - 1, (1,), generator=g)))
                     xb.append(xi)
@@ -348,12 +349,13 @@ def _decay(opt, lr: float, epoch: int, schedule: DictConfig) -> None:
 
 @torch.no_grad()
 def test_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1024,
-                  device: str = "cpu", autocast=None) -> float:
+                  device: str = "cpu", autocast=None, standardize: bool = False) -> float:
     net.eval()
     correct = 0
     for start in range(0, len(labels), batch):
+        x = images[start:start + batch].to(device)
         with autocast or torch.autocast(device_type="cpu", enabled=False):
-            logits = net(images[start:start + batch].to(device))
+            logits = net(standardized(x) if standardize else x)
         correct += (logits.argmax(1).cpu() == labels[start:start + batch]).sum().item()
     return correct / len(labels)
 
@@ -362,7 +364,7 @@ def _accuracy(net: torch.nn.Module, test: tuple[torch.Tensor, torch.Tensor], sch
               device: str) -> float:
     """test_accuracy at the schedule's test batch and precision: how every trained network is tested."""
     return test_accuracy(net, *test, batch=schedule.get("test_batch", 1024), device=device,
-                         autocast=_autocast(schedule.precision, device))
+                         autocast=_autocast(schedule.precision, device), standardize=schedule.get("standardize", False))
 
 
 def _autocast(precision: str, device: str):
@@ -467,10 +469,19 @@ def judged_dir(out: Path) -> Path:
 def _row_key(what: dict, model: str, dataset: str, space: str, resolution: int, protocol: DictConfig) -> dict:
     """What decides one architecture's row: the images judged, the network (its digest: a changed
     architecture is trained again) and every schedule key (not the list of other models)."""
-    schedule = OmegaConf.to_container(protocol, resolve=True)
+    schedule = _keyed(OmegaConf.to_container(protocol, resolve=True))
     schedule.pop("models", None)
     return {**what, "model": model, "dataset": dataset, "space": space, "resolution": resolution,
             "net_digest": network_digests([model], dataset, resolution)[model], "schedule": schedule}
+
+
+# schedule keys added after rows were judged, at the value every earlier row behaved as: left
+# out of row and full-data keys there, so those rows still answer for today's protocol
+BEHAVED_AS = {"standardize": False}
+
+
+def _keyed(schedule: dict) -> dict:
+    return {k: v for k, v in schedule.items() if not (k in BEHAVED_AS and v in (None, BEHAVED_AS[k]))}
 
 
 def _timed(runs: Callable[[], tuple[list[float], list[dict]]]) -> dict:
@@ -486,7 +497,8 @@ def full_data_key(dataset: str, model: str, protocol: DictConfig, space: str, re
     precision, compile, ...), the network, the data and the seed."""
     schedule = OmegaConf.to_container(OmegaConf.merge(protocol, protocol.full_data), resolve=True)
     return {"dataset": dataset, "model": model, "space": space, "resolution": resolution, "seed": protocol.seed,
-            "schedule": {f.name: schedule.get(f.name) for f in fields(Schedule) if f.name not in ("batched", "views")},
+            "schedule": _keyed({f.name: schedule.get(f.name) for f in fields(Schedule)
+                                if f.name not in ("batched", "views")}),
             "net_digest": network_digests([model], dataset, resolution)[model]}
 
 

@@ -37,13 +37,21 @@ def compiled_forward(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Ten
     return lambda x: fn(params, buffers, x)
 
 
+def standardized(x: torch.Tensor) -> torch.Tensor:
+    """A batch at mean 0 and std 1 over all its values, as HaBa's evaluation feeds every batch
+    (before augmentation): blind to a set's overall scale and offset."""
+    return (x - x.mean()) / x.std()
+
+
 def train_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
                 order: torch.Tensor, batch: int, dsa: DSA | None = None,
                 dsa_seed: Callable[[int], int] | None = None, autocast=None,
                 on_step: Callable[[], None] | None = None,
-                forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                standardize: bool = False) -> torch.Tensor:
     """SGD over images[order] in batches; `dsa_seed(start)` seeds each batch's augmentation.
-    `forward` replaces net(x) (e.g. compiled_forward(net)).
+    `forward` replaces net(x) (e.g. compiled_forward(net)); `standardize`: each batch through
+    `standardized` before its augmentation.
 
     Returns the last batch's loss (detached)."""
     forward = forward or net
@@ -52,6 +60,8 @@ def train_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         x, y = images[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
+        if standardize:
+            x = standardized(x)
         if dsa is not None:
             x = dsa(x, dsa_seed(start))
         with autocast or contextlib.nullcontext():

@@ -415,3 +415,25 @@ def test_a_row_finished_after_a_kill_counts_the_seconds_of_the_runs_kept_before(
         ev.kept_row(tmp_path, key, first_two_runs_kept)
     row = ev.kept_row(tmp_path, key, lambda run_file: {"mean": 50.0, "wall_s": 5.0})  # the third run, 5 s
     assert row["wall_s"] == 35.5
+
+
+@needs_fashion_mnist
+def test_standardize_judges_a_set_blind_to_its_scale_and_offset_as_habas_evaluation():
+    """protocol.standardize: every batch, training and test, at mean 0 and std 1 before augmentation."""
+    p = ev.load_protocol("fast", ["epochs=60", "runs=1", "dsa=none"])  # 100 images: one SGD step an epoch
+    train, test = load_split("fashion_mnist", "train"), load_split("fashion_mnist", "test")
+    test = (test.images[:500], test.labels[:500])
+    x, y = train.random_subset(10, torch.Generator().manual_seed(0))
+    plain = [ev.train_and_test("mlp", s, y, test, "fashion_mnist", p, seed=0) for s in (x, 4 * x + 8)]
+    p.standardize = True
+    blind = [ev.train_and_test("mlp", s, y, test, "fashion_mnist", p, seed=0) for s in (x, 4 * x + 8)]
+    assert abs(blind[0] - blind[1]) <= 0.004 and blind[0] > 0.5, (blind, plain)  # rounding aside, one training
+    assert plain[0] - plain[1] > 0.05, (blind, plain)  # as they are, the moved set teaches other inputs (measured: 0.648 vs 0.556)
+
+
+def test_a_schedule_key_at_the_value_earlier_rows_behaved_as_leaves_their_keys_alone():
+    p = ev.load_protocol("fast", ["runs=1"])
+    key = ev._row_key({"images": "x"}, "convnet", "fashion_mnist", "normalized", 28, p)
+    assert "standardize" not in key["schedule"]  # rows judged before the option existed still answer
+    p.standardize = True
+    assert ev._row_key({"images": "x"}, "convnet", "fashion_mnist", "normalized", 28, p)["schedule"]["standardize"]

@@ -42,7 +42,8 @@ The saved set is the whole product, bases x hallucinators, in groups of `views`
 consecutive images per basis (metadata "views"): the protocol trains on all of them, or,
 with protocol.views=one, on one random view per basis each epoch, the paper's evaluation.
 (The official evaluation also standardizes every batch, synthetic and test, to mean 0 and
-std 1, which hides a set's scale and offset; genprior's protocol judges the values as they are.)
+std 1, which hides a set's scale and offset; genprior's protocols judge the values as they are
+unless protocol.standardize=true.)
 """
 from __future__ import annotations
 
