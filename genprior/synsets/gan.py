@@ -45,6 +45,7 @@ class GanSynset(LatentSynset):
         finetune: bool | list[str] = option()
         init: str = option("sample", choices=INITS)
         invert: dict | None = option(None)
+        class_map: list[int] | None = option(None, min=0)
 
         def __post_init__(self):
             self.invert_spec()  # its keys are checked with the rest, before any work
@@ -57,9 +58,11 @@ class GanSynset(LatentSynset):
         from generators.io import open_generator
 
         g = open_generator(o.generator, o.code_dir, o.allow_pickle)  # on CPU; synset.to(device) moves it
+        imagenet = list(ctx.real.info.imagenet_classes)  # an ImageNet subset on an ImageNet-1k generator: its indices
+        class_map = o.class_map if o.class_map is not None else imagenet if imagenet and g.num_classes == 1000 else None
         synset = cls(ctx.real, ctx.ipc, g, space=o.space, layer=o.layer, truncation=o.truncation,
                      finetune=o.finetune, seed=ctx.seed, data_space=ctx.dataset.space, data_root=ctx.dataset.root,
-                     init=o.init)
+                     init=o.init, class_map=class_map)
         if o.init == "invert":
             synset.setup = synset.invert_real(ctx.real, o.invert_spec(), ctx)
         return synset
@@ -73,8 +76,8 @@ class GanSynset(LatentSynset):
 
     def __init__(self, real: Split, ipc: int, generator, space: str = "w+", layer: int | None = None,
                  truncation: float = 0.7, finetune: bool | list[str] = False, seed: int = 0, data_space: str = "normalized",
-                 data_root: str | None = None, init: str = "sample"):
-        super().__init__(real, ipc, generator, finetune, data_space, data_root)
+                 data_root: str | None = None, init: str = "sample", class_map: list[int] | None = None):
+        super().__init__(real, ipc, generator, finetune, data_space, data_root, class_map)
         g = generator
         if space not in LATENT_SPACES:
             raise ConfigError(f"unknown latent space {space!r}; valid: {', '.join(LATENT_SPACES)}")
@@ -94,7 +97,7 @@ class GanSynset(LatentSynset):
                               "latents get equal gradients forever; use truncation > 0 with ipc > 1")
         self.space, self.layer, self.seed = space, layer, seed
 
-        labels = self.labels.to(g._device())
+        labels = self.generator_labels.to(g._device())
         gen = seeded(seed, 0x6A4)  # latents are drawn on CPU from the run seed, then moved
         with torch.no_grad():
             if space == "z":
@@ -120,6 +123,8 @@ class GanSynset(LatentSynset):
                     "arch": self.generator.arch,
                     "dataset": real.info.name, "space": self.space, "layer": self.layer, "seed": self.seed,
                     "images": artifacts.tensor_digest(targets)}
+        if not torch.equal(self.generator_labels, self.labels):  # the generator's classes start the latents
+            identity["generator_labels"] = self.generator_labels.tolist()
         device = self.labels.device
         self.to(ctx.device)
         try:
@@ -131,7 +136,7 @@ class GanSynset(LatentSynset):
     def decode(self, index: torch.Tensor) -> torch.Tensor:
         if self.space == "f":
             return self.generator.from_f(self.f[index], self.ws[index], self.layer)
-        return self.generator.decode(self.latents[index], self.labels[index], self.space)
+        return self.generator.decode(self.latents[index], self.generator_labels[index], self.space)
 
     def latent_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"f": [self.f], "w": [self.ws]} if self.space == "f" else {"latents": [self.latents]}

@@ -29,9 +29,14 @@ class LatentSynset(Synset):
     has_prior = True
 
     def __init__(self, real: Split, ipc: int, generator: nn.Module, finetune: bool | list[str] = False,
-                 data_space: str = "normalized", data_root: str | None = None):
+                 data_space: str = "normalized", data_root: str | None = None, class_map: list[int] | None = None):
         super().__init__(real.info.num_classes, ipc)
-        check_fit(generator, real)
+        check_fit(generator, real, class_map)
+        # each item's class as the generator numbers it: class_map[c] for data-set class c (a generator
+        # of other classes: GLaD drives ImageNette/Woof with ImageNet-1k's StyleGAN-XL), else c itself.
+        # (A diffusion generator maps its classes itself: generators/diffusion.py, class_map.)
+        self.register_buffer("generator_labels", self.labels.clone() if class_map is None else
+                             torch.as_tensor(class_map, dtype=torch.long)[self.labels], persistent=False)
         self.dataset, self.data_space, self.data_root = real.info.name, data_space, data_root
         self.finetune = finetune
         self.prior_digest = artifacts.module_digest(generator)  # as it starts, fine-tuned or not
@@ -109,8 +114,9 @@ def tuned_parameters(generator: nn.Module, finetune: bool | list[str]) -> dict[s
     return {name: p for name, p in named.items() if any(s in name for s in finetune)}
 
 
-def check_fit(g, real: Split) -> None:
-    """A generator can render a set of `real`'s data set: same channels, resolution and classes."""
+def check_fit(g, real: Split, class_map: list[int] | None = None) -> None:
+    """A generator can render a set of `real`'s data set: same channels and resolution, and its
+    classes (or, with class_map, the generator class of each data-set class) the data set's."""
     info, shape = real.info, real.images.shape
     if g.channels != shape[1] or g.resolution != shape[-1]:
         raise ConfigError(f"{g.arch} generator makes {g.channels}x{g.resolution}x{g.resolution} images; "
@@ -118,5 +124,12 @@ def check_fit(g, real: Split) -> None:
     if g.num_classes == 0:
         raise ConfigError(f"{g.arch} generator is unconditional; a synthetic set needs one with "
                           f"{info.num_classes} classes (the latents alone would not say which class an image is)")
-    if g.num_classes != info.num_classes:
-        raise ConfigError(f"{g.arch} generator has {g.num_classes} classes; {info.name} has {info.num_classes}")
+    if class_map is not None:
+        if len(class_map) != info.num_classes:
+            raise ConfigError(f"class_map has {len(class_map)} entries; {info.name} has {info.num_classes} classes")
+        if not all(0 <= c < g.num_classes for c in class_map):
+            raise ConfigError(f"class_map must name classes 0..{g.num_classes - 1} of the {g.arch} generator, "
+                              f"got {list(class_map)}")
+    elif g.num_classes != info.num_classes:
+        raise ConfigError(f"{g.arch} generator has {g.num_classes} classes; {info.name} has {info.num_classes}: "
+                          f"map each data-set class to one of the generator's with synset.class_map=[...]")

@@ -5,6 +5,7 @@ from generators.base import frozen
 from generators.dcgan import DCGAN
 from generators.stylegan2 import StyleGAN2
 from genprior.errors import ConfigError
+from genprior.rng import seeded
 from genprior.synsets.gan import GanSynset
 from tests.toys import check_chunked_gradient, image_split
 
@@ -107,3 +108,24 @@ def test_the_prior_digest_covers_the_noise_mode_and_keeps_the_shipped_ones():
     assert module_digest(g) == tensor_digest(*g.state_dict().values())  # "const": the digest is the state's
     g.noise_mode = "none"  # what editing the generator's JSON does: other images, the same tensors
     assert module_digest(g) != tensor_digest(*g.state_dict().values())
+
+
+@pytest.mark.parametrize("space", ["w+", "f"])
+def test_a_class_map_renders_each_data_set_class_as_its_generator_class(space, monkeypatch):
+    """GLaD's ImageNet-subset setting: a generator of more classes, each data-set class mapped to one."""
+    _patch_toy_dataset(monkeypatch)
+    g = stylegan2(num_classes=5)
+    layer = 1 if space == "f" else None
+    mapped = GanSynset(split(), 2, g, space=space, layer=layer, data_space="unit", class_map=[4, 0, 2])
+    assert mapped.generator_labels.tolist() == [4, 4, 0, 0, 2, 2] and mapped.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    # each item starts at its generator class's latents, as a set of those classes would
+    ws = g.sample_latents(torch.tensor([4, 4, 0, 0, 2, 2]), "w+", seeded(0, 0x6A4), truncation=0.7)
+    start = g.to_f(ws, 1, torch.tensor([4, 4, 0, 0, 2, 2])) if space == "f" else ws
+    torch.testing.assert_close(mapped.f if space == "f" else mapped.latents, start)
+    check_chunked_gradient(mapped, chunk=4)
+    with pytest.raises(ConfigError, match="synset.class_map"):  # unmapped, the class counts must agree
+        GanSynset(split(), 2, g, space=space, layer=layer, data_space="unit")
+    with pytest.raises(ConfigError, match=r"class_map has 2 entries; toy has 3 classes"):
+        GanSynset(split(), 2, g, space=space, layer=layer, data_space="unit", class_map=[4, 0])
+    with pytest.raises(ConfigError, match=r"class_map must name classes 0..4 of the stylegan2 generator"):
+        GanSynset(split(), 2, g, space=space, layer=layer, data_space="unit", class_map=[4, 0, 5])
