@@ -132,4 +132,4 @@ def check_fit(g, real: Split, class_map: list[int] | None = None) -> None:
                               f"got {list(class_map)}")
     elif g.num_classes != info.num_classes:
         raise ConfigError(f"{g.arch} generator has {g.num_classes} classes; {info.name} has {info.num_classes}: "
-                          f"map each data-set class to one of the generator's with synset.class_map=[...]")
+                          f"a GAN set maps each data-set class to one of the generator's with synset.class_map=[...]")
