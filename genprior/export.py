@@ -9,6 +9,29 @@ from torchvision.utils import make_grid
 
 from genprior.files import write_png
 
+# A set driven into its bound (HaBa's and a generator's tanh, a PNG's clip for any set) piles its
+# pixels up at the ends of the range, where a tanh passes no gradient and a picture is black and
+# white: haba=mtt at the paper's hallucinator lr had 99.5 % of its pixels there after 10 steps and
+# stopped learning (README, HaBa). Real data has its own share there (FashionMNIST's background:
+# 53 %), so the set's share is compared with it.
+END_LEVELS = 2 / 255  # within two PNG levels of 0 or 1
+PILED_ABOVE_REAL = 0.25  # a set with this much more of its pixels at the ends than the real data: say so
+
+
+def share_at_ends(unit_images: torch.Tensor) -> float:
+    """The fraction of values in [0, 1] images within END_LEVELS of 0 or 1."""
+    return ((unit_images <= END_LEVELS) | (unit_images >= 1 - END_LEVELS)).float().mean().item()
+
+
+def piled_at_ends(unit_images: torch.Tensor, real_unit_images: torch.Tensor) -> str | None:
+    """One line when a set's pixels pile up at the ends of the range far beyond the real data's, else None."""
+    mine, real = share_at_ends(unit_images), share_at_ends(real_unit_images)
+    if mine - real <= PILED_ABOVE_REAL:
+        return None
+    return (f"{mine:.1%} of the set's pixels sit at the ends of the pixel range, against {real:.1%} of the real "
+            f"data's: a bounded rendering passes no gradient there and the PNGs clip them; the synset's lr may be "
+            f"too large (bench/set_values.py compares runs)")
+
 
 def grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, max_per_class: int = 20) -> torch.Tensor:
     """One row per class, up to `max_per_class` images each, as one (C, H, W) image in [0, 1];

@@ -432,7 +432,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     from genprior import ddranking
     from genprior.data import dataset_info
     from genprior.files import save_safetensors
-    from genprior.export import grid, save_grid, save_image_folder
+    from genprior.export import grid, piled_at_ends, save_grid, save_image_folder
     from genprior.setfile import save_set
 
     (run_dir / "metrics.json").unlink(missing_ok=True)  # it judged the set this one replaces (a resumed run)
@@ -451,6 +451,10 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     save_grid(unit, labels, info.num_classes, run_dir / "grid.png")
     ddranking.export(images, labels, cfg.protocol.lr if lr is None else lr, run_dir / "dd_ranking")
     log(f"wrote {set_path}, {run_dir / 'grid.png'}, {run_dir / 'images'}/, {run_dir / 'dd_ranking'}/")
+    real = load_split(d.name, "train", d.root, d.resolution, space=d.space).images[:5000]  # the run's, cached
+    piled = piled_at_ends(unit, to_unit(real, d.name, d.space, d.root))
+    if piled:
+        log(f"warning: {piled}")
     if log.trackers:
         log.image(grid(unit, labels, info.num_classes), cfg.iterations)
 
