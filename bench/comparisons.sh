@@ -78,9 +78,10 @@ sweep() {  # PRESET KEY "VALUES" [overrides...]
 }
 sweep haba=dm synset.optim.bases.lr "0.3 0.1 0.03 0.01" \
   iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]'
-# haba=mtt: not 100 or 10 (the paper's 100 with ZCA drove 99.5 % of the rendered pixels into the
-# bound within 10 steps at IPC 10, its sets fell below random real: bench/results/lr_sweep.json)
-sweep haba=mtt synset.optim.hallucinators.lr "1 0.1 0.01 0.001" \
+# haba=mtt: not 100 (the paper's, with ZCA, drove 99.5 % of the rendered pixels into the bound within
+# 10 steps at IPC 10 and its set fell below random real: bench/results/set_values.json,
+# distill_haba_mtt_default_2cores_clean.superseded-2.json; 1 won at IPC 10, bench/results/lr_sweep.json)
+sweep haba=mtt synset.optim.hallucinators.lr "3 1 0.1 0.01" \
   iterations=200 "${MTT[@]}" objective.batch_syn=null protocol=fast 'protocol.models=[convnet,alexnet]'
 sweep haba=dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6" \
   iterations=200 protocol=fast 'protocol.models=[convnet,alexnet]'

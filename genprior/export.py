@@ -14,7 +14,7 @@ from genprior.files import write_png
 # white: haba=mtt at the paper's hallucinator lr had 99.5 % of its pixels there after 10 steps and
 # stopped learning (README, HaBa). Real data has its own share there (FashionMNIST's background:
 # 53 %), so the set's share is compared with it.
-END_LEVELS = 2 / 255  # within two PNG levels of 0 or 1
+END_LEVELS = 2.5 / 255  # what a PNG rounds to within two levels of 0 or 255
 PILED_ABOVE_REAL = 0.25  # a set with this much more of its pixels at the ends than the real data: say so
 
 
@@ -29,8 +29,8 @@ def piled_at_ends(unit_images: torch.Tensor, real_unit_images: torch.Tensor) -> 
     if mine - real <= PILED_ABOVE_REAL:
         return None
     return (f"{mine:.1%} of the set's pixels sit at the ends of the pixel range, against {real:.1%} of the real "
-            f"data's: a bounded rendering passes no gradient there and the PNGs clip them; the synset's lr may be "
-            f"too large (bench/set_values.py compares runs)")
+            f"data's: a bounded rendering (a tanh) passes no gradient there, an unbounded set has drifted out of "
+            f"the range and its PNGs clip it; the synset's lr may be too large (bench/set_values.py compares runs)")
 
 
 def grid(unit_images: torch.Tensor, labels: torch.Tensor, num_classes: int, max_per_class: int = 20) -> torch.Tensor:

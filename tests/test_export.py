@@ -19,3 +19,10 @@ def test_a_set_pushed_into_its_bound_is_reported_and_a_real_like_one_is_not():
     assert line is not None and line.startswith("100.0% of the set's pixels") and "\n" not in line
     mid_gray = torch.full((50, 1, 8, 8), 0.5)  # a washed-out set has fewer at the ends: not this warning
     assert piled_at_ends(mid_gray, real) is None
+
+
+def test_the_warning_starts_25_points_above_the_real_share():
+    real = torch.cat([torch.zeros(40), torch.full((60,), 0.5)])  # 40 % at the ends
+    assert piled_at_ends(torch.cat([torch.zeros(60), torch.full((40,), 0.5)]), real) is None  # +20 points
+    assert piled_at_ends(torch.cat([torch.ones(70), torch.full((30,), 0.5)]), real) is not None  # +30 points
+    assert share_at_ends(torch.tensor([2.4 / 255, 2.6 / 255, 252.6 / 255, 252.4 / 255])) == 0.5  # PNG rounding
