@@ -62,6 +62,16 @@ def test_the_loop_holds_a_group_at_its_floor(tmp_path):
     assert [g["floor"] for g in state["optimizer"]["param_groups"]] == [None, 0.02]  # resumed as it ran
 
 
+def test_a_set_driven_out_of_the_pixel_range_is_named_in_the_log(tmp_path):
+    """genprior/export.py's warning reaches log.txt: a DM step at lr 1e6 throws the set far out of the
+    range (its PNGs clip it); the same run at the preset's lr stays quiet."""
+    for lr, warned in ((1e6, True), (5.0, False)):
+        out = tmp_path / f"lr{lr}"
+        args = preset_args("dm", tmp_path) + ["eval.enabled=false", f"synset.optim.images.lr={lr}", f"run_dir={out}"]
+        assert run.main(args) == 0
+        assert ("warning: " in (out / "log.txt").read_text()) == warned, lr
+
+
 def test_a_set_distilled_from_noise_trains_a_network_far_above_that_noise(tmp_path):
     """The toolkit's one promise, end to end: DM moves a noise start towards the data (its loss
     falls) until the set teaches a ConvNet what the noise cannot (measured: 61 % vs 6 %)."""
