@@ -1,6 +1,6 @@
 """How much of a saved set sits at the ends of the pixel range, against the real data.
 
-    python bench/set_values.py runs/bench/haba_mtt_default_2cores_clean /tmp/haba_lr100_10steps
+    python bench/set_values.py runs/bench/haba_mtt_default_2cores_clean runs/bench/haba_mtt_hallucinators_lr100_10steps
 
 A set whose rendering ends in a bound (HaBa's and a generator's tanh, synset.bound) can be
 driven into it: its pixels pile up at 0 and 255 and the bound passes no gradient back, so

@@ -452,7 +452,7 @@ def export(cfg, synset, run_dir: Path, log) -> None:
     ddranking.export(images, labels, cfg.protocol.lr if lr is None else lr, run_dir / "dd_ranking")
     log(f"wrote {set_path}, {run_dir / 'grid.png'}, {run_dir / 'images'}/, {run_dir / 'dd_ranking'}/")
     # the real data's share from a strided sample (folder data sets load class by class), in the
-    # normalized space every split is cached in (genprior/data.py), as few as the set's own images
+    # normalized space every split is cached in (genprior/data.py)
     real = load_split(d.name, "train", d.root, d.resolution).images
     real = real[::max(1, len(real) // 1000)]
     piled = piled_at_ends(unit, to_unit(real, d.name, "normalized", d.root))
