@@ -3,7 +3,7 @@
 Generator: mapping network (z and a learned class embedding, each normalized, concatenated,
 through an equalized-lr MLP at 0.01 lr) -> w; synthesis from a learned constant at b x b
 (b in 4..7, so 28 px = 7 -> 14 -> 28, 32 px = 4 -> 8 -> 16 -> 32), one block per
-resolution: modulated 4x4 stride-2 transposed conv (upsampling), modulated 3x3 conv, toRGB added to the
+resolution: an upsampling modulated conv (UPSAMPLES), modulated 3x3 conv, toRGB added to the
 upsampled image so far (skip architecture). Every conv gets per-pixel noise with a
 learned strength; "const" noise reads stored buffers so decoding is reproducible.
 
@@ -39,6 +39,14 @@ from generators.layers import (EqualConv, EqualLinear, base_and_blocks, channels
 from genprior.errors import ConfigError
 
 NOISE_MODES = ("const", "random", "none")
+# How a block's first conv doubles the resolution. "bilinear" is StyleGAN2's: its stride-2 transposed
+# 3x3 conv followed by the [1, 3, 3, 1] low-pass at gain 4 equals a bilinear x2 (upsample2x) followed
+# by a plain 3x3 conv, since both are linear and shift-equivariant. "transposed" is a 4x4 stride-2
+# transposed conv with no low-pass: cheaper (computed at the low resolution), but nothing removes its
+# 2-pixel period, the plaid in the shipped fashion_mnist_stylegan2.png, and its demodulation divides by
+# all 16 taps of which each output sees 4, so activations halve at every block. The generators
+# shipped before the option exist were trained with it (their JSON has no `upsample`: the default).
+UPSAMPLES = ("transposed", "bilinear")
 
 
 def check_noise_mode(mode: str) -> None:
@@ -64,15 +72,14 @@ class Mapping(nn.Module):
 
 class ModulatedConv(nn.Module):
     """Style-modulated conv; `demodulate` divides each output map by the norm of its modulated
-    weights (StyleGAN2's demodulation: unit expected variance for a plain conv; an `up` layer's
-    stride-2 transposed conv has each output see a quarter of the taps, about 1/4 of it, which
-    the shipped generators were trained with and StyleGAN2 compensates for with a gain of 4)."""
+    weights (StyleGAN2's demodulation: unit expected variance for a plain conv). `up` doubles the
+    resolution first, the way UPSAMPLES names."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel: int, demodulate: bool = True,
-                 up: bool = False):
+                 up: str | None = None):
         super().__init__()
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)  # styles start at 1: plain conv at init
-        kernel = 4 if up else kernel  # up: 4x4 stride-2 transposed conv, every output sees 2x2 taps
+        kernel = 4 if up == "transposed" else kernel  # 4x4 stride 2: every output sees 2x2 taps
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
         self.scale = 1 / math.sqrt(in_channels * kernel * kernel)
         self.demodulate, self.up = demodulate, up
@@ -81,7 +88,9 @@ class ModulatedConv(nn.Module):
         styles = self.affine(w)  # [N, in]
         weight = self.weight * self.scale
         x = x * styles[:, :, None, None]
-        if self.up:  # computed at the low resolution: 16/36 of the cost of upsample-then-3x3
+        if self.up == "bilinear":  # style first, then the linear upsampling: the same as the other order
+            x = upsample2x(x)
+        if self.up == "transposed":  # computed at the low resolution: 16/36 of the cost of upsample-then-3x3
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=1)
         else:
             x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
@@ -92,7 +101,7 @@ class ModulatedConv(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, res: int, up: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, res: int, up: str | None = None):
         super().__init__()
         self.conv = ModulatedConv(in_channels, out_channels, w_dim, 3, up=up)
         self.noise_strength = nn.Parameter(torch.zeros(()))
@@ -121,13 +130,14 @@ class ToRGB(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution. Block 0 starts from the learned constant and has one conv."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, res: int, channels: int, first: bool):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, res: int, channels: int, first: bool,
+                 upsample: str):
         super().__init__()
         self.first = first
         if first:
             self.const = nn.Parameter(torch.randn(out_channels, res, res))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, res, up=True)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, res, up=upsample)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, res)
         self.torgb = ToRGB(out_channels, channels, w_dim)
         self.out_channels, self.res = out_channels, res
@@ -150,20 +160,22 @@ class StyleGAN2(StyleGenerator):
 
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 10, z_dim: int = 64,
                  w_dim: int = 128, mapping_layers: int = 4, channel_base: int = 1024, channel_max: int = 128,
-                 noise_mode: str = "const"):
+                 noise_mode: str = "const", upsample: str = "transposed"):
         super().__init__()
         base, k = base_and_blocks(resolution)
         check_noise_mode(noise_mode)
+        if upsample not in UPSAMPLES:
+            raise ConfigError(f"unknown upsample {upsample!r}; valid: {', '.join(UPSAMPLES)}")
         self.config = dict(resolution=resolution, channels=channels, num_classes=num_classes, z_dim=z_dim,
                            w_dim=w_dim, mapping_layers=mapping_layers, channel_base=channel_base,
-                           channel_max=channel_max, noise_mode=noise_mode)
+                           channel_max=channel_max, noise_mode=noise_mode, upsample=upsample)
         self.resolution, self.channels, self.num_classes = resolution, channels, num_classes
         self.z_dim, self.w_dim, self.noise_mode = z_dim, w_dim, noise_mode
         self.mapping = Mapping(z_dim, w_dim, num_classes, mapping_layers)
         resolutions = [base * 2 ** i for i in range(k + 1)]
         chans = [channels_at(r, channel_base, channel_max) for r in resolutions]
         self.blocks = nn.ModuleList(
-            SynthesisBlock(chans[max(i - 1, 0)], chans[i], w_dim, r, channels, first=(i == 0))
+            SynthesisBlock(chans[max(i - 1, 0)], chans[i], w_dim, r, channels, first=(i == 0), upsample=upsample)
             for i, r in enumerate(resolutions))
         self.num_layers = len(self.blocks)
         self.num_ws = 2 * self.num_layers

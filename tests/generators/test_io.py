@@ -9,9 +9,9 @@ from generators.stylegan2 import StyleGAN2
 from genprior.errors import ConfigError
 
 
-def tiny_stylegan2():
+def tiny_stylegan2(upsample="transposed"):
     torch.manual_seed(0)
-    g = StyleGAN2(32, 3, 4, z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16)
+    g = StyleGAN2(32, 3, 4, z_dim=8, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16, upsample=upsample)
     with torch.no_grad():  # non-trivial noise strengths and biases, so the stored buffers matter
         for p in g.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -25,7 +25,7 @@ def tiny_dcgan():
     return g.eval()
 
 
-@pytest.mark.parametrize("make", [tiny_stylegan2, tiny_dcgan])
+@pytest.mark.parametrize("make", [tiny_stylegan2, lambda: tiny_stylegan2("bilinear"), tiny_dcgan])
 def test_round_trip_is_bit_identical(tmp_path, make):
     g = make()
     save_generator(g, tmp_path / "gen", {"steps": 3})

@@ -83,6 +83,31 @@ def test_split_at_every_block_equals_full_forward(resolution, channels):
         assert torch.equal(g.from_f(f, ws, n), full)
 
 
+def test_bilinear_upsampling_splits_and_keeps_the_activation_scale():
+    """upsample=bilinear (StyleGAN2's low-passed upsampling) renders every latent kind, splits at
+    F_n like the full forward, and keeps a block's activations at the scale of the block before,
+    where the 4x4 transposed conv's demodulation (16 taps, 4 seen per output) halves them. The
+    input is smooth (constant over space, as a feature map is at this scale next to a pixel's
+    period), and the output's std is taken inside the border the convolution pads."""
+    y = labels(16)
+
+    def conv0_over_input_std(upsample):
+        g = tiny(28, 1, upsample=upsample, channel_base=512, channel_max=64)
+        layer, x = g.blocks[1].conv0.conv, torch.randn(16, 64, 1, 1).expand(-1, -1, 7, 7)
+        ws = g.map_w(g.sample_latents(y, "z", torch.Generator().manual_seed(0)), y)
+        with torch.no_grad():
+            return (layer(x, ws)[..., 2:-2, 2:-2].std() / x.std()).item(), g
+
+    ratio_transposed, _ = conv0_over_input_std("transposed")
+    ratio_bilinear, g = conv0_over_input_std("bilinear")
+    assert ratio_transposed < 0.6 < 0.8 < ratio_bilinear < 1.25, (ratio_transposed, ratio_bilinear)
+    ws = g.sample_latents(y, "w+", torch.Generator().manual_seed(1))
+    full = g.decode(ws, y, "w+")
+    assert full.shape == (16, 1, 28, 28) and torch.equal(g.from_f(g.to_f(ws, 1, y), ws, 1), full)
+    with pytest.raises(ConfigError, match="upsample 'nearest'; valid: transposed, bilinear"):
+        tiny(upsample="nearest")
+
+
 def test_gradients_reach_w_wplus_and_f():
     g = frozen(tiny(32, 3))
     y = labels()
