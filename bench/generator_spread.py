@@ -7,7 +7,10 @@ For each class it draws n samples (z ~ N(0, I), const noise) and n random real t
 images, and reports the RMS L2 distance of an image to its class mean (within) and of
 the class means to the overall mean (between), images in [-1, 1]. A generator whose
 within-class spread is far below the real one has collapsed onto a few modes per class:
-GLaD then has few distinct images to start its latents from. Seeded; CPU, seconds.
+GLaD then has few distinct images to start its latents from. `plaid` is the share of the
+images' spectral energy (mean removed) at the 2-pixel period along either axis: an
+upsampling without a low-pass (generators/stylegan2.py, UPSAMPLES) leaves it above the real
+data's. Seeded; CPU, seconds.
 Writes bench/results/generator_spread.json.
 """
 from __future__ import annotations
@@ -32,7 +35,19 @@ def spread(x: torch.Tensor) -> dict:
     means = x.mean(1, keepdim=True)
     within = (x - means).pow(2).sum(-1).mean().sqrt()
     between = (means.squeeze(1) - x.mean((0, 1))).pow(2).sum(-1).mean().sqrt()
-    return {"within": round(within.item(), 3), "between": round(between.item(), 3)}
+    return {"within": round(within.item(), 3), "between": round(between.item(), 3), "plaid": plaid(x)}
+
+
+def plaid(x: torch.Tensor) -> float | None:
+    """Share of the power spectrum (per-image mean removed) in the Nyquist row and column of
+    [..., r, r] images flattened to [..., r * r]; None for an odd r (no Nyquist bin)."""
+    r = int(round(x.shape[-1] ** 0.5))
+    if r % 2:
+        return None
+    x = x.reshape(-1, r, r)
+    power = torch.fft.fft2(x - x.mean((-2, -1), keepdim=True)).abs().square().mean(0)
+    at_nyquist = power[r // 2].sum() + power[:, r // 2].sum() - power[r // 2, r // 2]
+    return round((at_nyquist / power.sum()).item(), 6)
 
 
 def main() -> None:
@@ -56,7 +71,7 @@ def main() -> None:
             z = gen.sample_latents(labels, "z", torch.Generator().manual_seed(a.seed))
             rows[Path(path).name] = spread(gen.decode(z, labels, "z").clamp(-1, 1).view(10, a.per_class, -1))
     for name, r in rows.items():
-        print(f"{name:32s} within {r['within']:7.3f}  between {r['between']:7.3f}")
+        print(f"{name:32s} within {r['within']:7.3f}  between {r['between']:7.3f}  plaid {r['plaid']}")
     out = ROOT / "bench" / "results" / "generator_spread.json"
     write_json(out, {"command": "python bench/generator_spread.py " + shlex.join(sys.argv[1:]),
                      "per_class": a.per_class, "seed": a.seed, "rows": rows})
