@@ -10,7 +10,9 @@ within-class spread is far below the real one has collapsed onto a few modes per
 GLaD then has few distinct images to start its latents from. `plaid` is the share of the
 images' spectral energy (mean removed) at the 2-pixel period along either axis: an
 upsampling without a low-pass (generators/stylegan2.py, UPSAMPLES) leaves it above the real
-data's. Seeded; CPU, seconds.
+data's. Each generator's row also carries what its training recorded in its JSON (steps,
+wall time, FID/KID and the command; generators/train.py), so one command lays recipes side
+by side. Seeded; CPU, seconds.
 Writes bench/results/generator_spread.json.
 """
 from __future__ import annotations
@@ -70,8 +72,15 @@ def main() -> None:
         with torch.no_grad():
             z = gen.sample_latents(labels, "z", torch.Generator().manual_seed(a.seed))
             rows[Path(path).name] = spread(gen.decode(z, labels, "z").clamp(-1, 1).view(10, a.per_class, -1))
+        fid = gen.info.get("fid") or {}
+        rows[Path(path).name]["trained"] = {
+            "steps": gen.info.get("steps"), "wall_seconds": gen.info.get("wall_seconds"),
+            "fid": fid.get("fid"), "kid": fid.get("kid"), "fid_images": fid.get("n"),
+            "kwargs": gen.config, "command": gen.info.get("command")}
     for name, r in rows.items():
-        print(f"{name:32s} within {r['within']:7.3f}  between {r['between']:7.3f}  plaid {r['plaid']}")
+        t = r.get("trained", {})
+        print(f"{name:32s} within {r['within']:7.3f}  between {r['between']:7.3f}  plaid {r['plaid']}"
+              + (f"  FID {t['fid']:.1f} after {t['steps']} steps" if t.get("fid") is not None else ""))
     out = ROOT / "bench" / "results" / "generator_spread.json"
     write_json(out, {"command": "python bench/generator_spread.py " + shlex.join(sys.argv[1:]),
                      "per_class": a.per_class, "seed": a.seed, "rows": rows})
