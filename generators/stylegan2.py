@@ -45,7 +45,7 @@ NOISE_MODES = ("const", "random", "none")
 # transposed conv with no low-pass: cheaper (computed at the low resolution), but nothing removes its
 # 2-pixel period, the plaid in the shipped fashion_mnist_stylegan2.png, and its demodulation divides by
 # all 16 taps of which each output sees 4, so activations halve at every block. The generators
-# shipped before the option exist were trained with it (their JSON has no `upsample`: the default).
+# shipped before the option existed were trained with it (their JSON has no `upsample`: the default).
 UPSAMPLES = ("transposed", "bilinear")
 
 

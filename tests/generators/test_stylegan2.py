@@ -84,7 +84,7 @@ def test_split_at_every_block_equals_full_forward(resolution, channels):
 
 
 def test_bilinear_upsampling_splits_and_keeps_the_activation_scale():
-    """upsample=bilinear (StyleGAN2's low-passed upsampling) renders every latent kind, splits at
+    """upsample=bilinear (StyleGAN2's low-passed upsampling) renders w+ latents, splits at
     F_n like the full forward, and keeps a block's activations at the scale of the block before,
     where the 4x4 transposed conv's demodulation (16 taps, 4 seen per output) halves them. The
     input is smooth (constant over space, as a feature map is at this scale next to a pixel's
