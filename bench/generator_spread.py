@@ -71,9 +71,9 @@ def main() -> None:
         gen = load_generator(path)
         with torch.no_grad():
             z = gen.sample_latents(labels, "z", torch.Generator().manual_seed(a.seed))
-            rows[Path(path).name] = spread(gen.decode(z, labels, "z").clamp(-1, 1).view(10, a.per_class, -1))
+            row = rows[Path(path).name] = spread(gen.decode(z, labels, "z").clamp(-1, 1).view(10, a.per_class, -1))
         fid = gen.info.get("fid") or {}
-        rows[Path(path).name]["trained"] = {
+        row["trained"] = {
             "steps": gen.info.get("steps"), "wall_seconds": gen.info.get("wall_seconds"),
             "fid": fid.get("fid"), "kid": fid.get("kid"), "fid_images": fid.get("n"),
             "kwargs": gen.config, "command": gen.info.get("command")}
