@@ -7,7 +7,7 @@ For every space: the IPC x classes real images a pixel set starts from (seed 0) 
 inverted as `synset.init=invert` does (genprior/synsets/invert.py, in a cache of its own so
 nothing is reused), and the pixel MSE (in [-1, 1]) before and after and the seconds are
 written to bench/results/inversion_<dataset>_<generator>.json with the command. Parts
-already there are kept when rerun.
+already there for the same generator weights are kept when rerun.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from generators.io import open_generator
+from genprior import artifacts
 from genprior.context import DatasetOptions, RunContext
 from genprior.data import load_split, to_unit
 from genprior.synsets.base import real_start
@@ -62,7 +63,8 @@ def main() -> None:
     run_parts([(f"{space}{a.layer if space == 'f' else ''}_steps{a.steps}_lr{a.lr}", lambda space=space: part(space))
                for space in a.spaces],
               RESULTS / f"inversion_{a.dataset}_{name}.json", {"machine": machine(), "ipc": a.ipc},
-              show=lambda f: f"MSE {f['mse_before']:.4f} -> {f['mse_after']:.4f} ({f['floats_per_image']} floats/image)")
+              show=lambda f: f"MSE {f['mse_before']:.4f} -> {f['mse_after']:.4f} ({f['floats_per_image']} floats/image)",
+              key=artifacts.module_digest(open_generator(a.generator)))  # a retrained generator measures again
 
 
 if __name__ == "__main__":

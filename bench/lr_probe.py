@@ -74,6 +74,18 @@ def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     return out
 
 
+def prior_key(prior: str) -> str | None:
+    """The digest of the generator the prior's presets use (Synset.prior_digest_now): the figures
+    are the generator's, so a retrained one measures again (bench/resumable.py run_parts)."""
+    from omegaconf import OmegaConf
+
+    from genprior.config import compose
+    from genprior.synsets import SYNSETS
+
+    section = OmegaConf.to_container(compose([f"{prior}=dm"]).synset, resolve=True)
+    return SYNSETS[section["kind"]].prior_digest_now(section)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prior", default="glad", choices=sorted(PROBED))
@@ -91,7 +103,7 @@ def main() -> None:
         return ", ".join(f"{k}: matched lr {v['matched_lr']:.3g} (preset {v['preset_lr']:.3g})"
                          for k, v in figures["groups"].items())
     t0 = time.time()
-    run_parts(parts, RESULTS / f"{a.prior}_lr_probe.json", {"machine": machine()}, show)
+    run_parts(parts, RESULTS / f"{a.prior}_lr_probe.json", {"machine": machine()}, show, key=prior_key(a.prior))
     print(f"{time.time() - t0:.0f} s")
 
 

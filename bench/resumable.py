@@ -42,16 +42,25 @@ def machine(**extra) -> dict:
 
 
 def run_parts(parts: list[tuple[str, Callable[[], dict]]], out: Path, meta: dict,
-              show: Callable[[dict], str] = json.dumps) -> dict:
-    """Run the parts `out` lacks; each entry: figures, wall_s, the command, `meta`."""
+              show: Callable[[dict], str] = json.dumps, key: str | None = None) -> dict:
+    """Run the parts `out` lacks; each entry: figures, wall_s, the command, `meta`.
+
+    `key` names what the figures depend on beyond the part's name (a generator's digest): a
+    part recorded under another key (or none) is measured again, and the old entry stays in
+    the file as `<name> (key <old key>)`, so a retrained generator never inherits figures."""
     results = json.loads(out.read_text()) if out.is_file() else {}
     for name, job in parts:
-        if name in results:
+        if name in results and results[name].get("key") == key:
             print(f"{name}: done earlier, kept")
             continue
+        if name in results:
+            old = results.pop(name)
+            results[f"{name} (key {old.get('key') or 'unrecorded'})"] = old
+            print(f"{name}: recorded for another key ({old.get('key') or 'unrecorded'}), measuring again", flush=True)
         t0 = time.time()
         figures = job()
-        results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command(), **meta}
+        results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command(), **meta,
+                         **({"key": key} if key is not None else {})}
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, results)
         print(f"{name}: {show(figures)} ({results[name]['wall_s']:.0f} s)", flush=True)

@@ -49,6 +49,19 @@ def test_resumed_run_equals_uninterrupted(tmp_path, arch, capsys):
     assert any(not torch.equal(init[k], a[k]) for k in a if k.endswith("weight"))
 
 
+def test_stylegan2_trains_the_shipped_recipe_by_default():
+    """arch=stylegan2 alone trains bilinear upsampling with 2 mapping layers (assets/README.md),
+    the user's generator_kwargs win key by key, and the identity records the kwargs used."""
+    s = TrainSpec(arch="stylegan2").resolved()
+    assert s.generator_kwargs == {"upsample": "bilinear", "mapping_layers": 2}
+    assert s.identity()["generator_kwargs"] == s.generator_kwargs
+    s = TrainSpec(arch="stylegan2", generator_kwargs={"upsample": "transposed", "z_dim": 32}).resolved()
+    assert s.generator_kwargs == {"upsample": "transposed", "mapping_layers": 2, "z_dim": 32}
+    G, _ = build(s, toy_split(10))
+    assert G.config["upsample"] == "transposed" and G.config["mapping_layers"] == 2
+    assert TrainSpec(arch="dcgan").resolved().generator_kwargs == {}
+
+
 def test_class_groups_make_minibatch_std_groups_of_one_class():
     labels = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8] * 5)
     s = TrainSpec(batch=12, class_groups=4).resolved()
