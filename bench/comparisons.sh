@@ -76,15 +76,21 @@ sweep() {  # PRESET KEY "VALUES" [overrides...]
     failed+=("the $preset $key sweep ($preset's cells skipped)")
   fi
 }
-sweep haba=dm synset.optim.bases.lr "0.3 0.1 0.03 0.01" \
-  iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep_at_budget() {  # PRIOR OBJECTIVE KEY "VALUES": a sweep at the objective's cell budget (IPC 1),
+  local prior=$1 objective=$2 key=$3 values=$4 budget=()  # judged by the fast protocol plus AlexNet
+  case $objective in
+    dm) budget=(iterations=300 objective.compile=true) ;;
+    mtt) budget=(iterations=200 "${MTT[@]}" objective.batch_syn=null) ;;
+    dc) budget=(iterations=200) ;;
+  esac
+  sweep "$prior=$objective" "$key" "$values" "${budget[@]}" protocol=fast 'protocol.models=[convnet,alexnet]'
+}
+sweep_at_budget haba dm synset.optim.bases.lr "0.3 0.1 0.03 0.01"
 # haba=mtt: not 100 (the paper's, with ZCA, drove 99.5 % of the rendered pixels into the bound within
 # 10 steps at IPC 10 and its set fell below random real: bench/results/set_values.json,
 # distill_haba_mtt_default_2cores_clean.superseded-2.json; 1 won at IPC 10, bench/results/lr_sweep.json)
-sweep haba=mtt synset.optim.hallucinators.lr "3 1 0.1 0.01" \
-  iterations=200 "${MTT[@]}" objective.batch_syn=null protocol=fast 'protocol.models=[convnet,alexnet]'
-sweep haba=dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6" \
-  iterations=200 protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep_at_budget haba mtt synset.optim.hallucinators.lr "3 1 0.1 0.01"
+sweep_at_budget haba dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6"
 for ipc in 1 10; do
   for objective in mtt dm dc; do
     if [ "${swept[haba=$objective]:-no}" = yes ]; then cell haba "$objective" "$ipc"; fi
@@ -94,12 +100,9 @@ done
 # w+ lrs are 8x (DM), 42x (DC) and 45x (MTT) above the lr whose first step moves the images as far
 # as the pixel preset's (bench/results/glad_lr_probe.json); each sweep spans that matched lr to
 # the preset's value, and a pick other than the preset's skips that objective's cells as for HaBa.
-sweep glad=dm synset.optim.latents.lr "0.008 0.025 0.08 0.2" \
-  iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]'
-sweep glad=mtt synset.optim.latents.lr "0.44 2 20" \
-  iterations=200 "${MTT[@]}" objective.batch_syn=null protocol=fast 'protocol.models=[convnet,alexnet]'
-sweep glad=dc synset.optim.latents.lr "0.0005 0.003 0.02" \
-  iterations=200 protocol=fast 'protocol.models=[convnet,alexnet]'
+sweep_at_budget glad dm synset.optim.latents.lr "0.008 0.025 0.08 0.2"
+sweep_at_budget glad mtt synset.optim.latents.lr "0.44 2 20"
+sweep_at_budget glad dc synset.optim.latents.lr "0.0005 0.003 0.02"
 # GLaD's DC takes one latent update per fresh network (its code's outer_loop = inner_loop = 1,
 # configs/glad/dc.yaml); the pixel side takes the same, so the two differ only in the prior
 for ipc in 1 10; do
