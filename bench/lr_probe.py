@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from resumable import RESULTS, machine, run_parts  # bench/resumable.py (the script's own folder)
+from distill import prior_now  # bench/distill.py (the script's own folder)
+from resumable import RESULTS, machine, run_parts  # bench/resumable.py
 
 # the latent spaces probed per prior (overrides of its preset)
 PROBED = {"glad": [["synset.space=w+"], ["synset.space=f", "synset.layer=1"], ["synset.space=f", "synset.layer=2"],
@@ -74,18 +75,6 @@ def probe(prior: str, objective: str, ipc: int, over: list[str]) -> dict:
     return out
 
 
-def prior_key(prior: str) -> str | None:
-    """The digest of the generator the prior's presets use (Synset.prior_digest_now): the figures
-    are the generator's, so a retrained one measures again (bench/resumable.py run_parts)."""
-    from omegaconf import OmegaConf
-
-    from genprior.config import compose
-    from genprior.synsets import SYNSETS
-
-    section = OmegaConf.to_container(compose([f"{prior}=dm"]).synset, resolve=True)
-    return SYNSETS[section["kind"]].prior_digest_now(section)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prior", default="glad", choices=sorted(PROBED))
@@ -103,7 +92,11 @@ def main() -> None:
         return ", ".join(f"{k}: matched lr {v['matched_lr']:.3g} (preset {v['preset_lr']:.3g})"
                          for k, v in figures["groups"].items())
     t0 = time.time()
-    run_parts(parts, RESULTS / f"{a.prior}_lr_probe.json", {"machine": machine()}, show, key=prior_key(a.prior))
+    from genprior.config import compose
+
+    # the figures are the generator's: a retrained one measures again (bench/resumable.py run_parts)
+    key = prior_now(compose([f"{a.prior}=dm"]))
+    run_parts(parts, RESULTS / f"{a.prior}_lr_probe.json", {"machine": machine()}, show, key=key)
     print(f"{time.time() - t0:.0f} s")
 
 

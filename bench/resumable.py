@@ -54,9 +54,9 @@ def run_parts(parts: list[tuple[str, Callable[[], dict]]], out: Path, meta: dict
             print(f"{name}: done earlier, kept")
             continue
         if name in results:
-            old = results.pop(name)
-            results[f"{name} (key {old.get('key') or 'unrecorded'})"] = old
-            print(f"{name}: recorded for another key ({old.get('key') or 'unrecorded'}), measuring again", flush=True)
+            old_key = results[name].get("key") or "unrecorded"
+            results[f"{name} (key {old_key})"] = results.pop(name)
+            print(f"{name}: recorded for another key ({old_key}), measuring again", flush=True)
         t0 = time.time()
         figures = job()
         results[name] = {"figures": figures, "wall_s": round(time.time() - t0, 1), "command": command(), **meta,
