@@ -71,8 +71,9 @@ sweep() {  # PRESET KEY "VALUES" [overrides...]
   shift 3
   # shellcheck disable=SC2086  # the values are one word each
   if python bench/lr_sweep.py --check-preset --preset "$preset" --ipc 1 --key "$key" --values $values -- "$@"; then
-    swept[$preset]=yes
+    [ "${swept[$preset]:-}" = no ] || swept[$preset]=yes  # every sweep of a preset must keep its value
   else
+    swept[$preset]=no
     failed+=("the $preset $key sweep ($preset's cells skipped)")
   fi
 }
@@ -91,6 +92,11 @@ sweep_at_budget haba dm synset.optim.bases.lr "0.3 0.1 0.03 0.01"
 # distill_haba_mtt_default_2cores_clean.superseded-2.json; 1 won at IPC 10, bench/results/lr_sweep.json)
 sweep_at_budget haba mtt synset.optim.hallucinators.lr "3 1 0.1 0.01"
 sweep_at_budget haba dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6"
+# The hallucinators' start: random (the official code's) renders each basis through random filters,
+# identity renders it as the real image it starts from, as a pixel set starts (configs/synset/haba.yaml)
+for objective in dm mtt dc; do
+  sweep_at_budget haba "$objective" synset.hallucinator_init "random identity"
+done
 for ipc in 1 10; do
   for objective in mtt dm dc; do
     if [ "${swept[haba=$objective]:-no}" = yes ]; then cell haba "$objective" "$ipc"; fi

@@ -57,6 +57,14 @@ def verdict(rows: dict[str, dict]) -> dict:
     return out
 
 
+def same_value(a: str, b: str) -> bool:
+    """Whether two values of a key as written are one (0.1 and 1e-1 are; identity and identity are)."""
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", required=True, help="e.g. glad=dm")
@@ -113,7 +121,7 @@ def main() -> None:
         if best is None:
             print(f"no value of {a.key} gave a result", flush=True)
             sys.exit(3)
-        if not row["verdict"].get("tie", True) and float(held) != float(best):
+        if not row["verdict"].get("tie", True) and not same_value(held, best):
             print(f"{a.preset} holds {a.key}={held}, the sweep picks {best} ({out.relative_to(ROOT)}): set it in "
                   f"the preset before distilling with it", flush=True)
             sys.exit(3)

@@ -62,6 +62,13 @@ from genprior.rng import derive_seed, seeded
 from genprior.synsets.base import Synset
 
 INITS = ("real", "noise")
+HALLUCINATOR_INITS = ("random", "identity")
+# identity: each hallucinator starts as the identity plus its random init scaled by this, so a
+# render starts within about a tenth of its basis (a real image, as a pixel set starts) and the
+# hallucinators still differ: identical ones would get identical gradients from every objective,
+# and the adversary's push-apart term is flat where two views are equal
+IDENTITY_JITTER = 0.1
+PREIMAGE_REACH = 0.95  # tanh's slope at atanh(0.95) = 1.83 is 0.1: the data's ends still learn
 VIEWS = ("all", "one")  # what a distillation step renders: every hallucination of each basis, or one
 # HaBa's own random streams per step: (seed, step, HABA_SALT + k). The objectives draw theirs
 # from (seed, step, class or unit index), so small salts here would share their streams
@@ -71,7 +78,7 @@ HABA_SALT = 0x4AB00
 class Hallucinator(nn.Module):
     """basis [N, c_in, r, r] -> image [N, c_out, r, r]: conv3x3 (valid), per-pixel scale and shift, transposed conv3x3."""
 
-    def __init__(self, c_in: int, c_out: int, resolution: int):
+    def __init__(self, c_in: int, c_out: int, resolution: int, init: str = "random", border: torch.Tensor | None = None):
         super().__init__()
         if resolution < 3:
             raise ConfigError(f"a hallucinator needs images of at least 3 px (its 3x3 convolution has no padding); "
@@ -80,6 +87,19 @@ class Hallucinator(nn.Module):
         self.scale = nn.Parameter(torch.ones(1, c_out, resolution - 2, resolution - 2))
         self.shift = nn.Parameter(torch.zeros(1, c_out, resolution - 2, resolution - 2))
         self.decode = nn.ConvTranspose2d(c_out, c_out, 3)
+        if init == "identity":  # centre taps: encode keeps the interior (channel o from o % c_in), decode puts it
+            with torch.no_grad():  # back; the 1-px frame the valid conv drops comes back as `border` (per channel)
+                for conv in (self.encode, self.decode):
+                    conv.weight.mul_(IDENTITY_JITTER)
+                    conv.bias.mul_(IDENTITY_JITTER)
+                for o in range(c_out):
+                    self.encode.weight[o, o % c_in, 1, 1] += 1
+                    self.decode.weight[o, o, 1, 1] += 1  # a transposed conv's weight is [in, out, 3, 3]
+                if border is not None:  # the frame gets the decoder's bias alone; the encoder's cancels it inside
+                    self.decode.bias += border
+                    self.encode.bias -= border
+        elif init != "random":
+            raise ConfigError(f"unknown hallucinator_init {init!r}; valid: {', '.join(HALLUCINATOR_INITS)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x) * self.scale + self.shift)
@@ -93,6 +113,7 @@ class HabaSynset(Synset):
         base_channels: int | None = option(min=1)
         base_resolution: int | None = option(min=3)
         init: str = option(choices=INITS)
+        hallucinator_init: str = option(choices=HALLUCINATOR_INITS)
         views: str = option(choices=VIEWS)
         bound: bool = option()
         adversary: bool = option()
@@ -112,7 +133,7 @@ class HabaSynset(Synset):
 
     def __init__(self, real: Split, ipc: int, hallucinators: int = 5, bases_per_class: int | None = None,
                  base_channels: int | None = None, base_resolution: int | None = None, init: str = "real",
-                 views: str = "all", bound: bool = True, adversary: bool = True, lambda_set: float = 0.1,
+                 hallucinator_init: str = "random", views: str = "all", bound: bool = True, adversary: bool = True, lambda_set: float = 0.1,
                  lambda_views: float = 0.1, lambda_contrast: float = 0.1, temperature: float = 0.07, adversary_lr: float = 1e-3,
                  dsa: str = "color_crop_cutout_flip_scale_rotate", seed: int = 0):
         info, (channels, resolution) = real.info, (real.images.shape[1], real.images.shape[-1])
@@ -151,6 +172,10 @@ class HabaSynset(Synset):
                              persistent=False)
         self.budget_ipc, self.budget = ipc, budget
         self.channels, self.resolution, self.seed = channels, resolution, seed
+        # the data's per-channel range as centre and half-width; not state: the real split decides it
+        lo, hi = real.images.amin((0, 2, 3)), real.images.amax((0, 2, 3))
+        self.register_buffer("centre", ((hi + lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
+        self.register_buffer("half_width", ((hi - lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
         g = seeded(seed, 0x4ABA)
         if init == "real":  # random real images of each class, as the official code starts
             bases, _ = real.random_subset(bases_per_class, g)
@@ -162,18 +187,30 @@ class HabaSynset(Synset):
             bases = torch.randn(self.num_bases, c_base, r_base, r_base, generator=g)
         else:
             raise ConfigError(f"unknown HaBa init {init!r}; valid: {', '.join(INITS)}")
+        # the real images' mean 1-px frame per channel, which an identity hallucinator's valid conv cannot pass on
+        frame = torch.ones(resolution, resolution, dtype=torch.bool)
+        frame[1:-1, 1:-1] = False
+        border = real.images[..., frame].mean((0, 2))
+        if bound and hallucinator_init == "identity":  # so that the bound maps a render back onto its real image
+            border = self._preimage(border.view(1, -1, 1, 1)).flatten()
+            bases = self._preimage(bases) if init == "real" else bases
         self.bases = nn.Parameter(bases.clone())
         with torch.random.fork_rng(devices=[]):  # the CPU generator only (genprior.nets.seeded_net says why)
             torch.random.default_generator.manual_seed(derive_seed(seed, 0x4ABB))
-            self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution) for _ in range(hallucinators))
-        # the data's per-channel range as centre and half-width; not state: the real split decides it
-        lo, hi = real.images.amin((0, 2, 3)), real.images.amax((0, 2, 3))
-        self.register_buffer("centre", ((hi + lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
-        self.register_buffer("half_width", ((hi - lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
+            self.hallucinators = nn.ModuleList(Hallucinator(c_base, channels, resolution, hallucinator_init, border)
+                                               for _ in range(hallucinators))
         self.assignment = torch.zeros(self.num_bases, dtype=torch.long)  # views=one: each basis's hallucinator now
         # not a submodule: outside the set's state and its all-reduce
         self.__dict__["adversary"] = Adversary(real, seed, adversary_lr, dsa, lambda_set, lambda_views,
                                                lambda_contrast, temperature) if adversary else None
+
+    def _preimage(self, images: torch.Tensor) -> torch.Tensor:
+        """Values whose bounded image is `images`, the range's ends taken to PREIMAGE_REACH of the
+        half-width (the exact ends are infinitely far and pass no gradient through the tanh)."""
+        centre, half_width = (b.mean(1, keepdim=True) if images.shape[1] != b.shape[1] else b
+                              for b in (self.centre, self.half_width))  # single-channel bases: the mean range
+        t = ((images - centre) / half_width).clamp(-PREIMAGE_REACH, PREIMAGE_REACH)
+        return centre + half_width * torch.atanh(t)
 
     # ---- rendering
     def _views(self, index: torch.Tensor, which: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,38 @@ def test_the_bound_keeps_every_rendered_value_in_the_data_range_and_passes_gradi
     assert "centre" not in bounded.state_dict()  # the range is the data's, never part of the saved set
 
 
+@pytest.mark.parametrize("channels, resolution, bound", [(1, 28, True), (3, 32, True), (3, 32, False)])
+def test_identity_hallucinators_render_the_real_images_they_start_from(monkeypatch, channels, resolution, bound):
+    import genprior.synsets.haba as haba
+
+    real = split(channels, resolution)
+    start = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=False).bases  # real images
+    frame = torch.ones(resolution, resolution, dtype=torch.bool)
+    frame[1:-1, 1:-1] = False
+    monkeypatch.setattr(haba, "IDENTITY_JITTER", 0.0)
+    exact = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=bound,
+                       hallucinator_init="identity")
+    with torch.no_grad():
+        x = exact.render_all().unflatten(0, (-1, 3))  # [bases, views, c, r, r]
+    lo, hi = real.images.amin((0, 2, 3)).view(-1, 1, 1), real.images.amax((0, 2, 3)).view(-1, 1, 1)
+    t = (start - (hi + lo) / 2) / ((hi - lo) / 2)
+    inside = ~frame & (t.abs() <= haba.PREIMAGE_REACH if bound else True)  # the ends are taken to 0.95 of the range
+    for v in range(3):  # every view is its basis inside the frame; the frame is the data's mean frame
+        torch.testing.assert_close(x[:, v][inside.expand_as(start)], start[inside.expand_as(start)], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(x[:, v][..., frame].mean((0, 2)), real.images[..., frame].mean((0, 2)),
+                                   atol=1e-4, rtol=1e-4)
+    monkeypatch.undo()
+    jittered = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=bound,
+                          hallucinator_init="identity")
+    with torch.no_grad():
+        y = jittered.render_all().unflatten(0, (-1, 3))
+    err = (y - x).pow(2).mean().sqrt()
+    assert 0 < err < 0.3 * start.std()  # near the real images, and the views of a basis differ
+    assert (y[:, 0] - y[:, 1]).abs().mean() > 0.01 * start.std()
+    with pytest.raises(ConfigError, match="valid: random, identity"):
+        HabaSynset(real, ipc=10, hallucinators=3, hallucinator_init="zeros")
+
+
 @pytest.mark.parametrize("views", ["all", "one"])
 def test_the_set_step_never_moves_the_adversary_and_its_step_moves_only_itself(views):
     s = HabaSynset(split(), ipc=4, hallucinators=3, views=views)
