@@ -22,3 +22,12 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never read or write the user's ~/.cache/genprior from tests."""
     monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path_factory.getbasetemp() / "genprior-cache"))
     monkeypatch.setenv("GENPRIOR_DATA", str(tmp_path_factory.getbasetemp() / "no-data-here"))
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """Import a bench/ script by name, as the scripts import their siblings: bench("lr_sweep")."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    return importlib.import_module

@@ -11,14 +11,9 @@ import torch
 from genprior.evaluate import network_digests
 from genprior.setfile import save_set
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
 @pytest.fixture
-def distill(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCH))  # bench scripts import their siblings by name
-    import distill
-
+def distill(bench, monkeypatch, tmp_path):
+    distill = bench("distill")
     monkeypatch.setattr(distill, "ROOT", tmp_path)
     monkeypatch.setattr(distill, "RESULTS", tmp_path / "bench" / "results")
     return distill

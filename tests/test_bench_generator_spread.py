@@ -1,18 +1,12 @@
 """bench/generator_spread.py's plaid share: the measure that tells an unfiltered upsampling's
 2-pixel period from real images (generators/stylegan2.py, UPSAMPLES)."""
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
 
 @pytest.fixture
-def plaid(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    from generator_spread import plaid
-    return plaid
+def plaid(bench):
+    return bench("generator_spread").plaid
 
 
 def test_plaid_is_the_share_at_the_two_pixel_period(plaid):

@@ -1,17 +1,11 @@
 """bench/lr_sweep.py's verdict: the best ConvNet mean, a tie inside the combined std, and a
 preset's value compared with the pick whether the key is a number or a word."""
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.fixture
-def lr_sweep(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import lr_sweep
-    return lr_sweep
+def lr_sweep(bench):
+    return bench("lr_sweep")
 
 
 def test_the_verdict_picks_the_best_mean_and_calls_a_margin_inside_the_noise_a_tie(lr_sweep):

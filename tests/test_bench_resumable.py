@@ -1,18 +1,12 @@
 """bench/resumable.py's run_parts: finished parts are kept, and parts measured on other
 inputs (another generator's digest) are measured again, the old entry set aside."""
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
 @pytest.fixture
-def run_parts(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    from resumable import run_parts
-    return run_parts
+def run_parts(bench):
+    return bench("resumable").run_parts
 
 
 def test_a_part_is_kept_for_its_key_and_measured_again_for_another(tmp_path, run_parts):
