@@ -41,15 +41,15 @@ def run_two_processes(args: list[str], run_dir: Path, env: dict | None = None,
     own traceback, the usual tail of stderr, says only that one did."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    for attempt in (1, 2):
-        r = subprocess.run([*command, "--main_process_port", str(free_port()), script, *args, f"run_dir={run_dir}"],
-                           env=child_env(**(env or {})), capture_output=True, text=True)
-        aborted = re.search(r"exitcode\s*:\s*-6\b", r.stderr)
-        if not (aborted and attempt == 1):
-            break
+    def launch() -> subprocess.CompletedProcess:
+        return subprocess.run([*command, "--main_process_port", str(free_port()), script, *args, f"run_dir={run_dir}"],
+                              env=child_env(**(env or {})), capture_output=True, text=True)
+
+    r = launch()
+    if re.search(r"exitcode\s*:\s*-6\b", r.stderr):  # a rank died by SIGABRT
         first = r.stderr
         shutil.rmtree(run_dir, ignore_errors=True)
-    if attempt == 2:
+        r = launch()
         r.stderr = f"{first}\n[tests/runs.py] a rank aborted (above); retried once:\n{r.stderr}"
     if r.returncode:
         why = [line for line in r.stderr.splitlines() if WHY_A_RANK_DIED.search(line)]

@@ -187,13 +187,14 @@ class HabaSynset(Synset):
             bases = torch.randn(self.num_bases, c_base, r_base, r_base, generator=g)
         else:
             raise ConfigError(f"unknown HaBa init {init!r}; valid: {', '.join(INITS)}")
-        # the real images' mean 1-px frame per channel, which an identity hallucinator's valid conv cannot pass on
-        frame = torch.ones(resolution, resolution, dtype=torch.bool)
-        frame[1:-1, 1:-1] = False
-        border = real.images[..., frame].mean((0, 2))
-        if bound and hallucinator_init == "identity":  # so that the bound maps a render back onto its real image
-            border = self._preimage(border.view(1, -1, 1, 1)).flatten()
-            bases = self._preimage(bases) if init == "real" else bases
+        border = None  # identity only: the real images' mean 1-px frame per channel, which its valid conv drops
+        if hallucinator_init == "identity":
+            frame = torch.ones(resolution, resolution, dtype=torch.bool)
+            frame[1:-1, 1:-1] = False
+            border = real.images[..., frame].mean((0, 2))
+            if bound:  # so that the bound maps a render back onto its real image
+                border = self._preimage(border.view(1, -1, 1, 1)).flatten()
+                bases = self._preimage(bases) if init == "real" else bases
         self.bases = nn.Parameter(bases.clone())
         with torch.random.fork_rng(devices=[]):  # the CPU generator only (genprior.nets.seeded_net says why)
             torch.random.default_generator.manual_seed(derive_seed(seed, 0x4ABB))
