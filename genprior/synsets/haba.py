@@ -8,26 +8,28 @@ bases', out = the data set's. Its per-pixel maps make it resolution-bound: built
 data set's resolution (the official code fixes 32 px).
 
 During distillation the objective (DC, DM or MTT, unchanged) sees, each step, `views`:
-`all` (default) renders every basis through every hallucinator, so an MTT trajectory sees
-all hallucinations, as the official code's does (it sends each student batch through one
-hallucinator; here batches mix them), and every hallucinator learns from every basis; `one` renders one image per
-basis through a hallucinator drawn per basis from (seed, step) (`begin_step`), 1/H the images
-and the choice of genprior's first HaBa runs. `all` items are basis-major, as the export. The adversary is the synset's auxiliary term (docs/design.md, seams): a small
-feature extractor (the 3-block ConvNet) trained in alternation with the set. The set's
-side adds lambda_set * mean((cos(f(x0), f(x1)) + 1) / 2) between two hallucinations of
-each basis, pushing them apart; after the set's update, the extractor takes one SGD step
-(lr 1e-3, momentum 0.9) on cross-entropy (1) + lambda_views * mean((1 - cos) / 2) between
-the two views + lambda_contrast * SupCon (temperature 0.07), on two fresh views. Its
-weights and optimizer state are checkpointed beside the set, never part of it: not in
-its state, its export, its storage or the gradient all-reduce; every process computes it
-alike from the same images and seeds.
+`all` (default) renders every basis through every hallucinator, basis-major as the export,
+so an MTT trajectory sees all hallucinations, as the official code's does (it sends each
+student batch through one hallucinator; here batches mix them), and every hallucinator
+learns from every basis; `one` renders one image per basis through a hallucinator drawn per
+basis from (seed, step) (`begin_step`): 1/H the images, the choice of genprior's first HaBa runs.
+
+The adversary is the synset's auxiliary term (docs/design.md, seams): a small feature
+extractor (the 3-block ConvNet) trained in alternation with the set. The set's side adds
+lambda_set * mean((cos(f(x0), f(x1)) + 1) / 2) between two hallucinations of each basis,
+pushing them apart; after the set's update, the extractor takes one SGD step (lr 1e-3,
+momentum 0.9) on cross-entropy (1) + lambda_views * mean((1 - cos) / 2) between the two
+views + lambda_contrast * SupCon (temperature 0.07), on two fresh views. Its weights and
+optimizer state are checkpointed beside the set, never part of it: not in its state, its
+export, its storage or the gradient all-reduce; every process computes it alike from the
+same images and seeds.
 
 Storage: bases + hallucinator parameters must fit the budget of `ipc` real images per
-class (a learned lr, MTT's one float, on top, as for pixels). `bases_per_class` null takes as many as fit; single-channel bases
-(`base_channels=1`, lifted by the hallucinator's first convolution) and bases at a lower
-resolution (`base_resolution`, upsampled bilinearly before the hallucinators) make room
-at small budgets. `storage` also states the paper's accounting (bases = IPC images per
-class, hallucinators on top).
+class (a learned lr, MTT's one float, on top, as for pixels). `bases_per_class` null takes
+as many as fit; single-channel bases (`base_channels=1`, lifted by the hallucinator's first
+convolution) and bases at a lower resolution (`base_resolution`, upsampled bilinearly
+before the hallucinators) make room at small budgets. `storage` also states the paper's
+accounting (bases = IPC images per class, hallucinators on top).
 
 Bound: a rendered image is a product of two learned factors, and DC and DM judge it through
 instance-normalized ConvNets that do not see its scale (README, HaBa), so nothing holds it
