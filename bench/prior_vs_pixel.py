@@ -5,6 +5,7 @@
     python bench/prior_vs_pixel.py --sides pixel ...                # one side now, the other later
     python bench/prior_vs_pixel.py --prior-overrides synset.init=invert -- protocol.runs=3 protocol.epochs=300
     python bench/prior_vs_pixel.py --prior haba --objectives mtt --ipc 1 -- protocol.runs=3 protocol.epochs=300
+    python bench/prior_vs_pixel.py --prior haba --markdown          # the README's table of the current rows
 
 For every (objective, IPC) it distills twice, `pixel=<objective>` and `<prior>=<objective>`,
 with the same iteration count (the pixel preset's unless --iterations), seed and protocol, via
@@ -58,13 +59,40 @@ def difference(a: dict, b: dict, key: str, std_key: str) -> dict | None:
     return {"value": d, "combined_std": noise, "within_noise": None if noise is None else abs(d) < noise}
 
 
+NETWORKS = {"convnet": "ConvNet", "resnet18": "ResNet-18", "vgg11": "VGG-11", "alexnet": "AlexNet", "vit": "ViT"}
+OBJECTIVES = ["dc", "dm", "mtt"]
+
+
+def markdown(table: dict, prior: str, protocol: str = "cross_arch") -> str:
+    """The rows of `table` (a <prior>_vs_pixel.json) that have both sides and are not marked
+    superseded, as the README's Markdown table: each network's mean +- std over runs, the
+    cross-architecture mean, and the prior's lead on it, `(noise)` where inside the combined std.
+    A row made with --prior-overrides names them beside the prior."""
+    rows = sorted((r for r in table.values() if "superseded" not in r and "pixel" in r and prior in r
+                   and r["protocol"] == protocol),
+                  key=lambda r: (r["ipc"], OBJECTIVES.index(r["objective"]), r.get(f"{prior}_overrides") or []))
+    nets = list(NETWORKS) if not rows else list(rows[0]["pixel"]["per_model"])
+    lines = ["| objective, IPC (steps) | set | " + " | ".join(NETWORKS.get(n, n) for n in nets)
+             + " | cross-arch mean | lead |", "|---" * (len(nets) + 4) + "|"]
+    for r in rows:
+        lead = r.get(f"{prior}_minus_pixel", {}).get("cross_arch_mean") or {}
+        lead_text = "" if not lead else f"{lead['value']:+.2f}" + (" (noise)" if lead["within_noise"] else "")
+        changed = " ".join(r.get(f"{prior}_overrides") or [])
+        for side, name in (("pixel", "pixel"), (prior, prior + (f" ({changed})" if changed else ""))):
+            cells = [r[side]["per_model"].get(n, "n/a") for n in nets]
+            mean = f"{r[side]['cross_arch_mean']:.2f} +- {r[side]['cross_arch_std']:.2f}"
+            lines.append(f"| {r['objective'].upper()}, {r['ipc']} ({r['iterations']}) | {name} | "
+                         + " | ".join(cells) + f" | {mean} | {lead_text if side == prior else ''} |")
+    return "\n".join(lines)
+
+
 def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--objectives", nargs="+", default=["dc", "dm", "mtt"])
+    p.add_argument("--objectives", nargs="+", default=OBJECTIVES)
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
     p.add_argument("--iterations", type=int, default=None, help="both runs (default: each preset's own)")
     p.add_argument("--protocol", default="cross_arch")
@@ -74,10 +102,14 @@ def main() -> None:
                         "rows from results); a row's difference appears once both are in")
     p.add_argument("--prior-overrides", "--glad", nargs="*", default=[], metavar="OVERRIDE",
                    help="overrides for the prior's side only (e.g. synset.init=invert); part of its name and the row key")
+    p.add_argument("--markdown", action="store_true", help="print the table of the current rows and run nothing")
     p.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
     a = p.parse_args()
-    sides = {"pixel", a.prior} if a.sides is None else {a.prior if s == "prior" else s for s in a.sides}
     out = RESULTS / f"{a.prior}_vs_pixel.json"
+    if a.markdown:
+        print(markdown(read(out), a.prior, a.protocol))
+        return
+    sides = {"pixel", a.prior} if a.sides is None else {a.prior if s == "prior" else s for s in a.sides}
     command = "python bench/prior_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     tag = overrides_tag(a.overrides)
     prior_tag = overrides_tag(a.prior_overrides)

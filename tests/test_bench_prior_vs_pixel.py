@@ -1,0 +1,29 @@
+"""bench/prior_vs_pixel.py's README table: current rows only, IPC then objective, each side's
+per-network figures, and the prior's lead marked as noise where inside the combined std."""
+
+
+def side(convnet: float, mean: float, std: float) -> dict:
+    return {"per_model": {"convnet": f"{convnet:.2f} +- 0.10", "alexnet": "50.00 +- 1.00"},
+            "cross_arch_mean": mean, "cross_arch_std": std}
+
+
+def row(objective: str, ipc: int, lead: dict | None = None, **extra) -> dict:
+    return {"objective": objective, "ipc": ipc, "iterations": 300, "protocol": "cross_arch",
+            "pixel": side(70, 50, 0.5), "haba": side(71, 50 + (lead or {"value": 0})["value"], 0.5),
+            "haba_minus_pixel": {"cross_arch_mean": lead}, **extra}
+
+
+def test_the_table_has_the_current_rows_in_order_and_marks_a_lead_inside_the_noise(bench):
+    prior_vs_pixel = bench("prior_vs_pixel")
+    table = {"a": row("mtt", 1, {"value": 0.3, "within_noise": True}),
+             "b": row("dm", 10, {"value": 2.5, "within_noise": False}),
+             "c": row("dc", 1, {"value": 9.0, "within_noise": False}, superseded="made before the bound"),
+             "d": row("dc", 10, {"value": 1.0, "within_noise": False}, haba_overrides=["synset.views=one"]),
+             "e": {"objective": "dm", "ipc": 1, "protocol": "cross_arch", "pixel": side(70, 50, 0.5)}}  # one side
+    lines = prior_vs_pixel.markdown(table, "haba").splitlines()
+    assert lines[0] == "| objective, IPC (steps) | set | ConvNet | AlexNet | cross-arch mean | lead |"
+    body = [line.split(" | ")[:2] + [line.split(" | ")[-1]] for line in lines[2:]]
+    assert body == [["| MTT, 1 (300)", "pixel", " |"], ["| MTT, 1 (300)", "haba", "+0.30 (noise) |"],
+                    ["| DC, 10 (300)", "pixel", " |"], ["| DC, 10 (300)", "haba (synset.views=one)", "+1.00 |"],
+                    ["| DM, 10 (300)", "pixel", " |"], ["| DM, 10 (300)", "haba", "+2.50 |"]]
+    assert "70.00 +- 0.10 | 50.00 +- 1.00 | 50.00 +- 0.50" in lines[2]
