@@ -304,11 +304,14 @@ NETS: dict[str, Callable[..., nn.Module]] = {
 def net_digest(name: str, channels: int, num_classes: int, resolution: int, **overrides) -> str:
     """A digest of the architecture `build_net` makes (its module tree, paddings and feature sizes
     included): the key of anything cached per network, so a change of the network is a new key.
-    Built without touching the global RNG."""
+    Overrides enter the key themselves too: the module tree does not show every one (a ViT's
+    heads); without overrides the key is the tree's alone. Built without touching the global RNG."""
     import hashlib
 
     with torch.random.fork_rng(devices=[]):
         text = repr(build_net(name, channels, num_classes, resolution, **overrides))
+    if overrides:
+        text += repr(sorted(overrides.items()))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

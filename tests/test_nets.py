@@ -111,6 +111,8 @@ def test_net_digest_names_the_architecture_and_leaves_the_rng_alone():
     assert torch.equal(state, torch.random.get_rng_state())
     assert a == net_digest("convnet", 1, 10, 28) != net_digest("convnet_p1", 1, 10, 28)
     assert a != net_digest("convnet", 1, 10, 28, width=64)
+    # a ViT's module tree does not show its heads: the override itself keys the digest
+    assert net_digest("vit", 1, 10, 28, heads=2) != net_digest("vit", 1, 10, 28) == net_digest("vit", 1, 10, 28)
 
 
 def test_construction_leaves_batchnorm_stats_alone():
