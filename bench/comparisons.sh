@@ -9,11 +9,12 @@
 # (judged/, here bench/results/judged/), and a finished part is skipped (bench/distill.py; a result judged by
 # another network, or made with another generator, is rerun). The pixel set of a cell is
 # distilled and judged once for HaBa and GLaD alike (bench/prior_vs_pixel.py).
-# HaBa's cells after the presets table (both IPCs), each objective's after a sweep of one lr at
-# its cells' IPC-1 budget: haba=dm's bases lr (unbounded, its sets left the data's range: README,
-# HaBa, the objectives' instance-normalized networks do not see an image's scale; bounded now, a
-# 16-step IPC-1 run at lr 0.3 still grew the bases to 26, from about 2, deep in the bound's
-# saturation), haba=mtt's and haba=dc's hallucinator lr (a probe's or the paper's value so far).
+# HaBa's cells after the presets table (both IPCs). DM's after a sweep of the bases' lr at its
+# cells' IPC-1 budget (unbounded, its sets left the data's range: README, HaBa, the objectives'
+# instance-normalized networks do not see an image's scale; bounded now, a 16-step IPC-1 run at
+# lr 0.3 still grew the bases to 26, from about 2, deep in the bound's saturation) and an A/B of
+# the hallucinators' start; MTT's and DC's before the sweeps of their hallucinator lr (a probe's
+# or an IPC-10 sweep's value so far), which are slow here (below).
 # A preset changed after a sweep reruns the cells made with the old one (bench/distill.py
 # compares configs).
 # GLaD's cells come last, after a sweep of their latent lr: the shipped StyleGAN2 was retrained
@@ -91,20 +92,25 @@ sweep_at_budget() {  # PRIOR OBJECTIVE KEY "VALUES": a sweep at the objective's 
   sweep "$prior=$objective" "$key" "$values" "${budget[@]}" protocol=fast 'protocol.models=[convnet,alexnet]'
 }
 sweep_at_budget haba dm synset.optim.bases.lr "0.3 0.1 0.03 0.01"
+# The hallucinators' start: random (the official code's) renders each basis through random filters,
+# identity renders it as the real image it starts from, as a pixel set starts (configs/synset/haba.yaml).
+# A/B'd under DM before the cells; under MTT and DC after them, with their lr sweeps: an MTT or DC
+# sweep point costs 35-40 min here (MTT at IPC 1: ~10 s a step, every step renders all 100
+# hallucinations), and the cells are what the comparison lacks. A sweep that picks another value
+# than its preset's marks that preset's cells for a rerun (below, its cells skipped meanwhile).
+sweep_at_budget haba dm synset.hallucinator_init "random identity"
+for ipc in 1 10; do
+  for objective in dm mtt dc; do
+    if [ "${swept[haba=$objective]:-}" != no ]; then cell haba "$objective" "$ipc"; fi
+  done
+done
 # haba=mtt: not 100 (the paper's, with ZCA, drove 99.5 % of the rendered pixels into the bound within
 # 10 steps at IPC 10 and its set fell below random real: bench/results/set_values.json,
 # distill_haba_mtt_default_2cores_clean.superseded-2.json; 1 won at IPC 10, bench/results/lr_sweep.json)
 sweep_at_budget haba mtt synset.optim.hallucinators.lr "3 1 0.1 0.01"
 sweep_at_budget haba dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6"
-# The hallucinators' start: random (the official code's) renders each basis through random filters,
-# identity renders it as the real image it starts from, as a pixel set starts (configs/synset/haba.yaml)
-for objective in dm mtt dc; do
+for objective in mtt dc; do
   sweep_at_budget haba "$objective" synset.hallucinator_init "random identity"
-done
-for ipc in 1 10; do
-  for objective in mtt dm dc; do
-    if [ "${swept[haba=$objective]:-no}" = yes ]; then cell haba "$objective" "$ipc"; fi
-  done
 done
 # GLaD's latent lrs from accuracy first (issue 20): on the StyleGAN2 shipped 2026-12-01 the presets'
 # w+ lrs are 8x (DM), 42x (DC) and 45x (MTT) above the lr whose first step moves the images as far
