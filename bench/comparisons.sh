@@ -66,9 +66,9 @@ done
 # preset's 20 DM steps, its loss 97 -> 32 against the pixel set's 90 -> 14 in 1000: the budget as
 # the reason, tested at 100 steps (~14 min to distill here, ~40 to judge)
 part python bench/distill.py minimax=dm ipc=10 iterations=100 eval.baselines=false protocol=cross_arch "${REDUCED[@]}"
-# HaBa's lrs from accuracy (IPC 1, the fast protocol plus AlexNet), before its cells use the
-# presets: a pick other than a preset's value skips that preset's cells (lr_sweep.py exits 3)
-# until the preset is set to it. haba=dm: the bases' lr under the bound (synset.bound); haba=mtt
+# HaBa's lrs from accuracy (IPC 1, the fast protocol plus AlexNet): a pick that beats a preset's
+# value (on the ConvNet outside the noise, AlexNet not against it: lr_sweep.py `beaten`, exit 3)
+# skips that preset's cells until the preset is set to it. haba=dm: the bases' lr under the bound (synset.bound); haba=mtt
 # and haba=dc: the hallucinators', whose presets took a first-step probe's or the paper's value.
 declare -A swept=()
 sweep() {  # PRESET KEY "VALUES" [overrides...]
@@ -97,7 +97,7 @@ sweep_at_budget haba dm synset.optim.bases.lr "0.3 0.1 0.03 0.01"
 # A/B'd under DM before the cells; under MTT and DC after them, with their lr sweeps: an MTT or DC
 # sweep point costs 35-40 min here (MTT at IPC 1: ~10 s a step, every step renders all 100
 # hallucinations), and the cells are what the comparison lacks. A sweep that picks another value
-# than its preset's marks that preset's cells for a rerun (below, its cells skipped meanwhile).
+# its preset's and beats it marks that preset's cells for a rerun (below, its cells skipped meanwhile).
 sweep_at_budget haba dm synset.hallucinator_init "random identity"
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
 # about as many images an epoch as the pixel set has, where all views would train on 5x as many
@@ -120,7 +120,7 @@ done
 # GLaD's latent lrs from accuracy first (issue 20): on the StyleGAN2 shipped 2026-12-01 the presets'
 # w+ lrs are 8x (DM), 42x (DC) and 45x (MTT) above the lr whose first step moves the images as far
 # as the pixel preset's (bench/results/glad_lr_probe.json); each sweep spans that matched lr to
-# the preset's value, and a pick other than the preset's skips that objective's cells as for HaBa.
+# the preset's value, and a pick that beats the preset's skips that objective's cells as for HaBa.
 sweep_at_budget glad dm synset.optim.latents.lr "0.008 0.025 0.08 0.2"
 sweep_at_budget glad mtt synset.optim.latents.lr "0.44 2 20"
 sweep_at_budget glad dc synset.optim.latents.lr "0.0005 0.003 0.02"
