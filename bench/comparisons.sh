@@ -96,8 +96,8 @@ sweep_at_budget haba dm synset.optim.bases.lr "0.3 0.1 0.03 0.01"
 # identity renders it as the real image it starts from, as a pixel set starts (configs/synset/haba.yaml).
 # A/B'd under DM before the cells; under MTT and DC after them, with their lr sweeps: an MTT or DC
 # sweep point costs 35-40 min here (MTT at IPC 1: ~10 s a step, every step renders all 100
-# hallucinations), and the cells are what the comparison lacks. A sweep that picks another value
-# its preset's and beats it marks that preset's cells for a rerun (below, its cells skipped meanwhile).
+# hallucinations), and the cells are what the comparison lacks. A sweep whose pick beats its preset's
+# value marks that preset's cells for a rerun (below, its cells skipped meanwhile).
 sweep_at_budget haba dm synset.hallucinator_init "random identity"
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
 # about as many images an epoch as the pixel set has, where all views would train on 5x as many
