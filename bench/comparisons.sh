@@ -91,7 +91,9 @@ sweep_at_budget() {  # PRIOR OBJECTIVE KEY "VALUES": a sweep at the objective's 
   esac
   sweep "$prior=$objective" "$key" "$values" "${budget[@]}" protocol=fast 'protocol.models=[convnet,alexnet]'
 }
-sweep_at_budget haba dm synset.optim.bases.lr "0.3 0.1 0.03 0.01"
+# (haba=dm's bases lr was swept under the official random start, `sweep_at_budget haba dm
+# synset.optim.bases.lr "0.3 0.1 0.03 0.01"`: a tie, 0.3 kept; under the preset's identity start
+# now, that line would distill all four again: not rerun)
 # The hallucinators' start: random (the official code's) renders each basis through random filters,
 # identity renders it as the real image it starts from, as a pixel set starts (configs/synset/haba.yaml).
 # A/B'd under DM before the cells; under MTT and DC after them, with their lr sweeps: an MTT or DC
