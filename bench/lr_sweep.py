@@ -43,6 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
+def combined_std(a: dict, b: dict, std: str) -> float:
+    """The noise of a difference between two rows' means: their stds (`std` key) combined."""
+    return ((a.get(std) or 0) ** 2 + (b.get(std) or 0) ** 2) ** 0.5
+
+
 def verdict(rows: dict[str, dict]) -> dict:
     """The best value by ConvNet mean, and whether the runner-up is inside the noise (values whose
     run failed take no part)."""
@@ -53,7 +58,7 @@ def verdict(rows: dict[str, dict]) -> dict:
     out = {"best": ranked[0]}
     if len(ranked) > 1:
         a, b = rows[ranked[0]], rows[ranked[1]]
-        noise = ((a.get("convnet_std") or 0) ** 2 + (b.get("convnet_std") or 0) ** 2) ** 0.5
+        noise = combined_std(a, b, "convnet_std")
         out.update(runner_up=ranked[1], margin=round(a["convnet"] - b["convnet"], 2), combined_std=round(noise, 2),
                    tie=a["convnet"] - b["convnet"] < noise)
     return out
@@ -75,8 +80,7 @@ def beaten(rows: dict[str, dict], held: str) -> bool:
     def lead(key: str, std: str) -> float | None:  # best minus held, in units of their combined std
         if None in (best.get(key), mine.get(key)):
             return None
-        noise = ((best.get(std) or 0) ** 2 + (mine.get(std) or 0) ** 2) ** 0.5
-        return (best[key] - mine[key]) / max(noise, 1e-9)
+        return (best[key] - mine[key]) / max(combined_std(best, mine, std), 1e-9)
 
     others = lead("cross_arch_mean", "cross_arch_std")
     return lead("convnet", "convnet_std") > 1 and not (others is not None and others < -1)
