@@ -312,7 +312,14 @@ def main() -> None:
     }
     write_json(out, result)  # atomic: a kill leaves the old record or the new one
     accs = ", ".join(f"{m} {s['mean']:.2f} +- {s['std']:.2f}" for m, s in metrics["synthetic"].items())
-    print(f"{name}: {accs} %; distill {sum(distill_s):.0f} s; wrote {out}")
+    print(f"{name}: {accs} %; distill {distill_seconds(result):.0f} s; wrote {out}")
+
+
+def distill_seconds(result: dict) -> float:
+    """What a recorded set cost to distill: every session that reached the end plus every one
+    stopped by a signal (each checkpoints where it stops, so no step is counted twice). A
+    session that was killed outright logs nothing and is missing from both."""
+    return sum(result["distill_s"]) + sum(result.get("interrupted_s") or [])
 
 
 if __name__ == "__main__":

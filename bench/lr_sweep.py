@@ -33,7 +33,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from distill import distilled, stale  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.config import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
@@ -121,7 +121,7 @@ def main() -> None:
                                        "values": {}})
         row.pop("command", None)  # each value records the command that made it
         row["values"][value] = {"failed": result["failed"], "command": command} if "failed" in result else {
-            **accuracy_row(result["synthetic"]), "distill_s": sum(result["distill_s"]), "eval_s": result["eval_s"],
+            **accuracy_row(result["synthetic"]), "distill_s": distill_seconds(result), "eval_s": result["eval_s"],
             "loss_first_last": result["loss_first_last"], "values": result.get("values"), "command": command,
             "result": f"bench/results/distill_{name}.json"}
         earlier = [] if checked else [v for v in row["values"] if v not in a.values]

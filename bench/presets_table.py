@@ -28,7 +28,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from distill import distilled  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.report import accuracy_text
 from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
@@ -126,7 +126,7 @@ def main() -> None:
             table[f"{preset}_ipc{ipc}{tag}{iterations}"] = {
                 "preset": preset, "ipc": ipc, "iterations": budget, "overrides": a.overrides,
                 **accuracy_row(result["synthetic"]),
-                **image_row(result.get("images")), "distill_s": sum(result["distill_s"]), "eval_s": result["eval_s"],
+                **image_row(result.get("images")), "distill_s": distill_seconds(result), "eval_s": result["eval_s"],
                 "storage": result.get("storage"), "result": f"bench/results/distill_{name}.json", "command": command}
             if result.get("random_real"):
                 # the subset is fixed by the run's name (data, IPC, seed): its image metrics, once measured

@@ -29,7 +29,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from distill import distilled, stale  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.config import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
@@ -45,7 +45,7 @@ def judge(result: dict) -> dict:
     (bench/presets_table.py accuracy_row: the cross-architecture std is that of run r's mean)."""
     syn = result["synthetic"]
     return {**accuracy_row(syn), "runs": min(len(s["runs"]) for s in syn.values()),
-            "distill_s": sum(result["distill_s"]), "eval_s": result.get("eval_s")}
+            "distill_s": distill_seconds(result), "eval_s": result.get("eval_s")}
 
 
 def difference(a: dict, b: dict, key: str, std_key: str) -> dict | None:

@@ -57,7 +57,9 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
         run_dir = Path(cmd[-1].split("=", 1)[1])
         assert not (run_dir / "stale.txt").exists(), "the stale run directory was resumed"
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "log.txt").write_text("distilled steps 0-2 (2 steps) in 1.5s\n")
+        (run_dir / "log.txt").write_text(  # a session stopped by SIGTERM, then one that reached the end
+            "stopped by SIGTERM after step 1 (this session ran 0-1 in 2.0s); checkpoint at step 1\n"
+            "distilled steps 1-2 (1 steps) in 1.5s\n")
         (run_dir / "curve.jsonl").write_text('{"step": 0, "loss": 2.0}\n{"step": 1, "loss": 1.0}\n')
         (run_dir / "config.yaml").write_text("ipc: 1\n")
         save_set(run_dir / "synset.safetensors", torch.tensor([-1.0, 3.0]).view(2, 1, 1, 1).expand(2, 1, 28, 28),
@@ -77,6 +79,7 @@ def test_a_stale_result_runs_afresh_and_a_current_one_is_reused(distill, tmp_pat
     assert len(calls) == 1 and "is stale: the networks that judged it changed since (convnet)" in capsys.readouterr().out
     assert json.loads(out.read_text())["networks"] == record()["networks"]
     assert json.loads(out.read_text())["values"] == {"min": -1.0, "max": 3.0, "std": 2.001}  # 1568 values, n - 1
+    assert distill.distill_seconds(json.loads(out.read_text())) == 3.5  # both sessions count
     assert json.loads((out.parent / "distill_pixel-dm_ipc-1.superseded.json").read_text())["networks"] == \
         {"convnet": "0" * 12}
     assert (tmp_path / "runs" / "bench" / "pixel-dm_ipc-1.superseded" / "stale.txt").is_file()
