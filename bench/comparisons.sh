@@ -96,11 +96,15 @@ sweep_at_budget() {  # PRIOR OBJECTIVE KEY "VALUES": a sweep at the objective's 
 # now, that line would distill all four again: not rerun)
 # The hallucinators' start: random (the official code's) renders each basis through random filters,
 # identity renders it as the real image it starts from, as a pixel set starts (configs/synset/haba.yaml).
-# A/B'd under DM before the cells; under MTT and DC after them, with their lr sweeps: an MTT or DC
-# sweep point costs 35-40 min here (MTT at IPC 1: ~10 s a step, every step renders all 100
-# hallucinations), and the cells are what the comparison lacks. A sweep whose pick beats its preset's
-# value marks that preset's cells for a rerun (below, its cells skipped meanwhile).
-sweep_at_budget haba dm synset.hallucinator_init "random identity"
+# A/B'd under DM and DC before their cells (identity won under DM; a DC point costs ~20 min, and a
+# cell made before its A/B is a cell made twice if the A/B overturns the preset); under MTT after
+# its cells, with its lr sweep: an MTT sweep point costs 35-40 min here (~10 s a
+# step at IPC 1, every step renders all 100 hallucinations), and the cells are what the comparison
+# lacks. A sweep whose pick beats its preset's value marks that preset's cells for a rerun (below,
+# its cells skipped meanwhile).
+for objective in dm dc; do
+  sweep_at_budget haba "$objective" synset.hallucinator_init "random identity"
+done
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
 # about as many images an epoch as the pixel set has, where all views would train on 5x as many
 # (longer, and 4-5x the judging time: an IPC 10 set of 450 images ~2.5 h here across architectures)
@@ -116,9 +120,7 @@ done
 # distill_haba_mtt_default_2cores_clean.superseded-2.json; 1 won at IPC 10, bench/results/lr_sweep.json)
 sweep_at_budget haba mtt synset.optim.hallucinators.lr "3 1 0.1 0.01"
 sweep_at_budget haba dc synset.optim.hallucinators.lr "1e-4 1e-5 1e-6"
-for objective in mtt dc; do
-  sweep_at_budget haba "$objective" synset.hallucinator_init "random identity"
-done
+sweep_at_budget haba mtt synset.hallucinator_init "random identity"
 # GLaD's latent lrs from accuracy first (issue 20): on the StyleGAN2 shipped 2026-12-01 the presets'
 # w+ lrs are 8x (DM), 42x (DC) and 45x (MTT) above the lr whose first step moves the images as far
 # as the pixel preset's (bench/results/glad_lr_probe.json); each sweep spans that matched lr to
