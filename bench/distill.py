@@ -319,7 +319,7 @@ def distill_seconds(result: dict) -> float:
     """What a recorded set cost to distill: every session that reached the end plus every one
     stopped by a signal (each checkpoints where it stops, so no step is counted twice). A
     session that was killed outright logs nothing and is missing from both."""
-    return sum(result["distill_s"]) + sum(result.get("interrupted_s") or [])
+    return round(sum(result["distill_s"]) + sum(result.get("interrupted_s") or []), 1)
 
 
 if __name__ == "__main__":
