@@ -201,10 +201,11 @@ def test_killing_the_accelerate_launcher_stops_the_run_as_sigterm_does(tmp_path)
     # accelerate's single-process launcher does not pass SIGTERM on; the run asks Linux for it (genprior/host.py)
     out = tmp_path / "run"
     args = [*BASE[:2], "iterations=10000", *BASE[3:], "checkpoint_every=10000", "log_every=1"]
-    launcher = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-                                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                                 RUN_PY, *args, f"run_dir={out}"], env=child_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    with open(tmp_path / "stderr.txt", "w") as stderr:  # the launcher's and the run's: a failure shows why
+        launcher = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+                                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                                     RUN_PY, *args, f"run_dir={out}"], env=child_env(), stdout=subprocess.DEVNULL,
+                                    stderr=stderr)
     wait_for(out, "step 2 ", launcher)
     worker = int((out / "run.lock").read_text().split()[1])  # "pid N on host ...": the run, not the launcher
     try:
@@ -213,6 +214,7 @@ def test_killing_the_accelerate_launcher_stops_the_run_as_sigterm_does(tmp_path)
         deadline = time.time() + 60
         while "stopped by SIGTERM" not in (out / "log.txt").read_text() and time.time() < deadline:
             time.sleep(0.1)
+        assert (out / "checkpoint.pt").is_file(), (tmp_path / "stderr.txt").read_text()[-3000:]
         at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
         assert at >= 2 and f"stopped by SIGTERM after step {at} " in (out / "log.txt").read_text()
     finally:
