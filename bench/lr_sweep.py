@@ -37,15 +37,10 @@ from distill import distill_seconds, distilled, stale  # bench/distill.py (the s
 from genprior.files import write_json
 from genprior.config import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
-from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
+from presets_table import accuracy_row, combined_std  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-
-
-def combined_std(a: dict, b: dict, std: str) -> float:
-    """The noise of a difference between two rows' means: their stds (`std` key) combined."""
-    return ((a.get(std) or 0) ** 2 + (b.get(std) or 0) ** 2) ** 0.5
 
 
 def verdict(rows: dict[str, dict]) -> dict:

@@ -51,6 +51,11 @@ def accuracy_row(syn: dict) -> dict:
     return row
 
 
+def combined_std(a: dict, b: dict, std: str) -> float:
+    """The noise of a difference between two rows' means: their stds (`std` key) combined."""
+    return ((a.get(std) or 0) ** 2 + (b.get(std) or 0) ** 2) ** 0.5
+
+
 IMAGE_KEYS = ("fid", "kid", "within_class_distance", "real_within_class_distance")
 
 

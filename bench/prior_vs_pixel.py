@@ -33,7 +33,7 @@ from distill import distill_seconds, distilled, stale  # bench/distill.py (the s
 from genprior.files import write_json
 from genprior.config import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
-from presets_table import accuracy_row  # bench/presets_table.py (the script's own folder)
+from presets_table import accuracy_row, combined_std  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -54,8 +54,7 @@ def difference(a: dict, b: dict, key: str, std_key: str) -> dict | None:
     if None in (a.get(key), b.get(key)):
         return None
     d = round(a[key] - b[key], 2)
-    std = (a.get(std_key) or 0) ** 2 + (b.get(std_key) or 0) ** 2
-    noise = round(std ** 0.5, 2) if min(a.get("runs", 1), b.get("runs", 1)) > 1 else None
+    noise = round(combined_std(a, b, std_key), 2) if min(a.get("runs", 1), b.get("runs", 1)) > 1 else None
     return {"value": d, "combined_std": noise, "within_noise": None if noise is None else abs(d) < noise}
 
 
