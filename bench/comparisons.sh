@@ -116,6 +116,13 @@ for ipc in 1 10; do
     fi
   done
 done
+# HaBa trailed pixels under DM at IPC 10 (README, HaBa): there the budget holds 9 full-size bases
+# per class, so its 45 renders per class come from fewer distinct images than the pixel set's 10
+# (at IPC 1 it had 20 bases of 7 px per class, 100 renders, and led). Bases at 14 px fit 36 per class:
+# an A/B at the cell's budget, judged as the cells are (one view per basis), before any preset
+# rule for it (a fixed base_resolution would not fit IPC 1: no --check-preset)
+part python bench/lr_sweep.py --preset haba=dm --ipc 10 --key synset.base_resolution --values null 14 \
+  -- iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
 # GLaD's latent lrs from accuracy, before its cells (issue 20): on the StyleGAN2 shipped 2026-12-01 the presets'
 # w+ lrs are 8x (DM), 42x (DC) and 45x (MTT) above the lr whose first step moves the images as far
 # as the pixel preset's (bench/results/glad_lr_probe.json); each sweep spans that matched lr to
