@@ -89,6 +89,12 @@ def same_value(a: str, b: str) -> bool:
         return a == b
 
 
+def preset_value(preset: str, ipc: int, key: str) -> str:
+    """The preset's value of `key` as a sweep writes it on the command line (None as null)."""
+    held = OmegaConf.select(compose([preset, f"ipc={ipc}"]), key)
+    return "null" if held is None else str(held)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", required=True, help="e.g. glad=dm")
@@ -140,8 +146,7 @@ def main() -> None:
         print(f"{a.key}={value}: ConvNet {v.get('convnet')} +- {v.get('convnet_std')}, cross-arch "
               f"{v.get('cross_arch_mean')} +- {v.get('cross_arch_std')}; so far {row['verdict']}", flush=True)
     if a.check_preset:
-        preset = compose([a.preset, f"ipc={a.ipc}"])
-        held, best = str(OmegaConf.select(preset, a.key)), row["verdict"]["best"]
+        held, best = preset_value(a.preset, a.ipc, a.key), row["verdict"]["best"]
         if best is None:
             print(f"no value of {a.key} gave a result", flush=True)
             sys.exit(3)

@@ -24,6 +24,12 @@ def test_a_presets_value_is_the_pick_as_a_number_or_as_a_word(lr_sweep):
     assert not lr_sweep.same_value("0.1", "identity")
 
 
+def test_a_presets_value_reads_as_the_command_line_writes_it(lr_sweep):
+    assert lr_sweep.preset_value("haba=dm", 10, "synset.base_resolution") == "null"  # not "None"
+    assert lr_sweep.same_value(lr_sweep.preset_value("haba=dm", 10, "synset.optim.bases.lr"), "0.3")
+    assert lr_sweep.preset_value("haba=dm", 10, "synset.hallucinator_init") == "identity"
+
+
 def test_the_preset_is_beaten_only_by_a_convnet_win_outside_the_noise_that_the_other_networks_do_not_veto(lr_sweep):
     def r(convnet, std, others=None, others_std=None):
         return {"convnet": convnet, "convnet_std": std, "cross_arch_mean": others, "cross_arch_std": others_std}
