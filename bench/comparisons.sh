@@ -118,7 +118,7 @@ for ipc in 1 10; do
 done
 # HaBa trailed pixels under DM at IPC 10 (README, HaBa): there the budget holds 9 full-size bases
 # per class, so its 45 renders per class come from fewer distinct images than the pixel set's 10
-# (at IPC 1 it had 20 bases of 7 px per class, 100 renders, and led). Bases at 14 px fit 36 per class:
+# (at IPC 1 it had 2 bases of 7 px per class, 10 renders, and led). Bases at 14 px fit 36 per class:
 # an A/B at the cell's budget, judged as the cells are (one view per basis), before any preset
 # rule for it (a fixed base_resolution would not fit IPC 1: no --check-preset)
 part python bench/lr_sweep.py --preset haba=dm --ipc 10 --key synset.base_resolution --values null 14 \

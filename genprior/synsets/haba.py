@@ -295,7 +295,7 @@ class HabaSynset(Synset):
         return {"floats": bases + halluc + (self.lr is not None), "budget": self.budget,
                 "counted": f"{self.num_bases} bases {tuple(self.bases.shape[1:])} + {len(self.hallucinators)} hallucinators",
                 "bases": bases, "hallucinator_params": halluc,
-                "paper_accounting": f"ipc {self.budget_ipc} = {self.budget_ipc} bases per class of full images; "
+                "paper_accounting": f"ipc {self.budget_ipc} = {self.budget_ipc} full-size bases per class; "
                                     f"the hallucinators' {halluc} floats on top (the paper counts bases only)",
                 "not_counted": "the adversary (training only)"}
 
