@@ -106,6 +106,14 @@ sweep_at_budget() {  # PRIOR OBJECTIVE KEY "VALUES": a sweep at the objective's 
 for objective in dm dc; do
   sweep_at_budget haba "$objective" synset.hallucinator_init "random identity"
 done
+# HaBa trailed most under DC at IPC 10 (README, HaBa; 9 full-size bases then): in the cell's 40
+# steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
+# 1595 -> 550 against the pixel set's 277 at its start. The start A/B at that budget, before the
+# cell is remade, judged as the cells are; no --check-preset (the IPC-1 A/B tied at 200 steps: a
+# win here moves the preset to identity by hand, and the changed preset makes bench/distill.py
+# remake the DC cells)
+part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
+  -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
 # about as many images an epoch as the pixel set has, where all views would train on 5x as many
 # (longer, and 4-5x the judging time: an IPC 10 set of 450 images ~2.5 h here across architectures)
@@ -116,20 +124,11 @@ for ipc in 1 10; do
     fi
   done
 done
-# HaBa trailed pixels under DM at IPC 10 (README, HaBa): there the budget holds 9 full-size bases
-# per class, so its 45 renders per class come from fewer distinct images than the pixel set's 10
-# (at IPC 1 it had 2 bases of 7 px per class, 10 renders, and led). Bases at 14 px fit 36 per class:
-# an A/B at the cell's budget, judged as the cells are (one view per basis), before any preset
-# rule for it (a fixed base_resolution would not fit IPC 1: no --check-preset)
-part python bench/lr_sweep.py --preset haba=dm --ipc 10 --key synset.base_resolution --values null 14 \
-  -- iterations=300 objective.compile=true protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
-# HaBa trailed most under DC at IPC 10 (README, HaBa): in the cell's 40 steps the random start's
-# renders (rms 0.95 from their real images) stayed far off, DC loss 1595 -> 550 against the pixel
-# set's 277 at its start. The start A/B at that budget, judged as the cells are; no --check-preset
-# (the IPC-1 A/B tied at 200 steps: a win here moves the preset to identity by hand, and the
-# changed preset makes bench/distill.py remake the DC cells)
-part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
-  -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
+# (HaBa's IPC-10 cells were first made with 9 full-size bases per class and trailed pixels; an
+# A/B of 14 px bases, 36 per class, under DM at the cell's budget won by 4.5 ConvNet points
+# (`bench/lr_sweep.py --preset haba=dm --ipc 10 --key synset.base_resolution --values null 14`,
+# when null meant full size), so a null base_resolution now halves until ipc bases per class fit
+# (genprior/synsets/haba.py) and those cells, marked superseded, are remade above.)
 # GLaD's latent lrs from accuracy, before its cells (issue 20): on the StyleGAN2 shipped 2026-12-01 the presets'
 # w+ lrs are 8x (DM), 42x (DC) and 45x (MTT) above the lr whose first step moves the images as far
 # as the pixel preset's (bench/results/glad_lr_probe.json); each sweep spans that matched lr to

@@ -7,7 +7,7 @@ from genprior.synsets.haba import Hallucinator, HabaSynset, supcon
 from tests.toys import check_chunked_gradient, image_split
 
 
-def split(channels=1, resolution=28, num_classes=3, per_class=12):
+def split(channels=1, resolution=28, num_classes=3, per_class=40):  # room for ipc=10's small bases
     return image_split(num_classes, resolution, channels, per_class)
 
 
@@ -65,11 +65,25 @@ def test_hallucinations_render_under_bf16_autocast():
 @pytest.mark.parametrize("channels, resolution", [(1, 28), (3, 32)])
 @pytest.mark.parametrize("ipc", [1, 10])
 def test_storage_never_exceeds_the_pixel_budget(channels, resolution, ipc):
-    s = HabaSynset(split(channels, resolution, num_classes=10, per_class=12), ipc=ipc, dsa="none", adversary=False)
+    s = HabaSynset(split(channels, resolution, num_classes=10), ipc=ipc, dsa="none", adversary=False)
     st = s.storage()
     assert st["floats"] <= st["budget"] == ipc * 10 * channels * resolution ** 2
     assert st["floats"] == s.bases.numel() + sum(p.numel() for p in s.hallucinators.parameters())
     assert "paper" in st["paper_accounting"] and s.bases_per_class >= 1
+
+
+@pytest.mark.parametrize("channels, resolution, ipc, asked, base, per_class", [
+    (1, 28, 1, {}, 7, 2),  # not one full-size basis fits beside 5 hallucinators; 14 px: none either
+    (1, 28, 10, {}, 14, 36),  # 9 full-size ones fit, fewer than the pixel set's 10 images
+    (1, 28, 10, dict(bases_per_class=9), 28, 9),  # as many as asked for fit at full size
+    (1, 28, 10, dict(base_resolution=28), 28, 9),
+    (3, 32, 10, {}, 16, 36),
+])
+def test_a_null_base_resolution_halves_until_ipc_bases_per_class_fit(channels, resolution, ipc, asked, base, per_class):
+    s = HabaSynset(split(channels, resolution, num_classes=10, per_class=40), ipc=ipc, dsa="none", adversary=False,
+                   **asked)
+    assert tuple(s.bases.shape[-2:]) == (base, base) and s.bases_per_class == per_class
+    assert s.storage()["floats"] <= s.storage()["budget"]
 
 
 @pytest.mark.parametrize("views", ["all", "one"])
@@ -109,12 +123,13 @@ def test_identity_hallucinators_render_the_real_images_they_start_from(monkeypat
     import genprior.synsets.haba as haba
 
     real = split(channels, resolution)
-    start = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=False).bases  # real images
+    start = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=False,
+                       base_resolution=resolution).bases  # real images
     frame = torch.ones(resolution, resolution, dtype=torch.bool)
     frame[1:-1, 1:-1] = False
     monkeypatch.setattr(haba, "IDENTITY_JITTER", 0.0)
     exact = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=bound,
-                       hallucinator_init="identity")
+                       hallucinator_init="identity", base_resolution=resolution)
     with torch.no_grad():
         x = exact.render_all().unflatten(0, (-1, 3))  # [bases, views, c, r, r]
     lo, hi = real.images.amin((0, 2, 3)).view(-1, 1, 1), real.images.amax((0, 2, 3)).view(-1, 1, 1)
@@ -126,7 +141,7 @@ def test_identity_hallucinators_render_the_real_images_they_start_from(monkeypat
                                    atol=1e-4, rtol=1e-4)
     monkeypatch.undo()
     jittered = HabaSynset(real, ipc=10, hallucinators=3, dsa="none", adversary=False, bound=bound,
-                          hallucinator_init="identity")
+                          hallucinator_init="identity", base_resolution=resolution)
     with torch.no_grad():
         y = jittered.render_all().unflatten(0, (-1, 3))
     err = (y - x).pow(2).mean().sqrt()
@@ -209,13 +224,16 @@ def test_supcon_at_its_temperature_by_hand():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(ipc=1, base_resolution=28), "not even one basis per class fits"),
-    (dict(ipc=2, bases_per_class=5), "5 bases per class do not fit"),
+    (dict(ipc=2, bases_per_class=5, base_resolution=28), "5 bases per class do not fit"),
     (dict(ipc=2, hallucinators=1), "hallucinators >= 2"),
     (dict(ipc=2, base_resolution=40), "above the data's 28 px"),
+    (dict(ipc=10, per_class=20), "HaBa starts 36 bases per class from real images, but the smallest class"),
 ])
 def test_bad_input_is_one_line(kwargs, match):
+    kwargs = dict(kwargs)
+    per_class = kwargs.pop("per_class", 40)
     with pytest.raises(ConfigError, match=match) as e:
-        HabaSynset(split(num_classes=10), **kwargs)
+        HabaSynset(split(num_classes=10, per_class=per_class), **kwargs)
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="at least 3 px"):
         Hallucinator(1, 1, 2)
