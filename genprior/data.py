@@ -139,6 +139,9 @@ class Split:
     def class_count(self, c: int) -> int:
         return len(self.class_index[c])
 
+    def smallest_class(self) -> int:
+        return min(self.class_count(c) for c in range(self.info.num_classes))
+
     def sample_class(self, c: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n distinct random images of class c (fewer only if the class has fewer)."""
         idx = self.class_index[c]
@@ -160,7 +163,7 @@ class Split:
 def check_ipc(ipc: int, split: Split) -> None:
     if ipc < 1:
         raise ConfigError(f"ipc must be >= 1, got {ipc}")
-    smallest = min(split.class_count(c) for c in range(split.info.num_classes))
+    smallest = split.smallest_class()
     if ipc > smallest:
         raise ConfigError(f"ipc {ipc} is larger than the smallest class of {split.info.name}/{split.split} "
                           f"({smallest} images)")

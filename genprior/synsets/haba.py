@@ -185,8 +185,7 @@ class HabaSynset(Synset):
         self.register_buffer("half_width", ((hi - lo) / 2).view(1, -1, 1, 1) if bound else None, persistent=False)
         g = seeded(seed, 0x4ABA)
         if init == "real":  # random real images of each class, as the official code starts
-            smallest = min(real.class_count(c) for c in range(info.num_classes))
-            if bases_per_class > smallest:
+            if bases_per_class > (smallest := real.smallest_class()):
                 raise ConfigError(f"HaBa starts {bases_per_class} bases per class from real images, but the smallest "
                                   f"class of {info.name}/{real.split} has {smallest}: set bases_per_class, "
                                   "base_resolution or init=noise")
