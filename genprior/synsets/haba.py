@@ -28,8 +28,8 @@ Storage: bases + hallucinator parameters must fit the budget of `ipc` real image
 class (a learned lr, MTT's one float, on top, as for pixels). `bases_per_class` null takes
 as many as fit; single-channel bases (`base_channels=1`, lifted by the hallucinator's first
 convolution) and bases at a lower resolution (`base_resolution`, upsampled bilinearly
-before the hallucinators) make room: null halves the data's resolution until at least `ipc`
-bases per class fit, as many distinct bases as a pixel set has images. `storage` also states
+before the hallucinators) make room: null halves the data's resolution until the bases asked
+for (null: `ipc`, as many distinct bases as a pixel set has images) fit. `storage` also states
 the paper's accounting (bases = IPC images per class, hallucinators on top).
 
 Bound: a rendered image is a product of two learned factors, and DC and DM judge it through
