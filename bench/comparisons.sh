@@ -114,6 +114,11 @@ done
 # remake the DC cells)
 part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
   -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
+# haba=mtt's default run (issue 17's first acceptance point), timed as a user's first run: from an
+# empty cache of its own (experts built), under the launcher. Remade since the base-resolution rule
+# (below) made its IPC-10 set 36 bases of 14 px per class, 1800 renders a step where it had 450
+part env GENPRIOR_CACHE="$PWD/runs/bench/cache_haba_mtt_default" python bench/distill.py \
+  --launch "accelerate launch" --name haba_mtt_default_2cores_clean haba=mtt
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
 # about as many images an epoch as the pixel set has, where all views would train on 5x as many
 # (longer, and 4-5x the judging time: an IPC 10 set of 450 images ~2.5 h here across architectures)
