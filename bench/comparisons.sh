@@ -106,14 +106,6 @@ sweep_at_budget() {  # PRIOR OBJECTIVE KEY "VALUES": a sweep at the objective's 
 for objective in dm dc; do
   sweep_at_budget haba "$objective" synset.hallucinator_init "random identity"
 done
-# HaBa trailed most under DC at IPC 10 (README, HaBa; 9 full-size bases then): in the cell's 40
-# steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
-# 1595 -> 550 against the pixel set's 277 at its start. The start A/B at that budget, before the
-# cell is remade, judged as the cells are; no --check-preset (the IPC-1 A/B tied at 200 steps: a
-# win here moves the preset to identity by hand, and the changed preset makes bench/distill.py
-# remake the DC cells)
-part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
-  -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
 # haba=mtt's default run (issue 17's first acceptance point), timed as a user's first run: from an
 # empty cache of its own (experts built), under the launcher. Remade since the base-resolution rule
 # (below) made its IPC-10 set 36 bases of 14 px per class, 1800 renders a step where it had 450
@@ -122,13 +114,27 @@ part env GENPRIOR_CACHE="$PWD/runs/bench/cache_haba_mtt_default" python bench/di
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
 # about as many images an epoch as the pixel set has, where all views would train on 5x as many
 # (longer, and 4-5x the judging time: an IPC 10 set of 450 images ~2.5 h here across architectures)
-for ipc in 1 10; do
-  for objective in dm mtt dc; do
-    if [ "${swept[haba=$objective]:-}" != no ]; then
-      cell haba "$objective" "$ipc" --prior-overrides protocol.views=one
-    fi
+haba_cells() {  # OBJECTIVE...: those objectives' HaBa cells, IPC 1 then 10 (a preset a sweep beat: skipped)
+  local ipc objective
+  for ipc in 1 10; do
+    for objective in "$@"; do
+      if [ "${swept[haba=$objective]:-}" != no ]; then
+        cell haba "$objective" "$ipc" --prior-overrides protocol.views=one
+      fi
+    done
   done
-done
+}
+haba_cells dm mtt
+# HaBa trailed most under DC at IPC 10 (README, HaBa; 9 full-size bases then): in the cell's 40
+# steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
+# 1595 -> 550 against the pixel set's 277 at its start. The start A/B at that budget, before the
+# cell is remade, judged as the cells are; no --check-preset (the IPC-1 A/B tied at 200 steps: a
+# win here moves the preset to identity by hand, and the changed preset makes bench/distill.py
+# remake the DC cells). At 14 px a DC step costs ~130 s here (its inner loop trains 50 epochs on
+# all 1800 renders; 30 s with 9 full-size bases), so the A/B (~3.3 h) follows the DM and MTT cells
+part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
+  -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
+haba_cells dc
 # (HaBa's IPC-10 cells were first made with 9 full-size bases per class and trailed pixels; an
 # A/B of 14 px bases, 36 per class, under DM at the cell's budget won by 4.5 ConvNet points
 # (`bench/lr_sweep.py --preset haba=dm --ipc 10 --key synset.base_resolution --values null 14`,
