@@ -112,8 +112,8 @@ done
 part env GENPRIOR_CACHE="$PWD/runs/bench/cache_haba_mtt_default" python bench/distill.py \
   --launch "accelerate launch" --name haba_mtt_default_2cores_clean haba=mtt
 # The cells judge a HaBa set the paper's way, one random view per basis each epoch (protocol.views=one):
-# about as many images an epoch as the pixel set has, where all views would train on 5x as many
-# (longer, and 4-5x the judging time: an IPC 10 set of 450 images ~2.5 h here across architectures)
+# one image per basis an epoch (360 at IPC 10 with 14 px bases, against the pixel set's 100), where all
+# views would train on 5x as many (4-5x the judging time: 360 images ~1.8 h here across architectures)
 haba_cells() {  # OBJECTIVE...: those objectives' HaBa cells, IPC 1 then 10 (a preset a sweep beat: skipped)
   local ipc objective
   for ipc in 1 10; do
