@@ -124,17 +124,7 @@ haba_cells() {  # OBJECTIVE...: those objectives' HaBa cells, IPC 1 then 10 (a p
     done
   done
 }
-haba_cells dm mtt
-# HaBa trailed most under DC at IPC 10 (README, HaBa; 9 full-size bases then): in the cell's 40
-# steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
-# 1595 -> 550 against the pixel set's 277 at its start. The start A/B at that budget, before the
-# cell is remade, judged as the cells are; no --check-preset (the IPC-1 A/B tied at 200 steps: a
-# win here moves the preset to identity by hand, and the changed preset makes bench/distill.py
-# remake the DC cells). At 14 px a DC step costs ~130 s here (its inner loop trains 50 epochs on
-# all 1800 renders; 30 s with 9 full-size bases), so the A/B (~3.3 h) follows the DM and MTT cells
-part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
-  -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
-haba_cells dc
+haba_cells dm mtt dc
 # (HaBa's IPC-10 cells were first made with 9 full-size bases per class and trailed pixels; an
 # A/B of 14 px bases, 36 per class, under DM at the cell's budget won by 4.5 ConvNet points
 # (`bench/lr_sweep.py --preset haba=dm --ipc 10 --key synset.base_resolution --values null 14`,
@@ -161,6 +151,15 @@ done
 # HaBa's hallucinator lrs and MTT's start last: refinements of presets whose cells are measured
 # (both issues' comparisons come first); a pick that beats a preset is reported as failed, and its
 # cells are rerun once the preset takes it (bench/distill.py compares configs).
+# HaBa trailed most under DC at IPC 10 (README, HaBa; 9 full-size bases then): in the cell's 40
+# steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
+# 1595 -> 550 against the pixel set's 277 at its start. The start A/B at that budget, judged as
+# the cells are; no --check-preset (the IPC-1 A/B tied at 200 steps: a win here moves the preset
+# to identity by hand, and the changed preset makes bench/distill.py remake the DC cells). At 14 px
+# a DC step costs ~130 s here (its inner loop trains 50 epochs on all 1800 renders; 30 s with 9
+# full-size bases), so the A/B (~3.3 h) follows the cells it would refine, as the sweeps below do.
+part python bench/lr_sweep.py --preset haba=dc --ipc 10 --key synset.hallucinator_init --values random identity \
+  -- iterations=40 protocol=fast 'protocol.models=[convnet,alexnet]' protocol.views=one
 # haba=mtt: not 100 (the paper's, with ZCA, drove 99.5 % of the rendered pixels into the bound within
 # 10 steps at IPC 10 and its set fell below random real: bench/results/set_values.json,
 # distill_haba_mtt_default_2cores_clean.superseded-2.json; 1 won at IPC 10, bench/results/lr_sweep.json)
