@@ -12,7 +12,7 @@ from genprior.files import write_png
 # A set driven into its bound (HaBa's and a generator's tanh, a PNG's clip for any set) piles its
 # pixels up at the ends of the range, where a tanh passes no gradient and a picture is black and
 # white: haba=mtt at the paper's hallucinator lr had 99.5 % of its pixels there after 10 steps and
-# stopped learning (README, HaBa). Real data has its own share there (FashionMNIST's background:
+# stopped learning (docs/measurements.md, HaBa). Real data has its own share there (FashionMNIST's background:
 # 53 %), so the set's share is compared with it.
 END_LEVELS = 2.5 / 255  # what a PNG rounds to within two levels of 0 or 255
 PILED_ABOVE_REAL = 0.25  # a set with this much more of its pixels at the ends than the real data: say so

@@ -33,8 +33,8 @@ for (null: `ipc`, as many distinct bases as a pixel set has images) fit. `storag
 the paper's accounting (bases = IPC images per class, hallucinators on top).
 
 Bound: a rendered image is a product of two learned factors, and DC and DM judge it through
-instance-normalized ConvNets that do not see its scale (README, HaBa), so nothing holds it
-near the data: an unbounded haba=dm set reached values of 1e13 and diverged AlexNet in
+instance-normalized ConvNets that do not see its scale (docs/measurements.md, HaBa), so nothing
+holds it near the data: an unbounded haba=dm set reached values of 1e13 and diverged AlexNet in
 every run. With `bound` (the default) the hallucinators' output passes through a scaled tanh
 onto the real split's per-channel value range, as a generator's output ends in one:
 c + w * tanh((y - c) / w), c and w the range's centre and half-width. bound=false is the
@@ -157,7 +157,8 @@ class HabaSynset(Synset):
         # null: the data's resolution, halved while fewer bases per class fit than wanted (those asked
         # for, else ipc: never fewer distinct bases than the pixel set has images). At FashionMNIST
         # IPC 10 that is 36 bases of 14 px per class where 9 full-size ones fit: under DM at the
-        # cells' budget, ConvNet 81.44 +- 0.04 against 76.94 +- 0.17 (README, HaBa; bench/results/lr_sweep.json)
+        # cells' budget, ConvNet 81.44 +- 0.04 against 76.94 +- 0.17 (docs/measurements.md, HaBa;
+        # bench/results/lr_sweep.json)
         r_base, wanted = base_resolution or resolution, bases_per_class or ipc
         while base_resolution is None and fitting(r_base) < wanted and r_base // 2 >= 3:
             r_base //= 2
