@@ -28,6 +28,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Callable
 
 from distill import distill_seconds, distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
@@ -62,13 +63,16 @@ NETWORKS = {"convnet": "ConvNet", "resnet18": "ResNet-18", "vgg11": "VGG-11", "a
 OBJECTIVES = ["dc", "dm", "mtt"]
 
 
-def markdown(table: dict, prior: str, protocol: str = "cross_arch") -> str:
-    """The rows of `table` (a <prior>_vs_pixel.json) that have both sides and are not marked
-    superseded, as the README's Markdown table: each network's mean +- std over runs, the
-    cross-architecture mean, and the prior's lead on it, `(noise)` where inside the combined std.
-    A row made with --prior-overrides names them beside the prior."""
+def markdown(table: dict, prior: str, protocol: str = "cross_arch",
+             stale_side: Callable[[str | None], str | None] = lambda result: None) -> str:
+    """The rows of `table` (a <prior>_vs_pixel.json) that have both sides, are not marked
+    superseded and whose sides' results are today's (`stale_side(path)`: why the result a side
+    was read from is not, else None), as the README's Markdown table: each network's mean +- std
+    over runs, the cross-architecture mean, and the prior's lead on it, `(noise)` where inside the
+    combined std. A row made with --prior-overrides names them beside the prior."""
     rows = sorted((r for r in table.values() if "superseded" not in r and "pixel" in r and prior in r
-                   and r["protocol"] == protocol),
+                   and r["protocol"] == protocol
+                   and not any(stale_side(r[side].get("result")) for side in ("pixel", prior))),
                   key=lambda r: (r["ipc"], OBJECTIVES.index(r["objective"]), r.get(f"{prior}_overrides") or []))
     nets = list(NETWORKS) if not rows else list(rows[0]["pixel"]["per_model"])
     lines = ["| objective, IPC (steps) | set | " + " | ".join(NETWORKS.get(n, n) for n in nets)
@@ -89,6 +93,16 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def stale_result(path: str | None) -> str | None:
+    """Why the result file a row's side was read from is no figure of today's code (None: it is
+    one): gone (set aside as superseded when its rerun started) or stale (bench/distill.py)."""
+    if path is None:
+        return "the row does not name its result"
+    if not (ROOT / path).is_file():
+        return f"{path} is gone (set aside for a rerun)"
+    return stale(read(ROOT / path))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objectives", nargs="+", default=OBJECTIVES)
@@ -106,7 +120,12 @@ def main() -> None:
     a = p.parse_args()
     out = RESULTS / f"{a.prior}_vs_pixel.json"
     if a.markdown:
-        print(markdown(read(out), a.prior, a.protocol))
+        table = read(out)
+        print(markdown(table, a.prior, a.protocol, stale_result))
+        for key, r in table.items():  # what the table leaves out, and why, where a reader of it looks
+            why = [f"{side}: {w}" for side in ("pixel", a.prior) if side in r and (w := stale_result(r[side].get("result")))]
+            if why and "superseded" not in r and r["protocol"] == a.protocol:
+                print(f"left out {key}: {'; '.join(why)}", file=sys.stderr)
         return
     sides = {"pixel", a.prior} if a.sides is None else {a.prior if s == "prior" else s for s in a.sides}
     command = "python bench/prior_vs_pixel.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])

@@ -27,3 +27,14 @@ def test_the_table_has_the_current_rows_in_order_and_marks_a_lead_inside_the_noi
                     ["| DC, 10 (300)", "pixel", " |"], ["| DC, 10 (300)", "haba (synset.views=one)", "+1.00 |"],
                     ["| DM, 10 (300)", "pixel", " |"], ["| DM, 10 (300)", "haba", "+2.50 |"]]
     assert "70.00 +- 0.10 | 50.00 +- 1.00 | 50.00 +- 0.50" in lines[2]
+
+
+def test_the_table_leaves_out_a_row_whose_side_was_read_from_a_stale_result(bench):
+    prior_vs_pixel = bench("prior_vs_pixel")
+    fresh, old = row("dm", 1, {"value": 2.0, "within_noise": False}), row("mtt", 10, {"value": -1.0, "within_noise": False})
+    fresh["haba"]["result"], old["haba"]["result"] = "bench/results/fresh.json", "bench/results/old.json"
+    table = {"a": fresh, "b": old}
+    stale = {"bench/results/old.json": "it is marked superseded"}.get
+    body = prior_vs_pixel.markdown(table, "haba", stale_side=stale).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in body] == ["| DM, 1 (300)", "| DM, 1 (300)"]
+    assert len(prior_vs_pixel.markdown(table, "haba").splitlines()) == 6  # no judge of staleness: both rows
