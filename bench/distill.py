@@ -48,6 +48,16 @@ def stale(result: dict) -> str | None:
     return None if found is None else found[0]
 
 
+def stale_result(path: str | None) -> str | None:
+    """Why the result file a table's row was read from (a path from the repository root) is no
+    figure of today's code (None: it is one): gone (set aside when its rerun started) or stale."""
+    if path is None:
+        return "the row does not name its result"
+    if not (ROOT / path).is_file():
+        return f"{path} is gone (set aside for a rerun)"
+    return stale(json.loads((ROOT / path).read_text()))
+
+
 def staleness(result: dict) -> tuple[str, bool] | None:
     """None if `result` is a figure of today's code, else (why, whether only its judging is
     stale: the set it judged is still today's set)."""

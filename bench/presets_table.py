@@ -25,10 +25,11 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import OmegaConf
 
-from distill import distill_seconds, distilled  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, stale_result  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.report import accuracy_text
 from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
@@ -81,16 +82,22 @@ def random_real_images(result: dict, ipc: int) -> dict:
     return image_metrics(to_unit(x, d.name, d.space, d.root), y, d.name, "test", root=d.root)
 
 
-def markdown(table: dict, presets: list[str], ipc: int, tag: str, iterations: str = "") -> str:
-    """The rows of `presets` at `ipc` as a Markdown table (a row not measured yet is left out);
-    `iterations`: the rows of one --iterations budget (random real has none)."""
+def row_key(preset: str, ipc: int, tag: str, iterations: str = "") -> str:
+    """A preset's row in presets_table.json: its IPC, the overrides' tag and (not random real's)
+    the --iterations budget."""
+    return f"{preset.replace(' ', '_')}_ipc{ipc}{tag}" + ("" if preset == "random real" else iterations)
+
+
+def markdown(table: dict, presets: list[str], ipc: int, tag: str, iterations: str = "",
+             stale_row: Callable[[str | None], str | None] = lambda result: None) -> str:
+    """The rows of `presets` at `ipc` as a Markdown table (a row not measured yet, or read from a
+    result that is not today's, `stale_row(its result path)`, is left out); `iterations`: the rows
+    of one --iterations budget (random real has none)."""
     def number(x, digits):
         return "n/a" if x is None else f"{x:.{digits}f}"
 
-    def key(p: str) -> str:
-        return f"{p.replace(' ', '_')}_ipc{ipc}{tag}" + ("" if p == "random real" else iterations)
-
-    rows = [table[key(p)] for p in presets if key(p) in table]
+    keys = [row_key(p, ipc, tag, iterations) for p in presets]
+    rows = [table[k] for k in keys if k in table and not stale_row(table[k].get("result"))]
     real = next((r["real_within_class_distance"] for r in rows if r.get("real_within_class_distance")), None)
     lines = [f"| IPC {ipc} | ConvNet | cross-arch mean | FID | KID | within-class distance (real {number(real, 1)}) |",
              "|---|---|---|---|---|---|"]
@@ -117,7 +124,10 @@ def main() -> None:
     if a.markdown:
         table = json.loads(out.read_text()) if out.is_file() else {}
         for ipc in a.ipc:
-            print(markdown(table, ["random real", *a.presets], ipc, tag, iterations) + "\n")
+            print(markdown(table, ["random real", *a.presets], ipc, tag, iterations, stale_result) + "\n")
+        for key in (row_key(p, ipc, tag, iterations) for ipc in a.ipc for p in ["random real", *a.presets]):
+            if key in table and (why := stale_result(table[key].get("result"))):  # what the tables leave out
+                print(f"left out {key}: {why}", file=sys.stderr)
         return
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
@@ -128,7 +138,7 @@ def main() -> None:
             result = distilled(name, overrides)
             table = json.loads(out.read_text()) if out.is_file() else {}
             budget = OmegaConf.create(result["config"]).iterations  # each preset's own, unless --iterations
-            table[f"{preset}_ipc{ipc}{tag}{iterations}"] = {
+            table[row_key(preset, ipc, tag, iterations)] = {
                 "preset": preset, "ipc": ipc, "iterations": budget, "overrides": a.overrides,
                 **accuracy_row(result["synthetic"]),
                 **image_row(result.get("images")), "distill_s": distill_seconds(result), "eval_s": result["eval_s"],
@@ -136,17 +146,17 @@ def main() -> None:
             if result.get("random_real"):
                 # the subset is fixed by the run's name (data, IPC, seed): its image metrics, once measured
                 # for this result, are reused (Inception features of 100 images: a minute on this CPU)
-                known = table.get(f"random_real_ipc{ipc}{tag}", {})
+                known = table.get(row_key("random real", ipc, tag), {})
                 images = ({k: known[k] for k in IMAGE_KEYS if k in known}
                           if known.get("result") == f"bench/results/distill_{name}.json" and "fid" in known
                           else image_row(random_real_images(result, ipc)))
-                table[f"random_real_ipc{ipc}{tag}"] = {"preset": "random real", "ipc": ipc, "overrides": a.overrides,
-                                                      **accuracy_row(result["random_real"]), **images,
-                                                      "result": f"bench/results/distill_{name}.json",
-                                                      "command": command}
+                table[row_key("random real", ipc, tag)] = {
+                    "preset": "random real", "ipc": ipc, "overrides": a.overrides,
+                    **accuracy_row(result["random_real"]), **images,
+                    "result": f"bench/results/distill_{name}.json", "command": command}
             RESULTS.mkdir(parents=True, exist_ok=True)
             write_json(out, table)
-            row = table[f"{preset}_ipc{ipc}{tag}{iterations}"]
+            row = table[row_key(preset, ipc, tag, iterations)]
             print(f"{preset} ipc {ipc}: ConvNet {row.get('convnet')} +- {row.get('convnet_std')}, cross-arch "
                   f"{row.get('cross_arch_mean')} +- {row.get('cross_arch_std')}, FID {row.get('fid')}", flush=True)
 

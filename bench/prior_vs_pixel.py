@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from distill import distill_seconds, distilled, stale  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, stale, stale_result  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.config import compose
 from resumable import tag as overrides_tag  # bench/resumable.py
@@ -91,16 +91,6 @@ def markdown(table: dict, prior: str, protocol: str = "cross_arch",
 
 def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def stale_result(path: str | None) -> str | None:
-    """Why the result file a row's side was read from is no figure of today's code (None: it is
-    one): gone (set aside as superseded when its rerun started) or stale (bench/distill.py)."""
-    if path is None:
-        return "the row does not name its result"
-    if not (ROOT / path).is_file():
-        return f"{path} is gone (set aside for a rerun)"
-    return stale(read(ROOT / path))
 
 
 def main() -> None:

@@ -33,6 +33,17 @@ def test_a_result_is_stale_when_its_networks_changed_or_it_cannot_say(distill):
     assert "superseded" in distill.stale(record(superseded="judged with the previous ConvNet"))
 
 
+def test_a_tables_row_is_stale_when_its_result_file_is_gone_or_stale(distill, tmp_path):
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "today.json").write_text(json.dumps(record()))
+    (results / "old.json").write_text(json.dumps(record(superseded="made before the bound")))
+    assert distill.stale_result("bench/results/today.json") is None
+    assert "superseded" in distill.stale_result("bench/results/old.json")
+    assert "gone" in distill.stale_result("bench/results/set_aside.json")
+    assert "name" in distill.stale_result(None)
+
+
 def test_set_aside_keeps_every_earlier_record(distill, tmp_path):
     f = tmp_path / "distill_a_protocol.runs-3.json"  # names hold dots: only .json is a suffix
     for _ in range(2):
