@@ -20,6 +20,7 @@ the rows already in presets_table.json for those presets, IPCs and overrides.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import statistics
@@ -123,10 +124,11 @@ def main() -> None:
     iterations = f"_it{a.iterations}" if a.iterations else ""  # a budget other than the presets' is its own row
     if a.markdown:
         table = json.loads(out.read_text()) if out.is_file() else {}
+        why_stale = functools.cache(stale_result)  # each result read and judged once
         for ipc in a.ipc:
-            print(markdown(table, ["random real", *a.presets], ipc, tag, iterations, stale_result) + "\n")
+            print(markdown(table, ["random real", *a.presets], ipc, tag, iterations, why_stale) + "\n")
         for key in (row_key(p, ipc, tag, iterations) for ipc in a.ipc for p in ["random real", *a.presets]):
-            if key in table and (why := stale_result(table[key].get("result"))):  # what the tables leave out
+            if key in table and (why := why_stale(table[key].get("result"))):  # what the tables leave out
                 print(f"left out {key}: {why}", file=sys.stderr)
         return
     for ipc in a.ipc:

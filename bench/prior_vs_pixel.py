@@ -24,6 +24,7 @@ the commands in older result files run here with those spellings.)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -110,10 +111,11 @@ def main() -> None:
     a = p.parse_args()
     out = RESULTS / f"{a.prior}_vs_pixel.json"
     if a.markdown:
-        table = read(out)
-        print(markdown(table, a.prior, a.protocol, stale_result))
+        table, why_stale = read(out), functools.cache(stale_result)  # each result read and judged once
+        print(markdown(table, a.prior, a.protocol, why_stale))
         for key, r in table.items():  # what the table leaves out, and why, where a reader of it looks
-            why = [f"{side}: {w}" for side in ("pixel", a.prior) if side in r and (w := stale_result(r[side].get("result")))]
+            why = [f"{side}: {w}" for side in ("pixel", a.prior)
+                   if side in r and (w := why_stale(r[side].get("result")))]
             if why and "superseded" not in r and r["protocol"] == a.protocol:
                 print(f"left out {key}: {'; '.join(why)}", file=sys.stderr)
         return
