@@ -10,8 +10,8 @@
 # another network, or made with another generator, is rerun). The pixel set of a cell is
 # distilled and judged once for HaBa and GLaD alike (bench/prior_vs_pixel.py).
 # HaBa's cells after the presets table (both IPCs). DM's after a sweep of the bases' lr at its
-# cells' IPC-1 budget (unbounded, its sets left the data's range: docs/measurements.md, HaBa, the objectives'
-# instance-normalized networks do not see an image's scale; bounded now, a 16-step IPC-1 run at
+# cells' IPC-1 budget (unbounded, its sets left the data's range: docs/measurements.md, HaBa; the
+# objectives' instance-normalized networks do not see an image's scale; bounded now, a 16-step IPC-1 run at
 # lr 0.3 still grew the bases to 26, from about 2, deep in the bound's saturation) and an A/B of
 # the hallucinators' start; MTT's and DC's before the sweeps of their hallucinator lr (a probe's
 # or an IPC-10 sweep's value so far), which are slow here (below).
@@ -63,8 +63,8 @@ for ipc in 1 10; do
   part python bench/presets_table.py --presets diffusion=sample minimax=sample minimax=dm pixel=dm --ipc "$ipc" \
     -- protocol=cross_arch "${REDUCED[@]}"
 done
-# minimax=dm missed pixel=dm across architectures at IPC 10 (README and docs/measurements.md, the presets table) after its
-# preset's 20 DM steps, its loss 97 -> 32 against the pixel set's 90 -> 14 in 1000: the budget as
+# minimax=dm missed pixel=dm across architectures at IPC 10 (README and docs/measurements.md, the
+# presets table) after its preset's 20 DM steps, its loss 97 -> 32 against the pixel set's 90 -> 14 in 1000: the budget as
 # the reason, tested at 100 steps (~14 min to distill here, ~40 to judge)
 part python bench/distill.py minimax=dm ipc=10 iterations=100 eval.baselines=false protocol=cross_arch "${REDUCED[@]}"
 # HaBa's lrs from accuracy (IPC 1, the fast protocol plus AlexNet): a pick that beats a preset's
@@ -157,8 +157,8 @@ done
 # HaBa's hallucinator lrs and MTT's start last: refinements of presets whose cells are measured
 # (both issues' comparisons come first); a pick that beats a preset is reported as failed, and its
 # cells are rerun once the preset takes it (bench/distill.py compares configs).
-# HaBa trailed most under DC at IPC 10 (docs/measurements.md, HaBa; 9 full-size bases then): in the cell's 40
-# steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
+# HaBa trailed most under DC at IPC 10 (docs/measurements.md, HaBa; 9 full-size bases then): in the
+# cell's 40 steps the random start's renders (rms 0.95 from their real images) stayed far off, DC loss
 # 1595 -> 550 against the pixel set's 277 at its start. The start A/B at that budget, judged as
 # the cells are; no --check-preset (the IPC-1 A/B tied at 200 steps: a win here moves the preset
 # to identity by hand, and the changed preset makes bench/distill.py remake the DC cells). At 14 px

@@ -90,15 +90,15 @@ def row_key(preset: str, ipc: int, tag: str, iterations: str = "") -> str:
 
 
 def markdown(table: dict, presets: list[str], ipc: int, tag: str, iterations: str = "",
-             stale_row: Callable[[str | None], str | None] = lambda result: None) -> str:
+             why_stale: Callable[[str | None], str | None] = lambda result: None) -> str:
     """The rows of `presets` at `ipc` as a Markdown table (a row not measured yet, or read from a
-    result that is not today's, `stale_row(its result path)`, is left out); `iterations`: the rows
+    result that is not today's, `why_stale(its result path)`, is left out); `iterations`: the rows
     of one --iterations budget (random real has none)."""
     def number(x, digits):
         return "n/a" if x is None else f"{x:.{digits}f}"
 
     keys = [row_key(p, ipc, tag, iterations) for p in presets]
-    rows = [table[k] for k in keys if k in table and not stale_row(table[k].get("result"))]
+    rows = [table[k] for k in keys if k in table and not why_stale(table[k].get("result"))]
     real = next((r["real_within_class_distance"] for r in rows if r.get("real_within_class_distance")), None)
     lines = [f"| IPC {ipc} | ConvNet | cross-arch mean | FID | KID | within-class distance (real {number(real, 1)}) |",
              "|---|---|---|---|---|---|"]

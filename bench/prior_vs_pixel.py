@@ -65,15 +65,15 @@ OBJECTIVES = ["dc", "dm", "mtt"]
 
 
 def markdown(table: dict, prior: str, protocol: str = "cross_arch",
-             stale_side: Callable[[str | None], str | None] = lambda result: None) -> str:
+             why_stale: Callable[[str | None], str | None] = lambda result: None) -> str:
     """The rows of `table` (a <prior>_vs_pixel.json) that have both sides, are not marked
-    superseded and whose sides' results are today's (`stale_side(path)`: why the result a side
+    superseded and whose sides' results are today's (`why_stale(path)`: why the result a side
     was read from is not, else None), as the README's Markdown table: each network's mean +- std
     over runs, the cross-architecture mean, and the prior's lead on it, `(noise)` where inside the
     combined std. A row made with --prior-overrides names them beside the prior."""
     rows = sorted((r for r in table.values() if "superseded" not in r and "pixel" in r and prior in r
                    and r["protocol"] == protocol
-                   and not any(stale_side(r[side].get("result")) for side in ("pixel", prior))),
+                   and not any(why_stale(r[side].get("result")) for side in ("pixel", prior))),
                   key=lambda r: (r["ipc"], OBJECTIVES.index(r["objective"]), r.get(f"{prior}_overrides") or []))
     nets = list(NETWORKS) if not rows else list(rows[0]["pixel"]["per_model"])
     lines = ["| objective, IPC (steps) | set | " + " | ".join(NETWORKS.get(n, n) for n in nets)

@@ -15,7 +15,7 @@ def test_the_table_leaves_out_unmeasured_presets_and_rows_of_stale_results(bench
              for p, c, r in (("random real", 75.0, "a"), ("minimax=dm", 78.0, "b"), ("pixel=dm", 82.0, "old"))}
     stale = {"bench/results/old.json": "it is marked superseded"}.get
     lines = presets_table.markdown(table, ["random real", "minimax=dm", "pixel=dm", "diffusion=sample"], 10, tag,
-                                   stale_row=stale).splitlines()
+                                   why_stale=stale).splitlines()
     assert lines[0].startswith("| IPC 10 | ConvNet |") and lines[0].endswith("(real 15.7) |")
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| random real", "| `minimax=dm`"]
     assert lines[3] == "| `minimax=dm` | 78.00 +- 0.50 | 73.00 +- 0.40 | 100.0 | 0.0100 | 15.0 |"

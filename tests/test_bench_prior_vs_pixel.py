@@ -35,6 +35,6 @@ def test_the_table_leaves_out_a_row_whose_side_was_read_from_a_stale_result(benc
     fresh["haba"]["result"], old["haba"]["result"] = "bench/results/fresh.json", "bench/results/old.json"
     table = {"a": fresh, "b": old}
     stale = {"bench/results/old.json": "it is marked superseded"}.get
-    body = prior_vs_pixel.markdown(table, "haba", stale_side=stale).splitlines()[2:]
+    body = prior_vs_pixel.markdown(table, "haba", why_stale=stale).splitlines()[2:]
     assert [line.split(" | ")[0] for line in body] == ["| DM, 1 (300)", "| DM, 1 (300)"]
     assert len(prior_vs_pixel.markdown(table, "haba").splitlines()) == 6  # no judge of staleness: both rows
