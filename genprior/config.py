@@ -33,6 +33,7 @@ class RunOptions:
     seed: int = option(min=0)
     chunk: int = option(min=1)
     checkpoint_every: int = option(min=1)
+    checkpoint_minutes: float = option(min=0)
     log_every: int = option(min=1)
     mixed_precision: str | None = option(choices=MIXED_PRECISIONS)
     threads: int | None = option(min=1)

@@ -284,12 +284,13 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
         last_saved = completed = start
         bar = progress(range(start, cfg.iterations), initial=start, total=cfg.iterations, enabled=main,
                        desc=f"{cfg.synset.kind}+{cfg.objective.kind}", dynamic_ncols=True)
-        t0 = t_logged = time.time()
+        t0 = t_logged = t_saved = time.time()
         step_logged = start
 
         def saved() -> str:
             return (f"checkpoint at step {last_saved} in {ckpt_path}" if last_saved else
-                    f"no checkpoint yet (the first is written at step {min(cfg.checkpoint_every, cfg.iterations)})")
+                    f"no checkpoint yet (the first is written at step {min(cfg.checkpoint_every, cfg.iterations)}"
+                    + (f" or after {cfg.checkpoint_minutes:g} min" if cfg.checkpoint_minutes else "") + ")")
 
         try:
             for step in bar:
@@ -316,10 +317,14 @@ def distill(cfg: DictConfig, plan: Plan, judge_now: bool = True) -> Path:
                     log(f"step {step + 1} loss {loss:.6g} {(now - t_logged) / (step + 1 - step_logged):.3f}s/it",
                         curve={"step": step + 1, "loss": loss})
                     t_logged, step_logged = now, step + 1
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
+                # by steps, and by the clock: slow steps would otherwise leave hours to a kill -9. Only the
+                # main rank saves and nothing collective happens here, so the ranks' clocks need not agree.
+                due = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations or (
+                    cfg.checkpoint_minutes and time.time() - t_saved >= 60 * cfg.checkpoint_minutes)
+                if due:
                     if main:
                         save_checkpoint(ckpt_path, step + 1, cfg, synset, optimizer, objective, net_digest)
-                    last_saved = step + 1
+                    last_saved, t_saved = step + 1, time.time()
                 if cfg.eval.every and (step + 1) % cfg.eval.every == 0 and main:
                     point = _curve_point(cfg, synset, device, log, step + 1)
                     log(f"step {step + 1} curve accuracy", curve={"step": step + 1, **point})

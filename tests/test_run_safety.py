@@ -179,6 +179,17 @@ def test_a_second_run_is_refused_while_the_first_holds_the_directory(tmp_path, c
     assert f"resuming at step {at}/{at + 1}" in (out / "log.txt").read_text()
 
 
+@pytest.mark.parametrize("minutes, saved", [(0, [3]), (1e-9, [1, 2, 3])])
+def test_a_checkpoint_is_also_due_by_the_clock(tmp_path, monkeypatch, minutes, saved):
+    # checkpoint_every far away: only the clock (checkpoint_minutes, here every step) or the last step saves
+    steps = []
+    save = run.save_checkpoint
+    monkeypatch.setattr(run, "save_checkpoint", lambda path, step, *a: (steps.append(step), save(path, step, *a)))
+    assert run.main([*BASE[:2], "iterations=3", *BASE[3:], "checkpoint_every=10000", f"checkpoint_minutes={minutes}",
+                     f"run_dir={tmp_path / 'run'}"]) == 0
+    assert steps == saved
+
+
 def test_sigterm_saves_the_finished_steps_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "run"
     args = [*BASE[:2], "iterations=10000", *BASE[3:], "checkpoint_every=10000", "log_every=1"]
