@@ -34,8 +34,8 @@ LOG = "log.txt"
 # Keys (and sections) that may change between a run and its resumption without changing what it
 # computes: how far, how often, how judged, where and how verbose; `chunk` trades memory for time
 # (float rounding aside), `dataset.download|root` say where the data comes from, not which data.
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "checkpoint_minutes", "log_every", "eval", "protocol", "run_dir", "threads", "name",
-                  "chunk", "log_with", "dataset.download", "dataset.root")
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "checkpoint_minutes", "log_every", "eval", "protocol", "run_dir",
+                  "threads", "name", "chunk", "log_with", "dataset.download", "dataset.root")
 
 
 def fingerprint(config: dict) -> dict:
