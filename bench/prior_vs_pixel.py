@@ -70,7 +70,8 @@ def markdown(table: dict, prior: str, protocol: str = "cross_arch",
     superseded and whose sides' results are today's (`why_stale(path)`: why the result a side
     was read from is not, else None), as the README's Markdown table: each network's mean +- std
     over runs, the cross-architecture mean, and the prior's lead on it, `(noise)` where inside the
-    combined std. A row made with --prior-overrides names them beside the prior."""
+    combined std. A row made with --prior-overrides names them beside the prior; variants of one
+    cell judged against the same pixel set share its pixel row."""
     rows = sorted((r for r in table.values() if "superseded" not in r and "pixel" in r and prior in r
                    and r["protocol"] == protocol
                    and not any(why_stale(r[side].get("result")) for side in ("pixel", prior))),
@@ -78,11 +79,17 @@ def markdown(table: dict, prior: str, protocol: str = "cross_arch",
     nets = list(NETWORKS) if not rows else list(rows[0]["pixel"]["per_model"])
     lines = ["| objective, IPC (steps) | set | " + " | ".join(NETWORKS.get(n, n) for n in nets)
              + " | cross-arch mean | lead |", "|---" * (len(nets) + 4) + "|"]
+    shown = None  # the pixel row printed last: the sorting puts a cell's variants after it
     for r in rows:
         lead = r.get(f"{prior}_minus_pixel", {}).get("cross_arch_mean") or {}
         lead_text = "" if not lead else f"{lead['value']:+.2f}" + (" (noise)" if lead["within_noise"] else "")
         changed = " ".join(r.get(f"{prior}_overrides") or [])
-        for side, name in (("pixel", "pixel"), (prior, prior + (f" ({changed})" if changed else ""))):
+        pixel = (r["objective"], r["ipc"], r["iterations"], r["pixel"].get("result"), r["pixel"]["per_model"])
+        sides = [(prior, prior + (f" ({changed})" if changed else ""))]
+        if pixel != shown:
+            sides.insert(0, ("pixel", "pixel"))
+            shown = pixel
+        for side, name in sides:
             cells = [r[side]["per_model"].get(n, "n/a") for n in nets]
             mean = f"{r[side]['cross_arch_mean']:.2f} +- {r[side]['cross_arch_std']:.2f}"
             lines.append(f"| {r['objective'].upper()}, {r['ipc']} ({r['iterations']}) | {name} | "

@@ -38,3 +38,12 @@ def test_the_table_leaves_out_a_row_whose_side_was_read_from_a_stale_result(benc
     body = prior_vs_pixel.markdown(table, "haba", why_stale=stale).splitlines()[2:]
     assert [line.split(" | ")[0] for line in body] == ["| DM, 1 (300)", "| DM, 1 (300)"]
     assert len(prior_vs_pixel.markdown(table, "haba").splitlines()) == 6  # no judge of staleness: both rows
+
+
+def test_variants_of_one_cell_share_its_pixel_row_and_another_pixel_set_gets_its_own(bench):
+    prior_vs_pixel = bench("prior_vs_pixel")
+    plain, variant = row("dm", 1, {"value": 2.0, "within_noise": False}), row("dm", 1, haba_overrides=["x=1"])
+    other = row("dm", 1, haba_overrides=["y=2"], pixel=side(60, 40, 0.5))  # judged against another pixel set
+    body = prior_vs_pixel.markdown({"a": variant, "b": plain, "c": other}, "haba").splitlines()[2:]
+    assert [line.split(" | ")[1] for line in body] == ["pixel", "haba", "haba (x=1)", "pixel", "haba (y=2)"]
+    assert "60.00 +- 0.10" in body[3]
