@@ -72,11 +72,11 @@ part python bench/distill.py minimax=dm ipc=10 iterations=100 eval.baselines=fal
 # skips that preset's cells until the preset is set to it. haba=dm: the bases' lr under the bound (synset.bound); haba=mtt
 # and haba=dc: the hallucinators', whose presets took a first-step probe's or the paper's value.
 declare -A swept=()
-sweep() {  # PRESET KEY "VALUES" [overrides...]
+sweep() {  # PRESET KEY "VALUES" [overrides...]  (at IPC 1, or at $sweep_ipc when the call sets it)
   local preset=$1 key=$2 values=$3
   shift 3
   # shellcheck disable=SC2086  # the values are one word each
-  if python bench/lr_sweep.py --check-preset --preset "$preset" --ipc 1 --key "$key" --values $values -- "$@"; then
+  if python bench/lr_sweep.py --check-preset --preset "$preset" --ipc "${sweep_ipc:-1}" --key "$key" --values $values -- "$@"; then
     [ "${swept[$preset]:-}" = no ] || swept[$preset]=yes  # every sweep of a preset must keep its value
   else
     swept[$preset]=no
@@ -157,6 +157,10 @@ for ipc in 1 10; do
   if [ "${swept[glad=mtt]:-no}" = yes ]; then cell glad mtt "$ipc"; fi
   if [ "${swept[glad=dc]:-no}" = yes ]; then cell glad dc "$ipc" -- objective.outer_loop=1 objective.inner_loop=1; fi
 done
+# MTT's IPC-10 cell: its trajectory loss did not fall in the 200 steps at lr 20, which was picked at
+# IPC 1 (docs/measurements.md, GLaD): the lr again at the cell's IPC and budget (~12 min a value here)
+sweep_ipc=10 sweep glad=mtt synset.optim.latents.lr "20 100 500" iterations=200 "${MTT[@]}" \
+  objective.batch_syn=20 protocol=fast 'protocol.models=[convnet,alexnet]'
 # The presets' other lr group, F_n's (synset.space=f, GLaD's intermediate space; here F_1, 7089
 # floats an image), from the probe's matched lr (bench/results/glad_lr_probe.json) to 5x the
 # preset's; no cells depend on it (the presets' space is w+, the pixel set's storage)
