@@ -36,7 +36,7 @@ from pathlib import Path
 
 from genprior.files import write_json
 from genprior.rundir import RESUMABLE_KEYS, under
-from resumable import slug  # bench/resumable.py (the script's own folder)
+from resumable import short_name, slug  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -191,6 +191,7 @@ def distilled(name: str, overrides: list[str]) -> dict:
     """This script as a subprocess, `--name NAME OVERRIDES` (it resumes the run, or reuses a
     result that is still today's): the result it leaves, bench/results/distill_NAME.json."""
     subprocess.run([sys.executable, str(Path(__file__).resolve()), "--name", name, *overrides], check=True, cwd=ROOT)
+    name = short_name(name)  # as main() shortens it
     return json.loads((RESULTS / f"distill_{name}.json").read_text())
 
 
@@ -263,7 +264,7 @@ def main() -> None:
     p.add_argument("--force", action="store_true", help="run and record again although the result exists")
     p.add_argument("overrides", nargs="+")
     a = p.parse_args()
-    name = a.name or "_".join(slug(o) for o in a.overrides)
+    name = short_name(a.name or "_".join(slug(o) for o in a.overrides))
     out = RESULTS / f"distill_{name}.json"
     run_dir = ROOT / "runs" / "bench" / name
     if out.exists():

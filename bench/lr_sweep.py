@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from distill import distill_seconds, distilled, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.config import compose
-from resumable import tag as overrides_tag  # bench/resumable.py
+from resumable import short_name, tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row, combined_std  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def main() -> None:
     entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
     checked = False
     for value in a.values:
-        name = f"sweep_{entry}_{value}"
+        name = short_name(f"sweep_{entry}_{value}")
         try:
             result = distilled(name, [a.preset, f"ipc={a.ipc}", "eval.baselines=false", f"{a.key}={value}",
                                       *a.overrides])

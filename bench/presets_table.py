@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 from distill import distill_seconds, distilled, stale_result  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.report import accuracy_text
-from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
+from resumable import short_name, tag as overrides_tag  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -133,7 +133,7 @@ def main() -> None:
         return
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
-            name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}{iterations}"
+            name = short_name(f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}{iterations}")
             baselines = "[random_real]" if i == 0 else "false"
             overrides = [preset, f"ipc={ipc}", f"eval.baselines={baselines}", "eval.images.enabled=true",
                          *([f"iterations={a.iterations}"] if a.iterations else []), *a.overrides]

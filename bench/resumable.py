@@ -6,6 +6,7 @@ same command skips the finished ones.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import re
@@ -30,6 +31,15 @@ def slug(override: str) -> str:
 def tag(overrides: list[str]) -> str:
     """`_<slug>` per override: what run names and result keys append, so reduced protocols never mix."""
     return "".join("_" + slug(o) for o in overrides)
+
+
+def short_name(name: str, limit: int = 240) -> str:
+    """A run or result name that fits a file name (255 bytes with `distill_` and `.json`): a
+    longer one keeps its first characters and gains a digest of the whole, so names stay
+    distinct, and names within the limit (every result recorded so far) stay as they were."""
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 13]}-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
 
 
 def command() -> str:

@@ -37,3 +37,16 @@ def test_parts_recorded_before_keys_existed_are_measured_again_once(tmp_path, ru
     assert results["a"]["figures"] == {"value": 1} and results["a (key unrecorded)"]["figures"] == {"value": 0}
     run_parts([("a", lambda: {"value": 2})], out, {}, key="g")
     assert json.loads(out.read_text())["a"]["figures"] == {"value": 1}
+
+
+def test_a_name_too_long_for_a_file_is_shortened_distinctly_and_short_names_stay(tmp_path, bench):
+    # The F_1 MTT sweep's names (245 characters) made `distill_<name>.json` longer than a file
+    # name may be (255 bytes): every value failed with ENAMETOOLONG.
+    short_name = bench("resumable").short_name
+    recorded = "vs_glad_dc_ipc10_it40_cross_arch_protocol.runs-3"
+    assert short_name(recorded) == recorded
+    a, b = "sweep_" + "x" * 300 + "_1.4", "sweep_" + "x" * 300 + "_20"
+    assert short_name(a) != short_name(b) and short_name(a) == short_name(a)
+    for name in (a, b):
+        assert len(short_name(name)) == 240
+        (tmp_path / f"distill_{short_name(name)}.json").write_text("{}")  # the OS takes it
