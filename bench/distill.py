@@ -187,12 +187,22 @@ def _synset_class(config):
     return SYNSETS.get(OmegaConf.select(config, "synset.kind"))
 
 
+def result_file(name: str) -> Path:
+    """Where the run NAME leaves its result: bench/results/distill_NAME.json, NAME shortened to
+    fit a file name (bench/resumable.py, short_name) as its run folder is."""
+    return RESULTS / f"distill_{short_name(name)}.json"
+
+
+def recorded(name: str) -> str:
+    """result_file(NAME) as the tables record it, relative to the repository."""
+    return result_file(name).relative_to(ROOT).as_posix()
+
+
 def distilled(name: str, overrides: list[str]) -> dict:
     """This script as a subprocess, `--name NAME OVERRIDES` (it resumes the run, or reuses a
-    result that is still today's): the result it leaves, bench/results/distill_NAME.json."""
+    result that is still today's): the result it leaves, result_file(NAME)."""
     subprocess.run([sys.executable, str(Path(__file__).resolve()), "--name", name, *overrides], check=True, cwd=ROOT)
-    name = short_name(name)  # as main() shortens it
-    return json.loads((RESULTS / f"distill_{name}.json").read_text())
+    return json.loads(result_file(name).read_text())
 
 
 def value_range(set_file: Path) -> dict:
@@ -265,7 +275,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="+")
     a = p.parse_args()
     name = short_name(a.name or "_".join(slug(o) for o in a.overrides))
-    out = RESULTS / f"distill_{name}.json"
+    out = result_file(name)
     run_dir = ROOT / "runs" / "bench" / name
     if out.exists():
         found = staleness(json.loads(out.read_text()))

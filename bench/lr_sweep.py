@@ -33,10 +33,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from distill import distill_seconds, distilled, stale  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, recorded, stale  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.config import compose
-from resumable import short_name, tag as overrides_tag  # bench/resumable.py
+from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row, combined_std  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def main() -> None:
     entry = f"{a.preset.replace('=', '_')}_ipc{a.ipc}_{a.key}{tag}"
     checked = False
     for value in a.values:
-        name = short_name(f"sweep_{entry}_{value}")
+        name = f"sweep_{entry}_{value}"
         try:
             result = distilled(name, [a.preset, f"ipc={a.ipc}", "eval.baselines=false", f"{a.key}={value}",
                                       *a.overrides])
@@ -124,7 +124,7 @@ def main() -> None:
         row["values"][value] = {"failed": result["failed"], "command": command} if "failed" in result else {
             **accuracy_row(result["synthetic"]), "distill_s": distill_seconds(result), "eval_s": result["eval_s"],
             "loss_first_last": result["loss_first_last"], "values": result.get("values"), "command": command,
-            "result": f"bench/results/distill_{name}.json"}
+            "result": recorded(name)}
         earlier = [] if checked else [v for v in row["values"] if v not in a.values]
         checked = True  # (this call's values were just checked by bench/distill.py itself)
         for v in earlier:  # values of earlier calls, once: only while still today's

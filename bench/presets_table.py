@@ -30,10 +30,10 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
-from distill import distill_seconds, distilled, stale_result  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, recorded, stale_result  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.report import accuracy_text
-from resumable import short_name, tag as overrides_tag  # bench/resumable.py (the script's own folder)
+from resumable import tag as overrides_tag  # bench/resumable.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -133,7 +133,7 @@ def main() -> None:
         return
     for ipc in a.ipc:
         for i, preset in enumerate(a.presets):
-            name = short_name(f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}{iterations}")
+            name = f"table_{preset.replace('=', '_')}_ipc{ipc}{tag}{iterations}"
             baselines = "[random_real]" if i == 0 else "false"
             overrides = [preset, f"ipc={ipc}", f"eval.baselines={baselines}", "eval.images.enabled=true",
                          *([f"iterations={a.iterations}"] if a.iterations else []), *a.overrides]
@@ -144,18 +144,18 @@ def main() -> None:
                 "preset": preset, "ipc": ipc, "iterations": budget, "overrides": a.overrides,
                 **accuracy_row(result["synthetic"]),
                 **image_row(result.get("images")), "distill_s": distill_seconds(result), "eval_s": result["eval_s"],
-                "storage": result.get("storage"), "result": f"bench/results/distill_{name}.json", "command": command}
+                "storage": result.get("storage"), "result": recorded(name), "command": command}
             if result.get("random_real"):
                 # the subset is fixed by the run's name (data, IPC, seed): its image metrics, once measured
                 # for this result, are reused (Inception features of 100 images: a minute on this CPU)
                 known = table.get(row_key("random real", ipc, tag), {})
                 images = ({k: known[k] for k in IMAGE_KEYS if k in known}
-                          if known.get("result") == f"bench/results/distill_{name}.json" and "fid" in known
+                          if known.get("result") == recorded(name) and "fid" in known
                           else image_row(random_real_images(result, ipc)))
                 table[row_key("random real", ipc, tag)] = {
                     "preset": "random real", "ipc": ipc, "overrides": a.overrides,
                     **accuracy_row(result["random_real"]), **images,
-                    "result": f"bench/results/distill_{name}.json", "command": command}
+                    "result": recorded(name), "command": command}
             RESULTS.mkdir(parents=True, exist_ok=True)
             write_json(out, table)
             row = table[row_key(preset, ipc, tag, iterations)]

@@ -31,10 +31,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from distill import distill_seconds, distilled, stale, stale_result  # bench/distill.py (the script's own folder)
+from distill import distill_seconds, distilled, result_file, stale, stale_result  # bench/distill.py (the script's own folder)
 from genprior.files import write_json
 from genprior.config import compose
-from resumable import short_name, tag as overrides_tag  # bench/resumable.py
+from resumable import tag as overrides_tag  # bench/resumable.py
 from presets_table import accuracy_row, combined_std  # bench/presets_table.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +137,8 @@ def main() -> None:
             fresh = {}
             for prior in ("pixel", a.prior):
                 side = a.prior_overrides if prior != "pixel" else []
-                name = short_name(f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{prior_tag if side else ''}")
-                result = RESULTS / f"distill_{name}.json"
+                name = f"vs_{prior}_{objective}_ipc{ipc}_it{iterations}_{a.protocol}{tag}{prior_tag if side else ''}"
+                result = result_file(name)
                 if prior in sides:
                     overrides = [f"{prior}={objective}", f"ipc={ipc}", f"iterations={iterations}",
                                  f"protocol={a.protocol}", "eval.baselines=false", *a.overrides, *side]

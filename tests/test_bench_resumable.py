@@ -41,12 +41,13 @@ def test_parts_recorded_before_keys_existed_are_measured_again_once(tmp_path, ru
 
 def test_a_name_too_long_for_a_file_is_shortened_distinctly_and_short_names_stay(tmp_path, bench):
     # The F_1 MTT sweep's names (245 characters) made `distill_<name>.json` longer than a file
-    # name may be (255 bytes): every value failed with ENAMETOOLONG.
-    short_name = bench("resumable").short_name
+    # name may be (255 bytes): every value failed with ENAMETOOLONG. Every bench script now
+    # names a result through bench/distill.py's result_file.
+    result_file = bench("distill").result_file
     recorded = "vs_glad_dc_ipc10_it40_cross_arch_protocol.runs-3"
-    assert short_name(recorded) == recorded
+    assert result_file(recorded).name == f"distill_{recorded}.json"  # what the tables already point at
     a, b = "sweep_" + "x" * 300 + "_1.4", "sweep_" + "x" * 300 + "_20"
-    assert short_name(a) != short_name(b) and short_name(a) == short_name(a)
+    assert result_file(a) != result_file(b) and result_file(a) == result_file(a)
     for name in (a, b):
-        assert len(short_name(name)) == 240
-        (tmp_path / f"distill_{short_name(name)}.json").write_text("{}")  # the OS takes it
+        assert len(result_file(name).name) == len("distill_.json") + 240
+        (tmp_path / result_file(name).name).write_text("{}")  # the OS takes it
