@@ -21,6 +21,20 @@ from genprior.errors import ConfigError
 from genprior.options import option, spec_from
 from genprior.shipped import CONFIG_DIR
 
+
+def by_ipc(table: dict, *, _root_) -> object:
+    """`${by_ipc:{1: 20, 10: 100}}` in a preset: the value under the largest key at or below the run's
+    ipc. For a setting whose best value was measured to change with the IPC (configs/glad/mtt.yaml's
+    latent lr); a user's plain override of the key replaces the whole table."""
+    below = [k for k in table if k <= _root_.ipc]
+    if not below:
+        raise ValueError(f"by_ipc has no value for ipc={_root_.ipc} (keys: {', '.join(map(str, sorted(table)))})")
+    return table[max(below)]
+
+
+OmegaConf.register_new_resolver("by_ipc", by_ipc, replace=True)  # replace: a module reload stays legal
+
+
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "fp8")  # Accelerate's; the loop runs no and bf16 (_check_precision)
 SECTIONS = ("dataset", "synset", "objective", "protocol", "eval")  # config groups and nested sections
 
