@@ -23,11 +23,20 @@ if TYPE_CHECKING:  # torch only for the annotation: run directories and caches u
     import torch
 
 
+def beside(path: Path, tag: str) -> Path:
+    """`path`'s name plus this process's pid and `tag`, in its folder: a temporary name that
+    another process writing the same path never takes. A long name is cut to keep the whole
+    within the 255 bytes a file name may have (bench/ names its results after their overrides)."""
+    suffix = f".{os.getpid()}.{tag}"
+    head = path.name.encode()[:255 - len(suffix)].decode(errors="ignore")
+    return path.with_name(head + suffix)
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Atomically write `data` to `path` (folders made as needed); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = beside(path, "tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -56,7 +65,7 @@ def staged_folder(path: str | Path):
     place (the caller decides how: over an old one, or not over another's); gone afterwards if
     it was not renamed, however the block ends."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = beside(path, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # a folder of an earlier process with this pid
     tmp.mkdir(parents=True)
     try:
@@ -69,7 +78,7 @@ def replace_folder(new: Path, path: Path) -> Path:
     """Rename the whole folder `new` onto `path`, an old `path` set aside first and removed
     after: a kill between the renames still leaves one whole folder on disk."""
     sync_tree(new)
-    old = path.with_name(f"{path.name}.{os.getpid()}.old")
+    old = beside(path, "old")
     if path.exists():
         path.replace(old)
     new.replace(path)

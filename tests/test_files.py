@@ -43,3 +43,10 @@ def test_a_write_cut_on_the_way_to_the_disk_leaves_the_old_file_and_no_temporary
         write_json(path, {"acc": 3.0})
     assert json.loads(path.read_text()) == {"acc": 2.0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_name_near_the_limit_is_written_and_leaves_no_temporary(tmp_path):
+    # 250 bytes: the name plus ".<pid>.tmp" would pass 255 (bench/results names such files)
+    path = write_json(tmp_path / ("r" * 245 + ".json"), {"acc": 1.0})
+    assert json.loads(path.read_text()) == {"acc": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
