@@ -31,7 +31,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def trajectory_fit(run_dir: Path, draws: int) -> dict:
     """{mean, std, draws, ...}: the run's set's MTT loss over draws 0..draws-1, no update."""
-    import yaml
     from omegaconf import OmegaConf
 
     from genprior.config import check
@@ -42,7 +41,7 @@ def trajectory_fit(run_dir: Path, draws: int) -> dict:
     from genprior.rundir import CONFIG
     from genprior.setfile import load_set
 
-    cfg = OmegaConf.create(yaml.safe_load((run_dir / CONFIG).read_text()))  # as the run resolved it
+    cfg = OmegaConf.load(run_dir / CONFIG)  # as the run resolved it
     if cfg.objective.kind != "mtt":
         raise ConfigError(f"{run_dir} is a {cfg.objective.kind} run; trajectory fit needs an MTT one")
     plan = check(cfg)
